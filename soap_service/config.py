@@ -1,0 +1,125 @@
+"""Settings, read once from ``SOAP_SERVICE_*`` environment variables.
+
+Every default makes the demo work on SQLite on a laptop. Secrets are held in
+:class:`Secret`, whose ``repr`` and ``str`` never show the value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from soap_service.errors import ConfigurationError
+
+PREFIX = "SOAP_SERVICE_"
+KEY_ALGORITHMS = ("rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384")
+KEY_REUSE_POLICIES = ("warn", "refuse")
+
+
+class Secret:
+    """A secret value that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    public_url: str
+    ca_key_algorithm: str = "rsa-2048"
+    ca_passphrase: Secret | None = field(default=None, repr=False)
+    ca_passphrase_file: Path | None = None
+    key_reuse: str = "warn"
+    auth_cache_seconds: int = 60
+    lockout_threshold: int = 10
+    lockout_window_seconds: int = 900
+    log_level: str = "INFO"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def public_url_is_internal(self) -> bool:
+        return is_internal_host(urlsplit(self.public_url).hostname or "")
+
+
+def is_internal_host(host: str) -> bool:
+    """True for a loopback, private or single-label name a public CA may not use."""
+    import ipaddress
+
+    if not host:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.rstrip(".").split(".")
+        return len(labels) < 2 or labels[-1] in {"localhost", "local", "internal", "lan", "test"}
+    return not address.is_global
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{PREFIX}{name} must be at least {minimum}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(PREFIX + name) or default
+    if value not in choices:
+        raise ConfigurationError(f"{PREFIX}{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from the environment (``os.environ`` by default)."""
+    env = os.environ if environ is None else environ
+    data_dir = Path(env.get(PREFIX + "DATA_DIR") or "./var").resolve()
+    database_url = env.get(PREFIX + "DATABASE_URL") or f"sqlite:///{data_dir / 'soap_service.db'}"
+    public_url = (env.get(PREFIX + "PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/")
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{PREFIX}PUBLIC_URL must be an http(s) URL, got {public_url!r}")
+    passphrase = env.get(PREFIX + "CA_PASSPHRASE")
+    passphrase_file = env.get(PREFIX + "CA_PASSPHRASE_FILE")
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        public_url=public_url,
+        ca_key_algorithm=_choice(env, "CA_KEY_ALGORITHM", "rsa-2048", KEY_ALGORITHMS),
+        ca_passphrase=Secret(passphrase) if passphrase else None,
+        ca_passphrase_file=Path(passphrase_file) if passphrase_file else None,
+        key_reuse=_choice(env, "KEY_REUSE", "warn", KEY_REUSE_POLICIES),
+        auth_cache_seconds=_int(env, "AUTH_CACHE_SECONDS", 60),
+        lockout_threshold=_int(env, "LOCKOUT_THRESHOLD", 10, minimum=1),
+        lockout_window_seconds=_int(env, "LOCKOUT_WINDOW_SECONDS", 900, minimum=1),
+        log_level=(env.get(PREFIX + "LOG_LEVEL") or "INFO").upper(),
+    )
