@@ -1,0 +1,1 @@
+"""SOAP front end (spyne): translates messages to and from the RA."""

@@ -1,0 +1,1 @@
+"""End User Portal front end."""

@@ -1,0 +1,1 @@
+"""Registration authority: every policy decision of the service lives here."""

@@ -1,0 +1,92 @@
+"""Setting up an installation: the product catalogue and, once, the CA hierarchy."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+
+from soap_service.ca.hierarchy import create_hierarchy
+from soap_service.ra.catalogue import BRAND_NAMES, PRODUCTS
+from soap_service.ra.service import RegistrationAuthority
+from soap_service.storage import audit, authorities, catalogue
+from soap_service.storage.schema import upgrade_to_head
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AuthoritySummary:
+    name: str
+    role: str
+    subject: str
+    sha256_fingerprint: str
+
+
+@dataclass(frozen=True)
+class Installation:
+    created: bool
+    authorities: tuple[AuthoritySummary, ...]
+
+
+def initialize(ra: RegistrationAuthority) -> Installation:
+    """Migrate the schema, load the catalogue, create the hierarchy unless it exists."""
+    upgrade_to_head(ra.engine)
+    now = ra.clock()
+    created = False
+    with ra.sessions() as session, session.begin():
+        for brand, name in BRAND_NAMES.items():
+            catalogue.upsert_brand(session, brand, name)
+        session.flush()
+        for product in PRODUCTS:
+            catalogue.upsert_product(
+                session,
+                code=product.code,
+                brand_code=product.brand,
+                name=product.name,
+                validation_level=product.validation_level,
+                wildcard_allowed=product.wildcard_allowed,
+                max_names=product.max_names,
+            )
+        if not authorities.list_authorities(session):
+            created = True
+            installation = secrets.token_hex(4).upper()
+            materials = create_hierarchy(ra.settings.ca_key_algorithm, installation, ra.settings.public_url, now)
+            ids: dict[str, int] = {}
+            for material in materials:
+                kind = material.role
+                for finding in ra.linter.ca_findings(material.certificate, kind):
+                    logger.warning("CA %s: linter finding %s", material.name, finding)
+                parent = None if material.role == "root" else ids["ROOT"]
+                record = authorities.add_authority(
+                    session,
+                    name=material.name,
+                    role=material.role,
+                    brand_code=material.brand,
+                    parent_id=parent,
+                    certificate_pem=material.certificate.public_bytes(serialization.Encoding.PEM).decode(),
+                    protected_key=ra.key_backend.protect(material.name, material.private_key),
+                    created_at=now,
+                )
+                ids[material.name] = record.id
+            audit.append_event(session, at=now, channel="cli", action="init", outcome="success", code=0,
+                               detail=f"installation {installation}, {len(materials)} CAs")
+        summaries = tuple(
+            _summary(ca.name, ca.role, ca.certificate_pem) for ca in authorities.list_authorities(session)
+        )
+    return Installation(created=created, authorities=summaries)
+
+
+def _summary(name: str, role: str, pem: str) -> AuthoritySummary:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    certificate = x509.load_pem_x509_certificate(pem.encode())
+    return AuthoritySummary(
+        name=name,
+        role=role,
+        subject=certificate.subject.rfc4514_string(),
+        sha256_fingerprint=certificate.fingerprint(hashes.SHA256()).hex(),
+    )

@@ -1,0 +1,150 @@
+"""Signing a certificate for an order: validity, serial, CA choice, the record.
+
+Shared by an order's first certificate and by every reissue; the caller owns the
+transaction and has already applied the rules about who may ask for what.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sqlalchemy.orm import Session
+
+from soap_service.ca.profiles import LeafRequest, SubjectOrganization, ValidationLevel
+from soap_service.ca.serials import new_serial
+from soap_service.errors import KeyRefused, ServiceError
+from soap_service.ra.authorities import LoadedCA
+from soap_service.ra.catalogue import ProductSpec
+from soap_service.ra.csr import ParsedCSR, parse_csr, spki_sha256
+from soap_service.ra.keypolicy import check_key
+from soap_service.ra.service import RegistrationAuthority
+from soap_service.ra.validity import validity_window
+from soap_service.ra.views import ChainCertificate
+from soap_service.storage import certificates
+from soap_service.storage.models import Certificate, Order
+
+
+@dataclass(frozen=True)
+class ExaminedCSR:
+    """A CSR parsed and its key judged, before any lock is taken.
+
+    The refusal, if any, is kept and raised only when the order has been found and
+    checked, so that the order's errors come first whatever the CSR holds.
+    """
+
+    parsed: ParsedCSR | None
+    refusal: ServiceError | None
+
+    def accepted(self) -> ParsedCSR:
+        if self.refusal is not None:
+            raise self.refusal
+        assert self.parsed is not None
+        return self.parsed
+
+
+def examine_csr(text: str) -> ExaminedCSR:
+    try:
+        parsed = parse_csr(text)
+        check_key(parsed.public_key)
+    except ServiceError as refusal:
+        return ExaminedCSR(None, refusal)
+    return ExaminedCSR(parsed, None)
+
+
+def csr_pem(parsed: ParsedCSR) -> str:
+    body = base64.encodebytes(parsed.der).decode().replace("\n", "")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN CERTIFICATE REQUEST-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE REQUEST-----\n"
+
+
+def serial_hex(serial: int) -> str:
+    return format(serial, "x")
+
+
+def organization_of(order: Order) -> SubjectOrganization | None:
+    if not order.organization_name or not order.country:
+        return None
+    return SubjectOrganization(
+        name=order.organization_name,
+        country=order.country,
+        state=order.state,
+        locality=order.locality,
+        business_category=order.business_category,
+        jurisdiction_country=order.jurisdiction_country,
+        jurisdiction_state=order.jurisdiction_state,
+        jurisdiction_locality=order.jurisdiction_locality,
+        registration_number=order.registration_number,
+    )
+
+
+def issue_for_order(
+    ra: RegistrationAuthority,
+    session: Session,
+    *,
+    order: Order,
+    product: ProductSpec,
+    csr: ParsedCSR,
+    names: tuple[str, ...],
+    replaces: Certificate | None,
+    now: datetime,
+) -> Certificate:
+    """Sign and record a certificate of ``order`` for the CSR's key and ``names``."""
+    public_key = csr.public_key
+    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise KeyRefused("only RSA and ECDSA keys are accepted")
+    level = ValidationLevel(product.validation_level)
+    not_before, not_after = validity_window(product.validation_level, now, order.term_end)
+    loaded = ra.authorities.issuing_ca(session, order.brand_code, product.validation_level)
+    serial = new_serial()
+    # Recorded before signing; the unique constraint refuses a serial twice per issuer.
+    certificates.reserve_serial(session, ca_id=loaded.id, serial=serial_hex(serial), at=now)
+    leaf = ra.issuer.issue(
+        loaded.issuing,
+        LeafRequest(
+            level=level,
+            public_key=public_key,
+            dns_names=names,
+            organization=organization_of(order),
+            not_before=not_before,
+            not_after=not_after,
+            serial=serial,
+        ),
+    )
+    record = Certificate(
+        order_pk=order.id,
+        ca_id=loaded.id,
+        serial=serial_hex(leaf.serial_number),
+        subject=leaf.subject.rfc4514_string(),
+        names="\n".join(names),
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        pem=leaf.public_bytes(serialization.Encoding.PEM).decode(),
+        spki_sha256=spki_sha256(leaf.public_key()),
+        csr_pem=csr_pem(csr),
+        csr_sha256=csr.sha256,
+        status="valid",
+        replaces_id=replaces.id if replaces is not None else None,
+        issued_at=now,
+    )
+    return certificates.add_certificate(session, record)
+
+
+def chain_of(loaded: LoadedCA) -> tuple[ChainCertificate, ...]:
+    """The issuing CA and the CAs above it, typed INTERMEDIATE or ROOT."""
+    chain = [loaded.issuing.certificate, *loaded.issuing.chain]
+    return tuple(
+        ChainCertificate(
+            kind="ROOT" if _self_signed(cert) else "INTERMEDIATE",
+            pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
+        )
+        for cert in chain
+    )
+
+
+def _self_signed(certificate: x509.Certificate) -> bool:
+    return certificate.issuer == certificate.subject

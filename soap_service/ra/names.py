@@ -1,0 +1,88 @@
+"""DNS names: their syntax, what an order may validate and what a request may ask for."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from soap_service.errors import InvalidField, NameNotValidated
+from soap_service.ra.catalogue import ProductSpec
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def normalize(name: str) -> str:
+    """Lowercase, trimmed, without a trailing dot."""
+    return name.strip().lower().rstrip(".")
+
+
+def is_dns_name(name: str) -> bool:
+    """A host name of at least two labels, or a wildcard ``*.`` in front of one."""
+    labels = name.split(".")
+    if labels and labels[0] == "*":
+        labels = labels[1:]
+    if len(labels) < 2 or len(name) > 253:
+        return False
+    if labels[-1].isdigit():
+        return False  # an IP address is not a DNS name
+    return all(_LABEL.match(label) for label in labels)
+
+
+def order_names(raw_names: Sequence[str], product: ProductSpec) -> tuple[str, ...]:
+    """The validated names of a new order, checked against what its product may carry."""
+    names: list[str] = []
+    for raw in raw_names:
+        name = normalize(raw)
+        if not is_dns_name(name):
+            raise InvalidField(f"{raw!r} is not a DNS name", field="DNSNames")
+        if name.startswith("*.") and not product.wildcard_allowed:
+            raise InvalidField(f"product {product.code} does not allow the wildcard {name}", field="DNSNames")
+        if name not in names:
+            names.append(name)
+    if product.validation_level == "CS":
+        if names:
+            raise InvalidField("a code signing order carries no DNS names", field="DNSNames")
+        return ()
+    if not names:
+        raise InvalidField("an order needs at least one DNS name", field="DNSNames")
+    if len(names) > product.max_names:
+        raise InvalidField(
+            f"product {product.code} carries at most {product.max_names} names, {len(names)} given",
+            field="DNSNames",
+        )
+    return tuple(names)
+
+
+def requested_names(
+    *,
+    validated: Sequence[str],
+    product: ProductSpec,
+    dns_names: Sequence[str] | None,
+    csr_names: Iterable[str],
+) -> tuple[str, ...]:
+    """The names the new certificate carries (DESIGN 3.5).
+
+    ``DNSNames`` when the request gives them, else the CSR's SAN and CN; each must be
+    a name the order validated. When the request names none, all validated names.
+    """
+    if product.validation_level == "CS":
+        if dns_names:
+            raise NameNotValidated("a code signing certificate carries no DNS names", field="DNSNames")
+        return ()
+    field = "DNSNames" if dns_names else "CSR"
+    asked = dns_names if dns_names else list(csr_names)
+    allowed = set(validated)
+    chosen: list[str] = []
+    for raw in asked:
+        name = normalize(raw)
+        if not name:
+            continue
+        if name.startswith("*.") and not product.wildcard_allowed:
+            raise NameNotValidated(
+                f"{name}: product {product.code} does not allow wildcard names", field=field
+            )
+        if name not in allowed:
+            raise NameNotValidated(f"{raw} is not a name validated for this order", field=field)
+        if name not in chosen:
+            chosen.append(name)
+    return tuple(chosen) if chosen else tuple(validated)

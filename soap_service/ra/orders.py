@@ -1,0 +1,199 @@
+"""Orders as the operator enters and reads them.
+
+An order enters completed, with its first certificate signed from the CSR given,
+under the same CSR, key and name rules as a reissue.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from soap_service.errors import InvalidField, OrderNotFound
+from soap_service.ra.audit import Subject
+from soap_service.ra.catalogue import PRODUCTS_BY_CODE, ProductSpec
+from soap_service.ra.issuance import chain_of, examine_csr, issue_for_order
+from soap_service.ra.names import order_names, requested_names
+from soap_service.ra.reissue import run_audited
+from soap_service.ra.service import RegistrationAuthority
+from soap_service.ra.views import IssuanceOutcome, OrderView
+from soap_service.storage import audit, certificates, orders, partners
+from soap_service.storage.models import Order, OrderContact, OrderName
+
+MAX_TERM_DAYS = 5 * 366
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+@dataclass(frozen=True)
+class Contact:
+    role: str  # admin, technical, billing
+    email: str
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+
+
+@dataclass(frozen=True)
+class Organization:
+    name: str
+    country: str
+    state: str | None = None
+    locality: str | None = None
+    business_category: str | None = None
+    jurisdiction_country: str | None = None
+    jurisdiction_state: str | None = None
+    jurisdiction_locality: str | None = None
+    registration_number: str | None = None
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    partner_code: str
+    partner_order_id: str
+    product: str
+    names: tuple[str, ...]
+    csr: str
+    contacts: tuple[Contact, ...]
+    organization: Organization | None = None
+    term_days: int = 365
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _check_organization(product: ProductSpec, organization: Organization | None) -> None:
+    level = product.validation_level
+    if level == "DV":
+        return
+    if organization is None or not organization.name.strip():
+        raise InvalidField(f"a {level} product needs the validated organization", field="Organization")
+    if not _COUNTRY.match(organization.country):
+        raise InvalidField("country is a two-letter ISO 3166 code in capitals", field="Country")
+    if level in ("OV", "EV") and not (organization.state or organization.locality):
+        raise InvalidField("an OV or EV order needs a state or a locality", field="Locality")
+    if level == "EV":
+        if not organization.business_category:
+            raise InvalidField("an EV order needs a business category", field="BusinessCategory")
+        if not organization.jurisdiction_country or not _COUNTRY.match(organization.jurisdiction_country):
+            raise InvalidField("an EV order needs a jurisdiction country", field="JurisdictionCountry")
+        if not organization.registration_number:
+            raise InvalidField("an EV order needs a registration number", field="RegistrationNumber")
+
+
+def _check_contacts(contacts: tuple[Contact, ...]) -> None:
+    roles = {c.role for c in contacts}
+    for contact in contacts:
+        if contact.role not in ("admin", "technical", "billing"):
+            raise InvalidField(f"unknown contact role {contact.role!r}", field="Contacts")
+        if not _EMAIL.match(contact.email):
+            raise InvalidField(f"{contact.email!r} is not an e-mail address", field="Email")
+    for needed in ("admin", "technical"):
+        if needed not in roles:
+            raise InvalidField(f"an order needs a {needed} contact with an e-mail address", field="Contacts")
+
+
+def create_order(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
+    subject = Subject(channel="cli", action="order.create", partner_code=new.partner_code,
+                      username="operator", partner_order_id=new.partner_order_id)
+    return run_audited(ra, subject, lambda: _create(ra, new))
+
+
+def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
+    product = PRODUCTS_BY_CODE.get(new.product)
+    if product is None:
+        raise InvalidField(f"unknown product {new.product!r}", field="Product")
+    if not new.partner_order_id.strip() or len(new.partner_order_id) > 64:
+        raise InvalidField("PartnerOrderID is 1-64 characters", field="PartnerOrderID")
+    if not 1 <= new.term_days <= MAX_TERM_DAYS:
+        raise InvalidField(f"the term is 1 to {MAX_TERM_DAYS} days", field="term-days")
+    names = order_names(new.names, product)
+    _check_organization(product, new.organization)
+    _check_contacts(new.contacts)
+    examined = examine_csr(new.csr)
+    csr = examined.accepted()
+    chosen = requested_names(validated=names, product=product, dns_names=None,
+                             csr_names=[*csr.san_dns_names, *csr.common_names])
+    now = ra.clock()
+    with ra.sessions() as session, session.begin():
+        partner = partners.get_partner(session, new.partner_code)
+        if partner is None:
+            raise InvalidField(f"no partner with code {new.partner_code!r}", field="PartnerCode")
+        if orders.find_order(session, partner_id=partner.id, partner_order_id=new.partner_order_id) is not None:
+            raise InvalidField(
+                f"partner {partner.code} already has an order {new.partner_order_id}", field="PartnerOrderID"
+            )
+        org = new.organization if product.validation_level != "DV" else None
+        order = Order(
+            order_id=_new_order_id(),
+            partner_id=partner.id,
+            partner_order_id=new.partner_order_id,
+            brand_code=product.brand,
+            product_code=product.code,
+            status="COMPLETED",
+            term_start=now,
+            term_end=now + timedelta(days=new.term_days),
+            organization_name=org.name if org else None,
+            country=org.country if org else None,
+            state=org.state if org else None,
+            locality=org.locality if org else None,
+            business_category=org.business_category if org else None,
+            jurisdiction_country=org.jurisdiction_country if org else None,
+            jurisdiction_state=org.jurisdiction_state if org else None,
+            jurisdiction_locality=org.jurisdiction_locality if org else None,
+            registration_number=org.registration_number if org else None,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        order.names = [OrderName(name=name, position=i) for i, name in enumerate(names)]
+        order.contacts = [
+            OrderContact(role=c.role, email=c.email, first_name=c.first_name, last_name=c.last_name,
+                         phone=c.phone)
+            for c in new.contacts
+        ]
+        orders.add_order(session, order)
+        issued = issue_for_order(ra, session, order=order, product=product, csr=csr, names=chosen,
+                                 replaces=None, now=now)
+        if not orders.set_current_certificate(session, order=order, certificate_id=issued.id,
+                                              expected_version=1, at=now):
+            raise IntegrityError("order create", {}, Exception("new order changed under its creation"))
+        audit.append_event(session, at=now, channel="cli", action="order.create", outcome="success", code=0,
+                           partner_code=partner.code, username="operator", order_id=order.order_id,
+                           partner_order_id=order.partner_order_id, certificate_serial=issued.serial)
+        session.refresh(order)
+        view = OrderView.of(order, certificates.order_history(session, order.id))
+        loaded = ra.authorities.issuing_ca(session, product.brand, product.validation_level)
+    assert view.certificate is not None
+    return IssuanceOutcome(order=view, certificate=view.certificate, chain=chain_of(loaded))
+
+
+def show_order(ra: RegistrationAuthority, *, partner_id: int, partner_order_id: str) -> OrderView:
+    """The order with its whole certificate history; another partner's order is not found."""
+    with ra.sessions() as session:
+        order = orders.find_order(session, partner_id=partner_id, partner_order_id=partner_order_id)
+        if order is None:
+            raise OrderNotFound()
+        return OrderView.of(order, certificates.order_history(session, order.id))
+
+
+def show_order_by_operator(ra: RegistrationAuthority, *, partner_code: str, partner_order_id: str) -> OrderView:
+    with ra.sessions() as session:
+        partner = partners.get_partner(session, partner_code)
+    if partner is None:
+        raise InvalidField(f"no partner with code {partner_code!r}", field="PartnerCode")
+    return show_order(ra, partner_id=partner.id, partner_order_id=partner_order_id)
+
+
+def _new_order_id() -> str:
+    return str(secrets.randbelow(9 * 10**9) + 10**9)
+
+
+def order_exists(ra: RegistrationAuthority, *, partner_code: str, partner_order_id: str) -> bool:
+    with ra.sessions() as session:
+        partner = partners.get_partner(session, partner_code)
+        return partner is not None and (
+            orders.find_order(session, partner_id=partner.id, partner_order_id=partner_order_id) is not None
+        )

@@ -1,0 +1,49 @@
+"""Partners and their API users, as the operator manages them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from soap_service.config import Secret
+from soap_service.errors import InvalidField
+from soap_service.ra.auth import hash_password
+from soap_service.ra.service import RegistrationAuthority
+from soap_service.storage import audit, partners
+
+_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class PartnerCreated:
+    code: str
+    name: str
+    username: str
+
+
+def create_partner(
+    ra: RegistrationAuthority, *, code: str, name: str, username: str, password: Secret
+) -> PartnerCreated:
+    if not _CODE.match(code):
+        raise InvalidField("a partner code is 2-64 letters, digits, '.', '_' or '-'", field="PartnerCode")
+    if not name.strip():
+        raise InvalidField("a partner needs a name", field="name")
+    if not _USERNAME.match(username):
+        raise InvalidField("a user name is 1-128 letters, digits, '.', '_', '@' or '-'", field="UserName")
+    password_hash = hash_password(password)
+    now = ra.clock()
+    with ra.sessions() as session, session.begin():
+        if partners.get_partner(session, code) is not None:
+            raise InvalidField(f"partner {code} already exists", field="PartnerCode")
+        partner = partners.add_partner(session, code=code, name=name.strip(), created_at=now)
+        partners.add_api_user(session, partner=partner, username=username, password_hash=password_hash,
+                              created_at=now)
+        audit.append_event(session, at=now, channel="cli", action="partner.create", outcome="success", code=0,
+                           partner_code=code, username=username)
+    return PartnerCreated(code=code, name=name.strip(), username=username)
+
+
+def partner_exists(ra: RegistrationAuthority, code: str) -> bool:
+    with ra.sessions() as session:
+        return partners.get_partner(session, code) is not None

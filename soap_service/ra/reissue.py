@@ -1,0 +1,272 @@
+"""The Reissue use case (DESIGN 3): a new certificate for an existing order."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from soap_service.errors import (
+    CertificateRevoked,
+    InternalError,
+    InvalidField,
+    KeyRefused,
+    LintRefused,
+    OrderNotFound,
+    OrderStateInvalid,
+    ServiceError,
+    TermEnded,
+)
+from soap_service.errors import KEY_REUSE_WARNING
+from soap_service.ra.audit import Subject, record_outcome
+from soap_service.ra.auth import Credentials
+from soap_service.ra.authorities import LoadedCA
+from soap_service.ra.catalogue import PRODUCTS_BY_CODE
+from soap_service.ra.incidents import new_incident_id
+from soap_service.ra.issuance import ExaminedCSR, chain_of, examine_csr, issue_for_order
+from soap_service.ra.names import requested_names
+from soap_service.ra.service import RegistrationAuthority
+from soap_service.ra.views import IssuanceOutcome, Notice, OrderView
+from soap_service.storage import audit, certificates, orders, partners
+from soap_service.storage.models import Certificate, Order
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+SIGNATURE_HASHES = {"SHA256", "SHA2-256", "SHA-256", "SHA384", "SHA2-384", "SHA-384", "SHA512", "SHA-512"}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ReissueRequest:
+    partner_order_id: str
+    csr: str
+    dns_names: tuple[str, ...] | None = None
+    signature_hash_algorithm: str | None = None
+    reissue_email: str | None = None
+
+
+@dataclass(frozen=True)
+class PartnerRef:
+    """The partner on whose behalf the RA acts, already authenticated or named by the operator."""
+
+    id: int
+    code: str
+    actor: str  # the API user name, or "operator"
+
+
+class _ConcurrentChange(Exception):
+    """Another transaction changed the order first: run the use case again."""
+
+
+def check_reissuable(order: Order, current: Certificate | None, now: datetime) -> None:
+    """DESIGN 3.3: completed, in term, and not revoked."""
+    if order.status == "REVOKED" or (current is not None and current.status == "revoked"):
+        raise CertificateRevoked()
+    if order.status != "COMPLETED":
+        raise OrderStateInvalid(f"the order is {order.status.lower()}; only a completed order can be reissued")
+    if order.term_end <= now:
+        raise TermEnded()
+    if order.term_start > now:
+        raise OrderStateInvalid("the order's term has not started")
+
+
+def check_request_fields(request: ReissueRequest) -> None:
+    if not request.partner_order_id or not request.partner_order_id.strip():
+        raise InvalidField("PartnerOrderID is missing", field="PartnerOrderID")
+    if len(request.partner_order_id) > 64:
+        raise InvalidField("PartnerOrderID is longer than 64 characters", field="PartnerOrderID")
+    if not request.csr or not request.csr.strip():
+        raise InvalidField("CSR is missing", field="CSR")
+    hash_name = request.signature_hash_algorithm
+    if hash_name and hash_name.strip().upper() not in SIGNATURE_HASHES:
+        raise InvalidField(
+            f"SignatureHashAlgorithm {hash_name!r} is not supported: use SHA256 or SHA384",
+            field="SignatureHashAlgorithm",
+        )
+    if request.reissue_email and not _EMAIL.match(request.reissue_email.strip()):
+        raise InvalidField("ReissueEmail is not an e-mail address", field="ReissueEmail")
+
+
+class Reissuer:
+    """Runs the Reissue use case for the API, the portal and the operator alike."""
+
+    def __init__(self, ra: RegistrationAuthority) -> None:
+        self._ra = ra
+
+    def reissue(self, credentials: Credentials, request: ReissueRequest, *, channel: str) -> IssuanceOutcome:
+        user = self._ra.authenticator.authenticate(credentials, channel=channel)
+        partner = PartnerRef(id=user.partner_id, code=user.partner_code, actor=user.username)
+        return self.reissue_for(partner, request, channel=channel)
+
+    def reissue_by_operator(self, partner_code: str, request: ReissueRequest) -> IssuanceOutcome:
+        with self._ra.sessions() as session:
+            partner = partners.get_partner(session, partner_code)
+        if partner is None:
+            raise InvalidField(f"no partner with code {partner_code!r}", field="PartnerCode")
+        return self.reissue_for(PartnerRef(partner.id, partner.code, "operator"), request, channel="cli")
+
+    def reissue_for(self, partner: PartnerRef, request: ReissueRequest, *, channel: str) -> IssuanceOutcome:
+        subject = Subject(
+            channel=channel,
+            action="reissue",
+            partner_code=partner.code,
+            username=partner.actor,
+            partner_order_id=request.partner_order_id,
+        )
+        return run_audited(self._ra, subject, lambda: self._reissue(partner, request, subject))
+
+    def _reissue(self, partner: PartnerRef, request: ReissueRequest, subject: Subject) -> IssuanceOutcome:
+        check_request_fields(request)
+        examined = examine_csr(request.csr)  # CPU work outside the order's lock
+        for _attempt in range(MAX_ATTEMPTS):
+            try:
+                with self._ra.sessions() as session, session.begin():
+                    return self._reissue_locked(session, partner, request, examined, subject)
+            except _ConcurrentChange:
+                continue
+            except IntegrityError as error:
+                if "issued_serials" not in str(error.orig):
+                    raise
+                continue  # a serial collided; draw another
+        raise OperationalError("reissue", {}, Exception("the order kept changing under the reissue"))
+
+    def _reissue_locked(
+        self,
+        session: Session,
+        partner: PartnerRef,
+        request: ReissueRequest,
+        examined: ExaminedCSR,
+        subject: Subject,
+    ) -> IssuanceOutcome:
+        ra = self._ra
+        now = ra.clock()
+        order = orders.find_order(
+            session, partner_id=partner.id, partner_order_id=request.partner_order_id.strip(), for_update=True
+        )
+        if order is None:
+            raise OrderNotFound()
+        product = PRODUCTS_BY_CODE[order.product_code]
+        current = (
+            certificates.get_certificate(session, order.current_certificate_id)
+            if order.current_certificate_id is not None
+            else None
+        )
+        check_reissuable(order, current, now)
+        csr = examined.accepted()
+        loaded = ra.authorities.issuing_ca(session, order.brand_code, product.validation_level)
+        if current is not None and current.csr_sha256 == csr.sha256:
+            # DESIGN 3.9: a retry of the reissue that made the current certificate.
+            self._append(session, subject, order, current, now, outcome="replayed", detail="same CSR as current")
+            return self._outcome(session, order, current, loaded, (), replayed=True)
+        if certificates.is_key_blocked(session, csr.spki_sha256):
+            raise KeyRefused("this key was reported compromised and is blocked")
+        warnings: list[Notice] = []
+        if current is not None and current.spki_sha256 == csr.spki_sha256:
+            if ra.settings.key_reuse == "refuse":
+                raise KeyRefused("the CSR reuses the current certificate's key: generate a new key")
+            warnings.append(
+                Notice(
+                    KEY_REUSE_WARNING,
+                    "the CSR reuses the current certificate's key; a new key is recommended",
+                    "CSR",
+                )
+            )
+        names = requested_names(
+            validated=[n.name for n in order.names],
+            product=product,
+            dns_names=request.dns_names,
+            csr_names=[*csr.san_dns_names, *csr.common_names],
+        )
+        expected_version = order.version
+        order_pk = order.id
+        issued = issue_for_order(
+            ra, session, order=order, product=product, csr=csr, names=names, replaces=current, now=now
+        )
+        if not orders.set_current_certificate(
+            session, order=order, certificate_id=issued.id, expected_version=expected_version, at=now
+        ):
+            raise _ConcurrentChange()
+        assert order.id == order_pk
+        self._append(session, subject, order, issued, now, outcome="success", detail=_names_detail(names))
+        return self._outcome(session, order, issued, loaded, tuple(warnings), replayed=False)
+
+    @staticmethod
+    def _append(
+        session: Session,
+        subject: Subject,
+        order: Order,
+        certificate: Certificate,
+        now: datetime,
+        *,
+        outcome: str,
+        detail: str,
+    ) -> None:
+        audit.append_event(
+            session,
+            at=now,
+            channel=subject.channel,
+            action=subject.action,
+            outcome=outcome,
+            code=0,
+            partner_code=subject.partner_code,
+            username=subject.username,
+            order_id=order.order_id,
+            partner_order_id=order.partner_order_id,
+            certificate_serial=certificate.serial,
+            detail=detail,
+        )
+
+    @staticmethod
+    def _outcome(
+        session: Session,
+        order: Order,
+        certificate: Certificate,
+        loaded: LoadedCA,
+        warnings: tuple[Notice, ...],
+        *,
+        replayed: bool,
+    ) -> IssuanceOutcome:
+        history = certificates.order_history(session, order.id)
+        view = OrderView.of(order, history)
+        current = next(c for c in view.certificates if c.serial == certificate.serial)
+        return IssuanceOutcome(
+            order=view, certificate=current, chain=chain_of(loaded), warnings=warnings, replayed=replayed
+        )
+
+
+def _names_detail(names: Sequence[str]) -> str:
+    return "names=" + ",".join(names) if names else "code signing"
+
+
+def run_audited(ra: RegistrationAuthority, subject: Subject, action: Callable[[], T]) -> T:
+    """Run a use case; audit its refusal or failure; never let internals reach the caller."""
+    try:
+        return action()
+    except LintRefused as refusal:
+        incident = new_incident_id()
+        logger.error("%s refused by the pre-issuance linter, incident %s: %s", subject.action, incident,
+                     "; ".join(refusal.findings))
+        record_outcome(ra, subject, outcome="failed", code=refusal.code, incident_id=incident,
+                       detail="lint: " + "; ".join(refusal.findings))
+        raise InternalError(incident) from None
+    except ServiceError as refusal:
+        record_outcome(ra, subject, outcome="refused", code=refusal.code, detail=refusal.message)
+        raise
+    except Exception as failure:
+        incident = new_incident_id()
+        logger.exception("%s failed, incident %s", subject.action, incident)
+        try:
+            record_outcome(ra, subject, outcome="failed", code=InternalError.code, incident_id=incident,
+                           detail=type(failure).__name__)
+        except Exception:  # noqa: BLE001 - the audit store itself failed; the log has it
+            logger.exception("audit of incident %s failed", incident)
+        raise InternalError(incident) from None

@@ -1,0 +1,66 @@
+"""The registration authority as one object: settings, database, CA keys, issuer and
+credential checks, built once per process and shared by every front end."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from soap_service.ca.issuer import Issuer
+from soap_service.ca.keys import EncryptedKeyBackend, load_or_create_passphrase
+from soap_service.ca.keys.backend import KeyBackend
+from soap_service.ca.lint import PreIssuanceLinter
+from soap_service.config import Settings
+from soap_service.ra.auth import Authenticator
+from soap_service.ra.authorities import AuthorityRegistry
+from soap_service.ra.clock import Clock, utc_now
+from soap_service.storage.db import SessionFactory, create_database_engine, create_session_factory
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RegistrationAuthority:
+    settings: Settings
+    engine: Engine
+    sessions: SessionFactory
+    clock: Clock
+    key_backend: KeyBackend
+    authorities: AuthorityRegistry
+    issuer: Issuer
+    linter: PreIssuanceLinter
+    authenticator: Authenticator
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, clock: Clock = utc_now, engine: Engine | None = None
+    ) -> RegistrationAuthority:
+        engine = engine or create_database_engine(settings.database_url)
+        sessions = create_session_factory(engine)
+        passphrase = load_or_create_passphrase(
+            settings.ca_passphrase, settings.ca_passphrase_file, settings.data_dir
+        )
+        key_backend = EncryptedKeyBackend(passphrase)
+        linter = PreIssuanceLinter(settings.public_url)
+        if settings.public_url_is_internal:
+            logger.warning(
+                "SOAP_SERVICE_PUBLIC_URL %s is an internal address: certificates will carry AIA and CRL "
+                "URLs that relying parties on the Internet cannot reach; set a public name in production",
+                settings.public_url,
+            )
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            clock=clock,
+            key_backend=key_backend,
+            authorities=AuthorityRegistry(key_backend),
+            issuer=Issuer(settings.public_url, linter),
+            linter=linter,
+            authenticator=Authenticator(sessions, settings, clock),
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()

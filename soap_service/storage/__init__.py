@@ -1,0 +1,1 @@
+"""Persistence: the only package that writes SQL. Nothing here commits on its own."""

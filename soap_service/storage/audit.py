@@ -1,0 +1,51 @@
+"""The append-only audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from soap_service.storage.models import AuditEvent
+
+
+def append_event(
+    session: Session,
+    *,
+    at: datetime,
+    channel: str,
+    action: str,
+    outcome: str,
+    code: int,
+    partner_code: str | None = None,
+    username: str | None = None,
+    order_id: str | None = None,
+    partner_order_id: str | None = None,
+    certificate_serial: str | None = None,
+    incident_id: str | None = None,
+    detail: str = "",
+) -> None:
+    session.add(
+        AuditEvent(
+            at=at,
+            channel=channel,
+            action=action,
+            outcome=outcome,
+            code=code,
+            partner_code=partner_code,
+            username=username,
+            order_id=order_id,
+            partner_order_id=partner_order_id,
+            certificate_serial=certificate_serial,
+            incident_id=incident_id,
+            detail=detail,
+        )
+    )
+
+
+def list_events(session: Session, *, action: str | None = None) -> list[AuditEvent]:
+    query = select(AuditEvent).order_by(AuditEvent.id)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    return list(session.scalars(query))

@@ -1,0 +1,243 @@
+"""The tables, as typed SQLAlchemy 2 mappings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from soap_service.storage.types import UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Wide integer primary keys on PostgreSQL, SQLite's rowid alias on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Brand(Base):
+    __tablename__ = "brands"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class Product(Base):
+    __tablename__ = "products"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    brand_code: Mapped[str] = mapped_column(ForeignKey("brands.code"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    validation_level: Mapped[str] = mapped_column(String(2))  # DV, OV, EV, CS
+    wildcard_allowed: Mapped[bool] = mapped_column(Boolean)
+    max_names: Mapped[int] = mapped_column(Integer)
+
+
+class CertificateAuthority(Base):
+    """One CA of the installation's hierarchy, its certificate and protected key."""
+
+    __tablename__ = "certificate_authorities"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # root, tls, codesigning
+    brand_code: Mapped[str | None] = mapped_column(ForeignKey("brands.code"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("certificate_authorities.id"))
+    certificate_pem: Mapped[str] = mapped_column(Text)
+    protected_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Partner(Base):
+    __tablename__ = "partners"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    api_users: Mapped[list[ApiUser]] = relationship(back_populates="partner")
+
+
+class ApiUser(Base):
+    __tablename__ = "api_users"
+    __table_args__ = (UniqueConstraint("partner_id", "username"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    username: Mapped[str] = mapped_column(String(128))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    partner: Mapped[Partner] = relationship(back_populates="api_users")
+
+
+class AuthenticationFailure(Base):
+    """One failed login, counted for the lockout across processes."""
+
+    __tablename__ = "authentication_failures"
+    __table_args__ = (Index("ix_authentication_failures_account", "partner_code", "username", "at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    partner_code: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (UniqueConstraint("partner_id", "partner_order_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(32), unique=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    partner_order_id: Mapped[str] = mapped_column(String(64))
+    brand_code: Mapped[str] = mapped_column(ForeignKey("brands.code"))
+    product_code: Mapped[str] = mapped_column(ForeignKey("products.code"))
+    status: Mapped[str] = mapped_column(String(16))  # COMPLETED, CANCELLED, REVOKED, PENDING
+    term_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    term_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    organization_name: Mapped[str | None] = mapped_column(String(200))
+    country: Mapped[str | None] = mapped_column(String(2))
+    state: Mapped[str | None] = mapped_column(String(128))
+    locality: Mapped[str | None] = mapped_column(String(128))
+    business_category: Mapped[str | None] = mapped_column(String(64))
+    jurisdiction_country: Mapped[str | None] = mapped_column(String(2))
+    jurisdiction_state: Mapped[str | None] = mapped_column(String(128))
+    jurisdiction_locality: Mapped[str | None] = mapped_column(String(128))
+    registration_number: Mapped[str | None] = mapped_column(String(64))
+    current_certificate_id: Mapped[int | None] = mapped_column(
+        ForeignKey("certificates.id", use_alter=True, name="fk_orders_current_certificate_id_certificates")
+    )
+    # Bumped by every change of the current certificate: a compare-and-set that
+    # serializes concurrent reissues of one order on every backend.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    partner: Mapped[Partner] = relationship()
+    product: Mapped[Product] = relationship()
+    names: Mapped[list[OrderName]] = relationship(order_by="OrderName.position", cascade="all, delete-orphan")
+    contacts: Mapped[list[OrderContact]] = relationship(
+        order_by="OrderContact.id", cascade="all, delete-orphan"
+    )
+
+
+class OrderName(Base):
+    """A DNS name (or wildcard) validated for an order."""
+
+    __tablename__ = "order_names"
+    __table_args__ = (UniqueConstraint("order_pk", "name"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class OrderContact(Base):
+    __tablename__ = "order_contacts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin, technical, billing
+    email: Mapped[str] = mapped_column(String(254))
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    last_name: Mapped[str | None] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(40))
+
+
+class IssuedSerial(Base):
+    """A serial number, recorded before the signature that uses it."""
+
+    __tablename__ = "issued_serials"
+    __table_args__ = (UniqueConstraint("ca_id", "serial"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    ca_id: Mapped[int] = mapped_column(ForeignKey("certificate_authorities.id"))
+    serial: Mapped[str] = mapped_column(String(40))  # lowercase hex, no leading zeros
+    reserved_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Certificate(Base):
+    __tablename__ = "certificates"
+    __table_args__ = (UniqueConstraint("ca_id", "serial"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    ca_id: Mapped[int] = mapped_column(ForeignKey("certificate_authorities.id"))
+    serial: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(Text)
+    names: Mapped[str] = mapped_column(Text)  # the dNSNames, one per line
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    pem: Mapped[str] = mapped_column(Text)
+    spki_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    csr_pem: Mapped[str] = mapped_column(Text)
+    csr_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="valid")  # valid, revoked
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revocation_reason: Mapped[str | None] = mapped_column(String(32))
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id"))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    authority: Mapped[CertificateAuthority] = relationship()
+    replaces: Mapped[Certificate | None] = relationship(remote_side=[id])
+
+    @property
+    def name_list(self) -> list[str]:
+        return [name for name in self.names.split("\n") if name]
+
+
+class BlockedKey(Base):
+    """A public key refused forever, by the SHA-256 of its SubjectPublicKeyInfo."""
+
+    __tablename__ = "blocked_keys"
+
+    spki_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    blocked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    certificate_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id"))
+
+
+class AuditEvent(Base):
+    """Append-only: the migrations add triggers that refuse UPDATE and DELETE."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # api, portal, cli
+    action: Mapped[str] = mapped_column(String(32))  # authenticate, reissue, ...
+    outcome: Mapped[str] = mapped_column(String(16))  # success, refused, failed
+    code: Mapped[int] = mapped_column(Integer)
+    partner_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    username: Mapped[str | None] = mapped_column(String(128))
+    order_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    partner_order_id: Mapped[str | None] = mapped_column(String(64))
+    certificate_serial: Mapped[str | None] = mapped_column(String(40))
+    incident_id: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")

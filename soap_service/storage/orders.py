@@ -1,0 +1,51 @@
+"""Orders, their validated names and contacts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, selectinload
+
+from soap_service.storage.models import Order
+
+
+def find_order(
+    session: Session, *, partner_id: int, partner_order_id: str, for_update: bool = False
+) -> Order | None:
+    """The order of this partner with this PartnerOrderID; locks its row when asked.
+
+    ``FOR UPDATE`` is what serializes reissues on PostgreSQL; SQLite ignores it and
+    relies on ``BEGIN IMMEDIATE`` (see ``db``). Both also pass the version check of
+    :func:`set_current_certificate`.
+    """
+    query = (
+        select(Order)
+        .where(Order.partner_id == partner_id, Order.partner_order_id == partner_order_id)
+        .options(selectinload(Order.names), selectinload(Order.contacts), selectinload(Order.product))
+    )
+    if for_update:
+        query = query.with_for_update(of=Order)
+    return session.scalar(query)
+
+
+def add_order(session: Session, order: Order) -> Order:
+    session.add(order)
+    session.flush()
+    return order
+
+
+def set_current_certificate(
+    session: Session, *, order: Order, certificate_id: int, expected_version: int, at: datetime
+) -> bool:
+    """Compare-and-set of the current certificate; False when another change won."""
+    result = session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.version == expected_version)
+        .values(current_certificate_id=certificate_id, version=expected_version + 1, updated_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.expire(order, ["current_certificate_id", "version", "updated_at"])
+    return True
