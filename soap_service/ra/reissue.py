@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
@@ -27,7 +27,8 @@ from soap_service.errors import KEY_REUSE_WARNING
 from soap_service.ra.audit import Subject, record_outcome
 from soap_service.ra.auth import Credentials
 from soap_service.ra.authorities import LoadedCA
-from soap_service.ra.catalogue import PRODUCTS_BY_CODE
+from soap_service.ra.catalogue import PRODUCTS_BY_CODE, ProductSpec
+from soap_service.ra.csr import ParsedCSR
 from soap_service.ra.incidents import new_incident_id
 from soap_service.ra.issuance import ExaminedCSR, chain_of, examine_csr, issue_for_order
 from soap_service.ra.names import requested_names
@@ -61,6 +62,28 @@ class PartnerRef:
     id: int
     code: str
     actor: str  # the API user name, or "operator"
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    """What ValidateOrderParameters answers: the CSR as read and what a reissue would do."""
+
+    csr: ParsedCSR
+    names: tuple[str, ...]
+    warnings: tuple[Notice, ...]
+    replay: bool
+
+
+@dataclass
+class _Decision:
+    order: Order
+    product: ProductSpec
+    current: Certificate | None
+    csr: ParsedCSR
+    loaded: LoadedCA
+    names: tuple[str, ...] = ()
+    warnings: list[Notice] = field(default_factory=list)
+    replay: bool = False
 
 
 class _ConcurrentChange(Exception):
@@ -139,18 +162,20 @@ class Reissuer:
                 continue  # a serial collided; draw another
         raise OperationalError("reissue", {}, Exception("the order kept changing under the reissue"))
 
-    def _reissue_locked(
+    def _decide(
         self,
         session: Session,
         partner: PartnerRef,
         request: ReissueRequest,
         examined: ExaminedCSR,
-        subject: Subject,
-    ) -> IssuanceOutcome:
+        now: datetime,
+        *,
+        lock: bool,
+    ) -> _Decision:
+        """Every rule of DESIGN 3, in order; nothing is written."""
         ra = self._ra
-        now = ra.clock()
         order = orders.find_order(
-            session, partner_id=partner.id, partner_order_id=request.partner_order_id.strip(), for_update=True
+            session, partner_id=partner.id, partner_order_id=request.partner_order_id.strip(), for_update=lock
         )
         if order is None:
             raise OrderNotFound()
@@ -163,41 +188,85 @@ class Reissuer:
         check_reissuable(order, current, now)
         csr = examined.accepted()
         loaded = ra.authorities.issuing_ca(session, order.brand_code, product.validation_level)
+        decision = _Decision(order, product, current, csr, loaded)
         if current is not None and current.csr_sha256 == csr.sha256:
-            # DESIGN 3.9: a retry of the reissue that made the current certificate.
-            self._append(session, subject, order, current, now, outcome="replayed", detail="same CSR as current")
-            return self._outcome(session, order, current, loaded, (), replayed=True)
+            decision.replay = True  # DESIGN 3.9: a retry of the reissue that made the current certificate
+            return decision
         if certificates.is_key_blocked(session, csr.spki_sha256):
             raise KeyRefused("this key was reported compromised and is blocked")
-        warnings: list[Notice] = []
         if current is not None and current.spki_sha256 == csr.spki_sha256:
             if ra.settings.key_reuse == "refuse":
                 raise KeyRefused("the CSR reuses the current certificate's key: generate a new key")
-            warnings.append(
+            decision.warnings.append(
                 Notice(
                     KEY_REUSE_WARNING,
                     "the CSR reuses the current certificate's key; a new key is recommended",
                     "CSR",
                 )
             )
-        names = requested_names(
+        decision.names = requested_names(
             validated=[n.name for n in order.names],
             product=product,
             dns_names=request.dns_names,
             csr_names=[*csr.san_dns_names, *csr.common_names],
         )
+        return decision
+
+    def _reissue_locked(
+        self,
+        session: Session,
+        partner: PartnerRef,
+        request: ReissueRequest,
+        examined: ExaminedCSR,
+        subject: Subject,
+    ) -> IssuanceOutcome:
+        ra = self._ra
+        now = ra.clock()
+        decision = self._decide(session, partner, request, examined, now, lock=True)
+        order, current = decision.order, decision.current
+        if decision.replay:
+            assert current is not None
+            self._append(session, subject, order, current, now, outcome="replayed", detail="same CSR as current")
+            return self._outcome(session, order, current, decision.loaded, (), replayed=True)
         expected_version = order.version
-        order_pk = order.id
         issued = issue_for_order(
-            ra, session, order=order, product=product, csr=csr, names=names, replaces=current, now=now
+            ra, session, order=order, product=decision.product, csr=decision.csr, names=decision.names,
+            replaces=current, now=now,
         )
         if not orders.set_current_certificate(
             session, order=order, certificate_id=issued.id, expected_version=expected_version, at=now
         ):
             raise _ConcurrentChange()
-        assert order.id == order_pk
-        self._append(session, subject, order, issued, now, outcome="success", detail=_names_detail(names))
-        return self._outcome(session, order, issued, loaded, tuple(warnings), replayed=False)
+        self._append(session, subject, order, issued, now, outcome="success", detail=_names_detail(decision.names))
+        return self._outcome(session, order, issued, decision.loaded, tuple(decision.warnings), replayed=False)
+
+    def validate(self, credentials: Credentials, request: ReissueRequest, *, channel: str) -> ValidationOutcome:
+        """What a reissue would answer, with nothing issued and nothing changed but the audit trail."""
+        user = self._ra.authenticator.authenticate(credentials, channel=channel)
+        partner = PartnerRef(id=user.partner_id, code=user.partner_code, actor=user.username)
+        subject = Subject(channel=channel, action="validate", partner_code=partner.code, username=partner.actor,
+                          partner_order_id=request.partner_order_id)
+        return run_audited(self._ra, subject, lambda: self._validate(partner, request, subject))
+
+    def _validate(self, partner: PartnerRef, request: ReissueRequest, subject: Subject) -> ValidationOutcome:
+        check_request_fields(request)
+        examined = examine_csr(request.csr)
+        now = self._ra.clock()
+        with self._ra.sessions() as session, session.begin():
+            decision = self._decide(session, partner, request, examined, now, lock=False)
+            audit.append_event(
+                session, at=now, channel=subject.channel, action=subject.action, outcome="success", code=0,
+                partner_code=subject.partner_code, username=subject.username, order_id=decision.order.order_id,
+                partner_order_id=decision.order.partner_order_id,
+                detail="replay of the current certificate" if decision.replay else _names_detail(decision.names),
+            )
+        return ValidationOutcome(
+            csr=decision.csr,
+            names=decision.names if not decision.replay else tuple(decision.current.name_list)
+            if decision.current else (),
+            warnings=tuple(decision.warnings),
+            replay=decision.replay,
+        )
 
     @staticmethod
     def _append(
