@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from soap_service.config import Secret, Settings, load_settings
 from soap_service import demo
-from soap_service.errors import ConfigurationError, InvalidField, ServiceError
+from soap_service.config import ConfigurationError, Secret, Settings, load_settings
+from soap_service.errors import InvalidField, ServiceError
 from soap_service.ra.installation import initialize
 from soap_service.ra.orders import Contact, NewOrder, Organization, create_order, show_order_by_operator
 from soap_service.ra.partners import create_partner
-from soap_service.ra.reissue import ReissueRequest, Reissuer
+from soap_service.ra.reissue import Reissuer, ReissueRequest
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.views import IssuanceOutcome
 

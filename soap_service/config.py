@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from soap_service.errors import ConfigurationError
-
 PREFIX = "SOAP_SERVICE_"
 KEY_ALGORITHMS = ("rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384")
 KEY_REUSE_POLICIES = ("warn", "refuse")
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or invalid; raised at start, never per request."""
 
 
 class Secret:

@@ -92,10 +92,6 @@ class InternalError(ServiceError):
         super().__init__(message or f"internal error, incident {incident_id}")
 
 
-class ConfigurationError(Exception):
-    """A setting is missing or invalid; raised at start, never per request."""
-
-
 class LintRefused(ServiceError):
     """The pre-issuance linter found an error in the certificate to be signed.
 

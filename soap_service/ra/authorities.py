@@ -7,14 +7,13 @@ import threading
 from dataclasses import dataclass
 
 from cryptography import x509
+from sqlalchemy.orm import Session
 
 from soap_service.ca.hierarchy import issuing_ca_name
 from soap_service.ca.issuer import IssuingCA
 from soap_service.ca.keys.backend import KeyBackend
 from soap_service.errors import ServiceError
 from soap_service.storage import authorities
-from sqlalchemy.orm import Session
-
 from soap_service.storage.models import CertificateAuthority
 
 

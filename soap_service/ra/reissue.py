@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from soap_service.errors import (
+    KEY_REUSE_WARNING,
     CertificateRevoked,
     InternalError,
     InvalidField,
@@ -23,7 +24,6 @@ from soap_service.errors import (
     ServiceError,
     TermEnded,
 )
-from soap_service.errors import KEY_REUSE_WARNING
 from soap_service.ra.audit import Subject, record_outcome
 from soap_service.ra.auth import Credentials
 from soap_service.ra.authorities import LoadedCA
@@ -336,6 +336,6 @@ def run_audited(ra: RegistrationAuthority, subject: Subject, action: Callable[[]
         try:
             record_outcome(ra, subject, outcome="failed", code=InternalError.code, incident_id=incident,
                            detail=type(failure).__name__)
-        except Exception:  # noqa: BLE001 - the audit store itself failed; the log has it
+        except Exception:
             logger.exception("audit of incident %s failed", incident)
         raise InternalError(incident) from None

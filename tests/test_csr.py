@@ -1,0 +1,315 @@
+"""Reading CSRs (DESIGN 3.4): encodings, extraction, and every way a CSR is refused."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import textwrap
+
+import keyfactory as kf
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.x509.oid import NameOID
+
+from soap_service.errors import CSRUnreadable, InvalidField, KeyRefused, ServiceError
+from soap_service.ra.csr import MAX_CSR_CHARS, ParsedCSR, parse_csr, spki_sha256
+
+
+def _refusal(text: str) -> ServiceError:
+    with pytest.raises(ServiceError) as caught:
+        parse_csr(text)
+    return caught.value
+
+
+def _unreadable(text: str, *fragments: str) -> CSRUnreadable:
+    refusal = _refusal(text)
+    assert isinstance(refusal, CSRUnreadable), refusal
+    assert (refusal.code, refusal.field) == (-4007, "CSR")
+    for fragment in fragments:
+        assert fragment in refusal.message, refusal.message
+    return refusal
+
+
+@pytest.fixture(scope="module")
+def rsa_csr() -> x509.CertificateSigningRequest:
+    return kf.make_csr(
+        kf.rsa_key(),
+        ("www.Example.com", "example.com"),
+        common_name="www.example.com",
+        subject=[(NameOID.COUNTRY_NAME, "DE"), (NameOID.ORGANIZATION_NAME, "Example GmbH")],
+    )
+
+
+# ----------------------------------------------------------------------------- encodings
+
+
+def test_every_accepted_encoding_reads_to_the_same_der(rsa_csr: x509.CertificateSigningRequest) -> None:
+    der = kf.csr_der(rsa_csr)
+    pem = kf.csr_pem(rsa_csr)
+    bare = kf.csr_base64_der(rsa_csr)
+    encodings = {
+        "pem": pem,
+        "old header": pem.replace("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"),
+        "pem with CRLF and surrounding blanks": "\r\n  " + pem.replace("\n", "\r\n") + "\n\n",
+        "pem on one line": pem.replace("\n", ""),
+        "bare base64": bare,
+        "base64 wrapped at 64": "\n".join(textwrap.wrap(bare, 64)),
+        "base64 wrapped at 76 with CRLF and tabs": "\r\n\t".join(textwrap.wrap(bare, 76)) + "\r\n",
+    }
+    parsed = {name: parse_csr(text) for name, text in encodings.items()}
+    expected = hashlib.sha256(der).hexdigest()
+    for name, result in parsed.items():
+        assert result.der == der, name
+        assert result.sha256 == expected, name
+
+
+def test_extracts_subject_common_names_and_san(rsa_csr: x509.CertificateSigningRequest) -> None:
+    parsed = parse_csr(kf.csr_pem(rsa_csr))
+    assert parsed.subject == (("C", "DE"), ("O", "Example GmbH"), ("CN", "www.example.com"))
+    assert parsed.common_names == ("www.example.com",)
+    assert parsed.san_dns_names == ("www.Example.com", "example.com")  # as given: the RA lowercases
+
+
+def test_subject_keeps_order_repeats_and_unnamed_attributes() -> None:
+    csr = kf.make_csr(
+        kf.rsa_key(),
+        names=(),
+        common_name="b.example.org",
+        subject=[
+            (NameOID.COMMON_NAME, "a.example.org"),
+            (NameOID.ORGANIZATIONAL_UNIT_NAME, "Web"),
+            (NameOID.EMAIL_ADDRESS, "hostmaster@example.org"),
+        ],
+    )
+    parsed = parse_csr(kf.csr_pem(csr))
+    assert parsed.subject == (
+        ("CN", "a.example.org"),
+        ("OU", "Web"),
+        ("1.2.840.113549.1.9.1", "hostmaster@example.org"),
+        ("CN", "b.example.org"),
+    )
+    assert parsed.common_names == ("a.example.org", "b.example.org")
+    assert parsed.san_dns_names == ()
+
+
+def test_san_keeps_only_dns_names() -> None:
+    import ipaddress
+
+    san = x509.SubjectAlternativeName(
+        [
+            x509.DNSName("a.example.net"),
+            x509.IPAddress(ipaddress.ip_address("192.0.2.1")),
+            x509.RFC822Name("x@example.net"),
+            x509.DNSName("*.example.net"),
+        ]
+    )
+    parsed = parse_csr(kf.csr_pem(kf.make_csr(kf.rsa_key(), names=(), extensions=[san])))
+    assert parsed.san_dns_names == ("a.example.net", "*.example.net")
+
+
+def test_rsa_key_facts_and_fingerprint_match_a_certificate_of_the_same_key(
+    rsa_csr: x509.CertificateSigningRequest,
+) -> None:
+    parsed = parse_csr(kf.csr_pem(rsa_csr))
+    assert (parsed.key_algorithm, parsed.key_size, parsed.curve) == ("RSA", 2048, None)
+    assert parsed.signature_algorithm == "sha256WithRSAEncryption"
+    spki = kf.rsa_key().public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert parsed.spki_sha256 == hashlib.sha256(spki).hexdigest()
+
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "self")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(kf.rsa_key().public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(kf.rsa_key(), hashes.SHA256())
+    )
+    assert spki_sha256(certificate.public_key()) == parsed.spki_sha256
+    assert spki_sha256(kf.rsa_key(index=1).public_key()) != parsed.spki_sha256
+
+
+@pytest.mark.parametrize(
+    ("curve", "hash_algorithm", "size", "signature"),
+    [
+        ("P-256", hashes.SHA256(), 256, "ecdsa-with-SHA256"),
+        ("P-384", hashes.SHA384(), 384, "ecdsa-with-SHA384"),
+    ],
+)
+def test_ec_key_facts(curve: str, hash_algorithm: kf.SigningHash, size: int, signature: str) -> None:
+    parsed = parse_csr(kf.csr_pem(kf.make_csr(kf.ec_key(curve), hash_algorithm=hash_algorithm)))
+    assert (parsed.key_algorithm, parsed.key_size, parsed.curve) == ("EC", size, curve)
+    assert parsed.signature_algorithm == signature
+
+
+def test_parsing_has_no_key_policy() -> None:
+    """Keys that keypolicy refuses still parse: refusing them is not this module's job."""
+    assert parse_csr(kf.csr_pem(kf.make_csr(kf.ec_key("secp256k1")))).curve == "secp256k1"
+    assert parse_csr(kf.csr_pem(kf.make_csr(kf.ec_key("P-224")))).curve == "P-224"
+    assert parse_csr(kf.csr_pem(kf.make_csr(kf.rsa_key(1024)))).key_size == 1024
+    ed = parse_csr(kf.csr_pem(kf.make_csr(kf.ed25519_key())))
+    assert (ed.key_algorithm, ed.signature_algorithm) == ("Ed25519", "ED25519")
+
+
+def test_rsa_pss_signature_is_read() -> None:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pss.example.com")])
+    )
+    pss = padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.DIGEST_LENGTH)
+    csr = builder.sign(kf.rsa_key(), hashes.SHA256(), rsa_padding=pss)
+    assert parse_csr(kf.csr_pem(csr)).signature_algorithm == "rsassaPss with SHA-256"
+
+
+def test_parsed_csr_is_frozen(rsa_csr: x509.CertificateSigningRequest) -> None:
+    parsed: ParsedCSR = parse_csr(kf.csr_pem(rsa_csr))
+    with pytest.raises(AttributeError):
+        parsed.sha256 = "0" * 64  # type: ignore[misc]
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\r\n\t\n"])
+def test_empty_csr_is_a_missing_field(text: str) -> None:
+    refusal = _refusal(text)
+    assert isinstance(refusal, InvalidField)
+    assert (refusal.code, refusal.field, refusal.message) == (-2019, "CSR", "CSR is missing")
+
+
+def test_garbage_is_unreadable_and_not_echoed() -> None:
+    refusal = _unreadable("this is not a CSR; password=hunter2", "neither PEM nor base64-encoded DER")
+    assert "hunter2" not in refusal.message
+
+
+def test_base64_of_something_else_is_unreadable() -> None:
+    _unreadable("aGVsbG8gd29ybGQh", "DER-encoded PKCS#10 certificate request")
+
+
+def test_truncated_der_is_unreadable(rsa_csr: x509.CertificateSigningRequest) -> None:
+    _unreadable(kf.der_to_pem(kf.csr_der(rsa_csr)[:-20]), "truncated")
+
+
+def test_trailing_bytes_are_unreadable(rsa_csr: x509.CertificateSigningRequest) -> None:
+    _unreadable(kf.der_to_pem(kf.csr_der(rsa_csr) + b"\x00\x00"), "trailing bytes")
+
+
+def test_oversized_input_is_refused_before_decoding() -> None:
+    text = "A" * (MAX_CSR_CHARS + 1)
+    _unreadable(text, f"{MAX_CSR_CHARS + 1} characters", f"at most {MAX_CSR_CHARS}")
+
+
+def test_input_of_exactly_the_limit_is_read_as_usual(rsa_csr: x509.CertificateSigningRequest) -> None:
+    pem = kf.csr_pem(rsa_csr)
+    padded = pem + " " * (MAX_CSR_CHARS - len(pem))
+    assert len(padded) == MAX_CSR_CHARS
+    assert parse_csr(padded).der == kf.csr_der(rsa_csr)
+
+
+def test_broken_signature_is_unreadable() -> None:
+    _unreadable(kf.broken_signature_csr_pem(), "signature does not verify")
+    _unreadable(kf.broken_signature_csr_pem(kf.ec_key("P-384")), "signature does not verify")
+
+
+def test_csr_signed_by_another_key_is_unreadable() -> None:
+    genuine = kf.make_csr(kf.rsa_key(), ("a.example.com",))
+    forged = kf.make_csr(kf.rsa_key(index=1), ("a.example.com",))
+    # the request info (with the first key) and the signature of the second key
+    algorithm = kf.der_sequence(kf.der_oid("1.2.840.113549.1.1.11"), kf.der_null())
+    der = kf.der_sequence(genuine.tbs_certrequest_bytes, algorithm, kf.der_bit_string(forged.signature))
+    _unreadable(kf.der_to_pem(der), "signature does not verify", "another key")
+
+
+@pytest.mark.parametrize("key_kind", ["rsa", "ec"])
+def test_sha1_signature_is_refused_as_sha1(key_kind: str) -> None:
+    key = kf.rsa_key() if key_kind == "rsa" else kf.ec_key()
+    refusal = _unreadable(kf.sha1_csr_pem(key), "SHA-1", "SHA-256 or stronger is required")
+    assert "does not verify" not in refusal.message
+    # Whatever cryptography thinks of SHA-1, the message names the hash, not a bad signature.
+    csr = x509.load_pem_x509_csr(kf.sha1_csr_pem(key).encode())
+    assert isinstance(csr.signature_hash_algorithm, hashes.SHA1)
+
+
+def test_md5_signature_is_refused_as_md5() -> None:
+    der = kf.legacy_signed_csr_der(kf.rsa_key(), hashes.MD5())
+    _unreadable(kf.der_to_pem(der), "MD5 (md5WithRSAEncryption)", "SHA-256 or stronger")
+
+
+def test_sha224_signature_is_refused() -> None:
+    csr = kf.make_csr(kf.rsa_key(), hash_algorithm=hashes.SHA224())
+    _unreadable(kf.csr_pem(csr), "SHA-224", "SHA-256 or stronger")
+
+
+def test_rsa_pss_with_sha1_is_refused() -> None:
+    """The hash of RSASSA-PSS is in its parameters, not in the OID: it is checked too."""
+    csr = kf.make_csr(kf.rsa_key())
+    pss_sha1 = kf.der_sequence(
+        kf.der_oid("1.2.840.113549.1.1.10"),
+        kf.der_sequence(),  # RSASSA-PSS-params with every default: SHA-1, MGF1-SHA1, salt 20
+    )
+    signature = kf.rsa_key().sign(
+        csr.tbs_certrequest_bytes, padding.PSS(padding.MGF1(hashes.SHA1()), 20), hashes.SHA1()
+    )
+    der = kf.der_sequence(csr.tbs_certrequest_bytes, pss_sha1, kf.der_bit_string(signature))
+    _unreadable(kf.der_to_pem(der), "SHA-1", "rsassaPss")
+
+
+def test_pem_of_another_type_is_refused_by_name(rsa_csr: x509.CertificateSigningRequest) -> None:
+    pem = kf.csr_pem(rsa_csr).replace("CERTIFICATE REQUEST", "PRIVATE KEY")
+    refusal = _unreadable(pem, "PEM PRIVATE KEY, not a CERTIFICATE REQUEST")
+    assert kf.csr_base64_der(rsa_csr)[:40] not in refusal.message
+
+
+def test_text_outside_the_pem_block_is_refused(rsa_csr: x509.CertificateSigningRequest) -> None:
+    _unreadable("Certificate Request:\n    Data: ...\n" + kf.csr_pem(rsa_csr), "text outside its PEM block")
+    _unreadable(kf.csr_pem(rsa_csr) + "trailing words\n", "text outside its PEM block")
+
+
+def test_two_pem_blocks_are_refused(rsa_csr: x509.CertificateSigningRequest) -> None:
+    _unreadable(kf.csr_pem(rsa_csr) * 2, "2 PEM blocks")
+
+
+def test_mismatched_or_damaged_armour_is_refused(rsa_csr: x509.CertificateSigningRequest) -> None:
+    pem = kf.csr_pem(rsa_csr)
+    mismatched = pem.replace("END CERTIFICATE REQUEST", "END NEW CERTIFICATE REQUEST")
+    _unreadable(mismatched, "begins with CERTIFICATE REQUEST but ends with NEW CERTIFICATE REQUEST")
+    _unreadable(pem.split("-----END")[0], "PEM armour is incomplete")
+
+
+def test_pem_body_that_is_not_base64_is_refused(rsa_csr: x509.CertificateSigningRequest) -> None:
+    lines = kf.csr_pem(rsa_csr).splitlines()
+    lines[2] = lines[2][:10] + "!*" + lines[2][12:]
+    _unreadable("\n".join(lines), "PEM block is not valid base64")
+
+
+def test_invalid_ec_point_is_a_refused_key() -> None:
+    key = kf.ec_key("P-256", index=7)
+    der = bytearray(kf.csr_der(kf.make_csr(key)))
+    point = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    at = bytes(der).find(point)
+    assert at > 0
+    der[at + len(point) - 1] ^= 0x01  # y no longer matches x: not on the curve
+    refusal = _refusal(kf.der_to_pem(bytes(der)))
+    assert isinstance(refusal, KeyRefused)
+    assert (refusal.code, refusal.field) == (-4009, "CSR")
+    assert "not a point on its curve" in refusal.message
+
+
+def test_csr_version_other_than_1_is_refused(rsa_csr: x509.CertificateSigningRequest) -> None:
+    tbs = bytearray(rsa_csr.tbs_certrequest_bytes)
+    # CertificationRequestInfo ::= SEQUENCE { version INTEGER (0), ... }: the version is at
+    # the first INTEGER after the SEQUENCE header (30 82 xx xx 02 01 00)
+    assert tbs[4:7] == b"\x02\x01\x00"
+    tbs[6] = 0x01
+    algorithm = kf.der_sequence(kf.der_oid("1.2.840.113549.1.1.11"), kf.der_null())
+    signature = kf.rsa_key().sign(bytes(tbs), padding.PKCS1v15(), hashes.SHA256())
+    der = kf.der_sequence(bytes(tbs), algorithm, kf.der_bit_string(signature))
+    _unreadable(kf.der_to_pem(der), "version")

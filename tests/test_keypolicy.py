@@ -1,0 +1,259 @@
+"""Which keys are certified (DESIGN 3.4): sizes, exponent, curves, types, weak keys, blocklist."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keyfactory as kf
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+from soap_service.errors import KeyRefused
+from soap_service.ra import keypolicy
+from soap_service.ra.csr import parse_csr
+from soap_service.ra.keypolicy import blocklist_available, check_key
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _refusal(public_key: PublicKeyTypes) -> KeyRefused:
+    with pytest.raises(KeyRefused) as caught:
+        check_key(public_key)
+    refusal = caught.value
+    assert (refusal.code, refusal.field) == (-4009, "CSR")
+    return refusal
+
+
+# ----------------------------------------------------------------------------- accepted
+
+
+@pytest.mark.parametrize("bits", [2048, 3072])
+def test_rsa_of_accepted_sizes_is_accepted(bits: int) -> None:
+    check_key(kf.rsa_key(bits).public_key())
+
+
+@pytest.mark.slow
+def test_rsa_4096_is_accepted() -> None:
+    check_key(kf.rsa_key(4096).public_key())
+
+
+@pytest.mark.parametrize("curve", ["P-256", "P-384"])
+def test_ec_on_accepted_curves_is_accepted(curve: str) -> None:
+    check_key(kf.ec_key(curve).public_key())
+
+
+def test_the_key_of_a_parsed_csr_is_accepted() -> None:
+    check_key(parse_csr(kf.csr_pem(kf.make_csr(kf.ec_key("P-384")))).public_key)
+
+
+def test_many_ordinary_rsa_keys_are_accepted() -> None:
+    """No false positives from the weak-key checks on freshly generated keys."""
+    for index in range(10):
+        check_key(kf.rsa_key(2048, 65537, index).public_key())
+
+
+# ----------------------------------------------------------------------------- refused
+
+
+@pytest.mark.parametrize(
+    ("bits", "message"),
+    [
+        (1024, "RSA key of 1024 bits: only 2048, 3072 or 4096 are accepted"),
+        (2047, "RSA key of 2047 bits: only 2048, 3072 or 4096 are accepted"),
+    ],
+)
+def test_rsa_of_other_sizes_is_refused(bits: int, message: str) -> None:
+    assert _refusal(kf.rsa_key(bits).public_key()).message == message
+
+
+def test_rsa_2056_bits_is_refused_although_a_multiple_of_8() -> None:
+    import gmpy2
+
+    p = kf.rsa_key().private_numbers().p  # 1024 bits, two top bits set
+    r = int(gmpy2.next_prime((0b11 << 1030) | kf.rsa_key(index=1).private_numbers().q))  # 1032 bits
+    n = p * r
+    assert n.bit_length() == 2056
+    assert "RSA key of 2056 bits" in _refusal(rsa.RSAPublicNumbers(65537, n).public_key()).message
+
+
+def test_rsa_exponent_3_is_refused() -> None:
+    message = _refusal(kf.rsa_key(2048, 3).public_key()).message
+    assert message == "RSA public exponent 3: only 65537 is accepted"
+
+
+def test_rsa_huge_exponent_is_refused_without_printing_it() -> None:
+    n = kf.rsa_key().public_key().public_numbers().n
+    e = (1 << 1500) + 1
+    message = _refusal(rsa.RSAPublicNumbers(e, n).public_key()).message
+    assert message == "RSA public exponent of 1501 bits: only 65537 is accepted"
+
+
+def test_even_rsa_modulus_is_refused() -> None:
+    n = kf.rsa_key().public_key().public_numbers().n + 1
+    assert n.bit_length() == 2048
+    assert "modulus is even" in _refusal(rsa.RSAPublicNumbers(65537, n).public_key()).message
+
+
+def test_close_primes_are_refused_as_fermat_factorable() -> None:
+    message = _refusal(kf.close_prime_rsa_key().public_key()).message
+    assert "primes are so close" in message and "Fermat" in message
+
+
+def test_roca_key_is_refused() -> None:
+    message = _refusal(kf.roca_rsa_key().public_key()).message
+    assert "ROCA" in message and "CVE-2017-15361" in message
+
+
+def test_small_factor_is_refused() -> None:
+    key = kf.small_factor_rsa_key()
+    assert key.key_size == 2048
+    assert "small prime factor" in _refusal(key).message
+
+
+@pytest.mark.parametrize(
+    ("curve", "message"),
+    [
+        ("P-224", "EC key on curve P-224: only P-256 and P-384 are accepted"),
+        ("P-521", "EC key on curve P-521: only P-256 and P-384 are accepted"),
+        ("secp256k1", "EC key on curve secp256k1: only P-256 and P-384 are accepted"),
+        ("brainpoolP256r1", "EC key on curve brainpoolP256r1: only P-256 and P-384 are accepted"),
+    ],
+)
+def test_ec_on_other_curves_is_refused(curve: str, message: str) -> None:
+    assert _refusal(kf.ec_key(curve).public_key()).message == message
+
+
+def test_ed25519_is_refused_by_name() -> None:
+    message = _refusal(kf.ed25519_key().public_key()).message
+    assert message.startswith("Ed25519 keys are not accepted")
+    assert "RSA 2048, 3072 or 4096 bits and ECDSA P-256 or P-384" in message
+
+
+def test_ed448_and_dsa_are_refused_by_name() -> None:
+    assert _refusal(kf.ed448_key().public_key()).message.startswith("Ed448 keys are not accepted")
+    assert _refusal(kf.dsa_key().public_key()).message.startswith("DSA keys are not accepted")
+
+
+def test_x25519_is_refused_by_name() -> None:
+    from cryptography.hazmat.primitives.asymmetric import x25519
+
+    public = x25519.X25519PrivateKey.generate().public_key()
+    assert _refusal(public).message.startswith("X25519 keys are not accepted")
+
+
+# ----------------------------------------------------------------------------- blocklist
+
+
+def test_blocklist_available_is_a_bool_decided_once() -> None:
+    first = blocklist_available()
+    assert isinstance(first, bool)
+    assert blocklist_available() is first
+
+
+def test_a_badkeys_exit_never_ends_the_process() -> None:
+    from badkeys.utils import _errexit
+
+    with pytest.raises(RuntimeError, match="badkeys tried to exit"):
+        keypolicy._run_badkeys(lambda: _errexit("simulated missing data file"))
+
+
+_PROBE = textwrap.dedent(
+    """
+    import json, sys
+    from cryptography.hazmat.primitives import serialization
+    from soap_service.errors import KeyRefused
+    from soap_service.ra.keypolicy import blocklist_available, check_key
+
+    results = {"available": blocklist_available(), "keys": []}
+    for path in sys.argv[1:]:
+        with open(path, "rb") as handle:
+            key = serialization.load_pem_public_key(handle.read())
+        try:
+            check_key(key)
+            results["keys"].append(None)
+        except KeyRefused as refusal:
+            results["keys"].append(refusal.message)
+    print(json.dumps(results))
+    """
+)
+
+
+def _probe(cache_home: Path, tmp_path: Path, *keys: PublicKeyTypes) -> dict[str, object]:
+    """check_key in a fresh interpreter whose badkeys cache directory is ``cache_home``."""
+    paths = []
+    for number, key in enumerate(keys):
+        path = tmp_path / f"key{number}.pem"
+        path.write_bytes(
+            key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+        paths.append(str(path))
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home), "PYTHONPATH": str(REPO)}
+    completed = subprocess.run(
+        [sys.executable, "-c", _PROBE, *paths],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    result: dict[str, object] = json.loads(completed.stdout)
+    return result
+
+
+def test_absent_blocklist_is_skipped_without_exiting(tmp_path: Path) -> None:
+    cache_home = tmp_path / "empty-cache"
+    cache_home.mkdir()
+    result = _probe(cache_home, tmp_path, kf.rsa_key().public_key(), kf.ec_key().public_key())
+    assert result == {"available": False, "keys": [None, None]}
+
+
+def test_unusable_blocklist_is_skipped_without_exiting(tmp_path: Path) -> None:
+    directory = tmp_path / "cache" / "badkeys"
+    directory.mkdir(parents=True)
+    (directory / "badkeysdata.json").write_text("{not json")
+    (directory / "blocklist.dat").write_bytes(b"")
+    result = _probe(tmp_path / "cache", tmp_path, kf.rsa_key().public_key())
+    assert result == {"available": False, "keys": [None]}
+
+
+def _blocklist_entry(value: int, list_id: int) -> bytes:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return hashlib.sha256(raw).digest()[:15] + bytes([list_id])
+
+
+def test_keys_on_an_installed_blocklist_are_refused(tmp_path: Path) -> None:
+    """A blocklist in badkeys's own format: listed RSA and EC keys refused, others accepted."""
+    listed_rsa = kf.rsa_key(index=3).public_key()
+    listed_ec = kf.ec_key("P-256", index=3).public_key()
+    filler = [hashlib.sha256(bytes([i])).digest()[:15] + b"\x01" for i in range(64)]
+    entries = sorted(
+        [
+            *filler,
+            _blocklist_entry(listed_rsa.public_numbers().n, 7),
+            _blocklist_entry(listed_ec.public_numbers().x, 7),
+        ]
+    )
+    directory = tmp_path / "cache" / "badkeys"
+    directory.mkdir(parents=True)
+    (directory / "blocklist.dat").write_bytes(b"".join(entries))
+    metadata = {"blocklists": [{"id": 1, "name": "filler"}, {"id": 7, "name": "debianssl"}]}
+    (directory / "badkeysdata.json").write_text(json.dumps(metadata))
+
+    unlisted = (kf.rsa_key().public_key(), kf.ec_key().public_key())
+    result = _probe(tmp_path / "cache", tmp_path, listed_rsa, listed_ec, *unlisted)
+    assert result["available"] is True
+    keys = result["keys"]
+    assert isinstance(keys, list)
+    refused_rsa, refused_ec, accepted_rsa, accepted_ec = keys
+    assert "public list of compromised keys (debianssl)" in refused_rsa
+    assert "public list of compromised keys (debianssl)" in refused_ec
+    assert accepted_rsa is None and accepted_ec is None
