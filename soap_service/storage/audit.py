@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from soap_service.storage.models import AuditEvent
+from soap_service.storage.types import clip
 
 
 def append_event(
@@ -26,6 +27,7 @@ def append_event(
     incident_id: str | None = None,
     detail: str = "",
 ) -> None:
+    # Callers' values (a hostile user name, say) are cut to the column, never refused here.
     session.add(
         AuditEvent(
             at=at,
@@ -33,13 +35,13 @@ def append_event(
             action=action,
             outcome=outcome,
             code=code,
-            partner_code=partner_code,
-            username=username,
-            order_id=order_id,
-            partner_order_id=partner_order_id,
+            partner_code=clip(partner_code, 64),
+            username=clip(username, 128),
+            order_id=clip(order_id, 32),
+            partner_order_id=clip(partner_order_id, 64),
             certificate_serial=certificate_serial,
             incident_id=incident_id,
-            detail=detail,
+            detail=detail[:2000],
         )
     )
 

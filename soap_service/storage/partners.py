@@ -46,7 +46,7 @@ def add_api_user(
 
 
 def record_failure(session: Session, *, partner_code: str, username: str, at: datetime) -> None:
-    session.add(AuthenticationFailure(partner_code=partner_code, username=username, at=at))
+    session.add(AuthenticationFailure(partner_code=partner_code[:64], username=username[:128], at=at))
 
 
 def count_failures_since(session: Session, *, partner_code: str, username: str, since: datetime) -> int:
@@ -54,8 +54,8 @@ def count_failures_since(session: Session, *, partner_code: str, username: str, 
         select(func.count())
         .select_from(AuthenticationFailure)
         .where(
-            AuthenticationFailure.partner_code == partner_code,
-            AuthenticationFailure.username == username,
+            AuthenticationFailure.partner_code == partner_code[:64],
+            AuthenticationFailure.username == username[:128],
             AuthenticationFailure.at >= since,
         )
     ) or 0

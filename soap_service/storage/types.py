@@ -30,3 +30,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def clip(value: str | None, length: int) -> str | None:
+    """``value`` cut to fit a column of ``length`` characters."""
+    return None if value is None else value[:length]
