@@ -1,0 +1,39 @@
+"""Where relying parties fetch the CA certificates, CRLs and OCSP answers.
+
+The URLs are built from ``SOAP_SERVICE_PUBLIC_URL``. The Baseline Requirements allow
+only plain ``http`` in the AIA and CRL distribution point extensions (BR 7.1.2.7.7,
+7.1.2.11.2; pkilint reports https there as an error), so an ``https`` public URL is
+published with the ``http`` scheme on the same host and path.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+
+def distribution_base(public_url: str) -> str:
+    """The ``http`` base URL for certificates, CRLs and OCSP on the public URL's host."""
+    parts = urlsplit(public_url.rstrip("/"))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"the public URL must be an http(s) URL, got {public_url!r}")
+    return urlunsplit(("http", parts.netloc, parts.path, "", ""))
+
+
+def ca_certificate_url(public_url: str, ca_name: str) -> str:
+    """The AIA caIssuers URL of the CA named ``ca_name``."""
+    return f"{distribution_base(public_url)}/ca/{ca_name}.crt"
+
+
+def crl_url(public_url: str, ca_name: str) -> str:
+    """The CRL distribution point of the CA named ``ca_name``."""
+    return f"{distribution_base(public_url)}/crl/{ca_name}.crl"
+
+
+def ocsp_url(public_url: str) -> str:
+    """The OCSP responder URL (one responder for every issuing CA)."""
+    return f"{distribution_base(public_url)}/ocsp"
+
+
+def public_host(public_url: str) -> str:
+    """The host name of the public URL, lower case, as it appears in the published URLs."""
+    return (urlsplit(public_url).hostname or "").lower()
