@@ -6,13 +6,13 @@ import datetime
 import hashlib
 import textwrap
 
-import keyfactory as kf
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509.oid import NameOID
 
+import keyfactory as kf
 from soap_service.errors import CSRUnreadable, InvalidField, KeyRefused, ServiceError
 from soap_service.ra.csr import MAX_CSR_CHARS, ParsedCSR, parse_csr, spki_sha256
 

@@ -10,12 +10,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-import keyfactory as kf
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+import keyfactory as kf
 from soap_service.errors import KeyRefused
 from soap_service.ra import keypolicy
 from soap_service.ra.csr import parse_csr

@@ -36,8 +36,8 @@ from soap_service.errors import (
 )
 from soap_service.ra.reissue import Reissuer, ReissueRequest
 from soap_service.ra.service import RegistrationAuthority
-from soap_service.storage.models import AuditEvent, Certificate, Order
 from soap_service.storage import certificates as certificate_store
+from soap_service.storage.models import AuditEvent, Certificate, Order
 
 
 def reissue(ra: RegistrationAuthority, partner, partner_order_id: str, csr: str, dns_names=None):
