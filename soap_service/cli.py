@@ -19,6 +19,7 @@ from typing import Any
 from soap_service import demo
 from soap_service.config import ConfigurationError, Secret, Settings, load_settings
 from soap_service.errors import InvalidField, ServiceError
+from soap_service.ra.incidents import new_incident_id
 from soap_service.ra.installation import initialize
 from soap_service.ra.orders import Contact, NewOrder, Organization, create_order, show_order_by_operator
 from soap_service.ra.partners import create_partner
@@ -171,6 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServiceError as error:
         field = f" [{error.field}]" if error.field else ""
         print(f"error {error.code}: {error.message}{field}", file=sys.stderr)
+        return 1
+    except Exception:
+        incident = new_incident_id()
+        logging.getLogger(__name__).exception("command %s failed, incident %s", args.command, incident)
+        print(f"error -9000: internal error, incident {incident} (details in the log above)", file=sys.stderr)
         return 1
     if result is not None:
         json.dump(result, sys.stdout, indent=2)

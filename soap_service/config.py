@@ -47,7 +47,7 @@ class Secret:
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
-    database_url: str
+    database_url: str = field(repr=False)  # may hold a database password
     public_url: str
     ca_key_algorithm: str = "rsa-2048"
     ca_passphrase: Secret | None = field(default=None, repr=False)

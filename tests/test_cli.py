@@ -132,8 +132,8 @@ def test_order_create_refuses_bad_input_and_creates_nothing(operator):
         assert done.returncode == 1, extra
         assert f"error {code}: " in done.stderr, (extra, done.stderr)
     for poid in ("B-1", "B-2", "B-3", "B-4"):
-        assert operator.run("order", "show", "--partner", "ACME", "--partner-order-id", poid,
-                            check=False).returncode == 1
+        shown = operator.run("order", "show", "--partner", "ACME", "--partner-order-id", poid, check=False)
+        assert shown.returncode == 1 and "error -4003: " in shown.stderr
 
 
 def test_ev_and_code_signing_orders(operator):
@@ -154,7 +154,7 @@ def test_ev_and_code_signing_orders(operator):
 
 def test_no_secret_reaches_the_logs(operator):
     logs = "\n".join(operator.logs)
-    assert "DEBUG" in logs or "INFO" in logs or logs == "" or "WARNING" in logs
+    assert "soap_service" in logs  # the commands did log (at DEBUG): the check below has something to read
     assert PASSWORD not in logs
     assert operator.environ["SOAP_SERVICE_CA_PASSPHRASE"] not in logs
     assert "PRIVATE KEY" not in logs

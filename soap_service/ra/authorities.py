@@ -12,14 +12,15 @@ from sqlalchemy.orm import Session
 from soap_service.ca.hierarchy import issuing_ca_name
 from soap_service.ca.issuer import IssuingCA
 from soap_service.ca.keys.backend import KeyBackend
-from soap_service.errors import ServiceError
 from soap_service.storage import authorities
 from soap_service.storage.models import CertificateAuthority
 
 
-class NotInitialized(ServiceError):
-    code = -9000
-    default_message = "the CA hierarchy has not been created: run `soap-service init`"
+class NotInitialized(RuntimeError):
+    """The hierarchy is missing: an operator's mistake, answered as an internal error."""
+
+    def __init__(self) -> None:
+        super().__init__("the CA hierarchy has not been created: run `soap-service init`")
 
 
 @dataclass(frozen=True)

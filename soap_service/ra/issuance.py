@@ -56,6 +56,12 @@ def examine_csr(text: str) -> ExaminedCSR:
     return ExaminedCSR(parsed, None)
 
 
+def refuse_blocked_key(session: Session, csr: ParsedCSR) -> None:
+    """DESIGN 3.4: a key blocked for compromise is refused forever, on every path."""
+    if certificates.is_key_blocked(session, csr.spki_sha256):
+        raise KeyRefused("this key was reported compromised and is blocked")
+
+
 def csr_pem(parsed: ParsedCSR) -> str:
     body = base64.encodebytes(parsed.der).decode().replace("\n", "")
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
@@ -97,6 +103,7 @@ def issue_for_order(
     public_key = csr.public_key
     if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise KeyRefused("only RSA and ECDSA keys are accepted")
+
     level = ValidationLevel(product.validation_level)
     not_before, not_after = validity_window(product.validation_level, now, order.term_end)
     loaded = ra.authorities.issuing_ca(session, order.brand_code, product.validation_level)

@@ -6,6 +6,7 @@ under the same CSR, key and name rules as a reissue.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -15,8 +16,9 @@ from sqlalchemy.exc import IntegrityError
 
 from soap_service.errors import InvalidField, OrderNotFound
 from soap_service.ra.audit import Subject
+from soap_service.ra.auth import is_clean_text
 from soap_service.ra.catalogue import PRODUCTS_BY_CODE, ProductSpec
-from soap_service.ra.issuance import chain_of, examine_csr, issue_for_order
+from soap_service.ra.issuance import chain_of, examine_csr, issue_for_order, refuse_blocked_key
 from soap_service.ra.names import order_names, requested_names
 from soap_service.ra.reissue import run_audited
 from soap_service.ra.service import RegistrationAuthority
@@ -70,6 +72,8 @@ def _check_organization(product: ProductSpec, organization: Organization | None)
         return
     if organization is None or not organization.name.strip():
         raise InvalidField(f"a {level} product needs the validated organization", field="Organization")
+    if not all(is_clean_text(value) for value in vars(organization).values() if value is not None):
+        raise InvalidField("an organization field holds control or invalid characters", field="Organization")
     if not _COUNTRY.match(organization.country):
         raise InvalidField("country is a two-letter ISO 3166 code in capitals", field="Country")
     if level in ("OV", "EV") and not (organization.state or organization.locality):
@@ -86,6 +90,9 @@ def _check_organization(product: ProductSpec, organization: Organization | None)
 def _check_contacts(contacts: tuple[Contact, ...]) -> None:
     roles = {c.role for c in contacts}
     for contact in contacts:
+        for value in (contact.email, contact.first_name, contact.last_name, contact.phone):
+            if value is not None and not is_clean_text(value):
+                raise InvalidField("a contact field holds control or invalid characters", field="Contacts")
         if contact.role not in ("admin", "technical", "billing"):
             raise InvalidField(f"unknown contact role {contact.role!r}", field="Contacts")
         if not _EMAIL.match(contact.email):
@@ -102,11 +109,12 @@ def create_order(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
 
 
 def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
+    new = dataclasses.replace(new, partner_order_id=new.partner_order_id.strip())
     product = PRODUCTS_BY_CODE.get(new.product)
     if product is None:
         raise InvalidField(f"unknown product {new.product!r}", field="Product")
-    if not new.partner_order_id.strip() or len(new.partner_order_id) > 64:
-        raise InvalidField("PartnerOrderID is 1-64 characters", field="PartnerOrderID")
+    if not new.partner_order_id or len(new.partner_order_id) > 64 or not is_clean_text(new.partner_order_id):
+        raise InvalidField("PartnerOrderID is 1-64 printable characters", field="PartnerOrderID")
     if not 1 <= new.term_days <= MAX_TERM_DAYS:
         raise InvalidField(f"the term is 1 to {MAX_TERM_DAYS} days", field="term-days")
     names = order_names(new.names, product)
@@ -125,6 +133,7 @@ def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
             raise InvalidField(
                 f"partner {partner.code} already has an order {new.partner_order_id}", field="PartnerOrderID"
             )
+        refuse_blocked_key(session, csr)
         org = new.organization if product.validation_level != "DV" else None
         order = Order(
             order_id=_new_order_id(),
@@ -154,7 +163,13 @@ def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
                          phone=c.phone)
             for c in new.contacts
         ]
-        orders.add_order(session, order)
+        try:
+            with session.begin_nested():
+                orders.add_order(session, order)
+        except IntegrityError:
+            raise InvalidField(
+                f"partner {partner.code} already has an order {new.partner_order_id}", field="PartnerOrderID"
+            ) from None
         issued = issue_for_order(ra, session, order=order, product=product, csr=csr, names=chosen,
                                  replaces=None, now=now)
         if not orders.set_current_certificate(session, order=order, certificate_id=issued.id,

@@ -25,12 +25,12 @@ from soap_service.errors import (
     TermEnded,
 )
 from soap_service.ra.audit import Subject, record_outcome
-from soap_service.ra.auth import Credentials
+from soap_service.ra.auth import Credentials, is_clean_text
 from soap_service.ra.authorities import LoadedCA
 from soap_service.ra.catalogue import PRODUCTS_BY_CODE, ProductSpec
 from soap_service.ra.csr import ParsedCSR
 from soap_service.ra.incidents import new_incident_id
-from soap_service.ra.issuance import ExaminedCSR, chain_of, examine_csr, issue_for_order
+from soap_service.ra.issuance import ExaminedCSR, chain_of, examine_csr, issue_for_order, refuse_blocked_key
 from soap_service.ra.names import requested_names
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.views import IssuanceOutcome, Notice, OrderView
@@ -103,6 +103,13 @@ def check_reissuable(order: Order, current: Certificate | None, now: datetime) -
 
 
 def check_request_fields(request: ReissueRequest) -> None:
+    texts = [("PartnerOrderID", request.partner_order_id), ("CSR", request.csr),
+             ("SignatureHashAlgorithm", request.signature_hash_algorithm or ""),
+             ("ReissueEmail", request.reissue_email or "")]
+    texts += [("DNSNames", name) for name in request.dns_names or ()]
+    for field_name, value in texts:
+        if not is_clean_text(value.replace("\n", "").replace("\r", "").replace("\t", "")):
+            raise InvalidField(f"{field_name} holds control or invalid characters", field=field_name)
     if not request.partner_order_id or not request.partner_order_id.strip():
         raise InvalidField("PartnerOrderID is missing", field="PartnerOrderID")
     if len(request.partner_order_id) > 64:
@@ -187,13 +194,18 @@ class Reissuer:
         )
         check_reissuable(order, current, now)
         csr = examined.accepted()
+        names = requested_names(
+            validated=[n.name for n in order.names],
+            product=product,
+            dns_names=request.dns_names,
+            csr_names=[*csr.san_dns_names, *csr.common_names],
+        )
+        refuse_blocked_key(session, csr)
         loaded = ra.authorities.issuing_ca(session, order.brand_code, product.validation_level)
-        decision = _Decision(order, product, current, csr, loaded)
-        if current is not None and current.csr_sha256 == csr.sha256:
+        decision = _Decision(order, product, current, csr, loaded, names=names)
+        if current is not None and current.csr_sha256 == csr.sha256 and names == tuple(current.name_list):
             decision.replay = True  # DESIGN 3.9: a retry of the reissue that made the current certificate
             return decision
-        if certificates.is_key_blocked(session, csr.spki_sha256):
-            raise KeyRefused("this key was reported compromised and is blocked")
         if current is not None and current.spki_sha256 == csr.spki_sha256:
             if ra.settings.key_reuse == "refuse":
                 raise KeyRefused("the CSR reuses the current certificate's key: generate a new key")
@@ -204,12 +216,6 @@ class Reissuer:
                     "CSR",
                 )
             )
-        decision.names = requested_names(
-            validated=[n.name for n in order.names],
-            product=product,
-            dns_names=request.dns_names,
-            csr_names=[*csr.san_dns_names, *csr.common_names],
-        )
         return decision
 
     def _reissue_locked(
@@ -328,7 +334,10 @@ def run_audited(ra: RegistrationAuthority, subject: Subject, action: Callable[[]
                        detail="lint: " + "; ".join(refusal.findings))
         raise InternalError(incident) from None
     except ServiceError as refusal:
-        record_outcome(ra, subject, outcome="refused", code=refusal.code, detail=refusal.message)
+        try:
+            record_outcome(ra, subject, outcome="refused", code=refusal.code, detail=refusal.message)
+        except Exception:  # the refusal stands; the log has the audit store's failure
+            logger.exception("audit of a %s refusal (%s) failed", subject.action, refusal.code)
         raise
     except Exception as failure:
         incident = new_incident_id()

@@ -16,7 +16,12 @@ from soap_service.config import Settings
 from soap_service.ra.auth import Authenticator
 from soap_service.ra.authorities import AuthorityRegistry
 from soap_service.ra.clock import Clock, utc_now
-from soap_service.storage.db import SessionFactory, create_database_engine, create_session_factory
+from soap_service.storage.db import (
+    SessionFactory,
+    create_database_engine,
+    create_reader_factory,
+    create_session_factory,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +31,7 @@ class RegistrationAuthority:
     settings: Settings
     engine: Engine
     sessions: SessionFactory
+    readers: SessionFactory
     clock: Clock
     key_backend: KeyBackend
     authorities: AuthorityRegistry
@@ -39,6 +45,7 @@ class RegistrationAuthority:
     ) -> RegistrationAuthority:
         engine = engine or create_database_engine(settings.database_url)
         sessions = create_session_factory(engine)
+        readers = create_reader_factory(engine)
         passphrase = load_or_create_passphrase(
             settings.ca_passphrase, settings.ca_passphrase_file, settings.data_dir
         )
@@ -54,12 +61,13 @@ class RegistrationAuthority:
             settings=settings,
             engine=engine,
             sessions=sessions,
+            readers=readers,
             clock=clock,
             key_backend=key_backend,
             authorities=AuthorityRegistry(key_backend),
             issuer=Issuer(settings.public_url, linter),
             linter=linter,
-            authenticator=Authenticator(sessions, settings, clock),
+            authenticator=Authenticator(sessions, readers, settings, clock),
         )
 
     def close(self) -> None:

@@ -41,7 +41,7 @@ def append_event(
             partner_order_id=clip(partner_order_id, 64),
             certificate_serial=certificate_serial,
             incident_id=incident_id,
-            detail=detail[:2000],
+            detail=clip(detail, 2000) or "",
         )
     )
 

@@ -49,8 +49,19 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        mode = "BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+        connection.exec_driver_sql(mode)
+
+
+READ_ONLY = "soap_service_read_only"
 
 
 def create_session_factory(engine: Engine) -> SessionFactory:
+    """Sessions for use cases that write: on SQLite they take the write lock at BEGIN."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def create_reader_factory(engine: Engine) -> SessionFactory:
+    """Sessions that only read: on SQLite a plain (deferred) BEGIN, so readers never
+    wait for the write lock nor hold it. Same pool as the writers."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)

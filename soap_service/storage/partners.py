@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from soap_service.storage.models import ApiUser, AuthenticationFailure, Partner
+from soap_service.storage.types import clip
 
 
 def get_partner(session: Session, code: str) -> Partner | None:
@@ -45,8 +46,22 @@ def add_api_user(
     return user
 
 
+def lock_account(session: Session, *, partner_code: str, username: str) -> None:
+    """Serialize the credential checks of one account until the transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock on the account's name (existing or
+    not), so parallel guesses cannot all read the failure count before any is written.
+    SQLite has no such lock; its writers are serialized by BEGIN IMMEDIATE instead.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:account, 0))"),
+            {"account": f"{clip(partner_code, 64)}\x1f{clip(username, 128)}"},
+        )
+
+
 def record_failure(session: Session, *, partner_code: str, username: str, at: datetime) -> None:
-    session.add(AuthenticationFailure(partner_code=partner_code[:64], username=username[:128], at=at))
+    session.add(AuthenticationFailure(partner_code=clip(partner_code, 64), username=clip(username, 128), at=at))
 
 
 def count_failures_since(session: Session, *, partner_code: str, username: str, since: datetime) -> int:
@@ -54,17 +69,8 @@ def count_failures_since(session: Session, *, partner_code: str, username: str, 
         select(func.count())
         .select_from(AuthenticationFailure)
         .where(
-            AuthenticationFailure.partner_code == partner_code[:64],
-            AuthenticationFailure.username == username[:128],
+            AuthenticationFailure.partner_code == clip(partner_code, 64),
+            AuthenticationFailure.username == clip(username, 128),
             AuthenticationFailure.at >= since,
         )
     ) or 0
-
-
-def clear_failures(session: Session, *, partner_code: str, username: str) -> None:
-    session.execute(
-        delete(AuthenticationFailure).where(
-            AuthenticationFailure.partner_code == partner_code,
-            AuthenticationFailure.username == username,
-        )
-    )

@@ -32,6 +32,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+def storable(value: str) -> str:
+    """``value`` with what no database column takes (NUL, lone surrogates) replaced."""
+    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+
+
 def clip(value: str | None, length: int) -> str | None:
-    """``value`` cut to fit a column of ``length`` characters."""
-    return None if value is None else value[:length]
+    """``value`` made storable and cut to fit a column of ``length`` characters."""
+    return None if value is None else storable(value)[:length]
