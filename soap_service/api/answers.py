@@ -1,0 +1,221 @@
+"""From the RA's answers to the message types: headers, errors, certificates, orders.
+
+Translation only: every value comes from an RA view; nothing here decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from soap_service.api import models as m
+from soap_service.errors import ServiceError
+from soap_service.ra.csr import ParsedCSR
+from soap_service.ra.queries import OrderAnswer
+from soap_service.ra.views import CertificateView, ChainCertificate, IssuanceOutcome, Notice, OrderView
+
+SUCCESS = 0
+SUCCESS_WITH_WARNINGS = 1
+
+# Subject attributes of a CSR that ParsedCSR names in fields of their own.
+_SUBJECT_FIELDS = {
+    "CN": "CommonName",
+    "O": "Organization",
+    "OU": "OrganizationalUnit",
+    "L": "Locality",
+    "ST": "State",
+    "C": "Country",
+}
+
+
+def success_code(warnings: Sequence[Notice]) -> int:
+    return SUCCESS_WITH_WARNINGS if warnings else SUCCESS
+
+
+def errors(error: ServiceError) -> m.Errors:
+    return m.Errors(Error=[m.ErrorModel(ErrorCode=error.code, ErrorField=error.field, ErrorMessage=error.message)])
+
+
+def warnings(notices: Sequence[Notice]) -> m.Warnings | None:
+    if not notices:
+        return None
+    return m.Warnings(Warning=[m.WarningModel(WarningCode=n.code, WarningMessage=n.message) for n in notices])
+
+
+def order_header(
+    partner_order_id: str, now: datetime, *, error: ServiceError | None = None, notices: Sequence[Notice] = ()
+) -> m.OrderResponseHeader:
+    return m.OrderResponseHeader(
+        PartnerOrderID=partner_order_id,
+        SuccessCode=error.code if error is not None else success_code(notices),
+        Errors=errors(error) if error is not None else None,
+        Warnings=warnings(notices),
+        Timestamp=_second(now),
+    )
+
+
+def query_header(now: datetime, *, error: ServiceError | None = None) -> m.QueryResponseHeader:
+    return m.QueryResponseHeader(
+        SuccessCode=error.code if error is not None else SUCCESS,
+        Errors=errors(error) if error is not None else None,
+        Timestamp=_second(now),
+    )
+
+
+def dns_names(names: Sequence[str]) -> m.DNSNames:
+    return m.DNSNames(DNSName=list(names))
+
+
+def ca_certificates(chain: Sequence[ChainCertificate]) -> m.CACertificates:
+    return m.CACertificates(CACertificate=[m.CACertificate(Type=c.kind, CACert=c.pem) for c in chain])
+
+
+def pkcs7_pem(leaf_pem: str, chain: Sequence[ChainCertificate]) -> str:
+    """A PEM PKCS#7 (certs-only SignedData) holding the leaf, then the chain upward."""
+    certificates = [x509.load_pem_x509_certificate(pem.encode()) for pem in (leaf_pem, *(c.pem for c in chain))]
+    return pkcs7.serialize_certificates(certificates, serialization.Encoding.PEM).decode()
+
+
+def issued_certificate(outcome: IssuanceOutcome) -> m.CertificateModel:
+    certificate = outcome.certificate
+    return m.CertificateModel(
+        SerialNumber=certificate.serial,
+        NotBefore=certificate.not_before,
+        NotAfter=certificate.not_after,
+        ServerCertificate=certificate.pem,
+        CACertificates=ca_certificates(outcome.chain),
+        PKCS7=pkcs7_pem(certificate.pem, outcome.chain),
+    )
+
+
+def parsed_csr(csr: ParsedCSR) -> m.ParsedCSRModel:
+    fields: dict[str, str] = {}
+    for name, value in csr.subject:
+        key = _SUBJECT_FIELDS.get(name)
+        if key is not None and key not in fields:
+            fields[key] = value
+    return m.ParsedCSRModel(
+        SubjectAttributes=m.SubjectAttributes(
+            SubjectAttribute=[m.SubjectAttribute(Name=name, Value=value) for name, value in csr.subject]
+        ),
+        DNSNames=dns_names(csr.san_dns_names),
+        KeyAlgorithm=csr.key_algorithm,
+        KeySize=csr.key_size,
+        Curve=csr.curve,
+        SignatureAlgorithm=csr.signature_algorithm,
+        SPKISHA256=csr.spki_sha256,
+        CSRSHA256=csr.sha256,
+        **fields,
+    )
+
+
+def _status(status: str) -> str:
+    return status.upper()
+
+
+def _order_info(order: OrderView) -> m.OrderInfo:
+    return m.OrderInfo(
+        OrderID=order.order_id,
+        PartnerOrderID=order.partner_order_id,
+        Brand=order.brand,
+        ProductCode=order.product,
+        ValidationLevel=order.validation_level,
+        OrderStatus=order.status,
+        TermStart=order.term_start,
+        TermEnd=order.term_end,
+        DNSNames=dns_names(order.names),
+    )
+
+
+def _organization(order: OrderView) -> m.Organization | None:
+    org = order.organization
+    if org is None:
+        return None
+    return m.Organization(
+        Name=org.name,
+        Country=org.country,
+        State=org.state,
+        Locality=org.locality,
+        BusinessCategory=org.business_category,
+        JurisdictionCountry=org.jurisdiction_country,
+        RegistrationNumber=org.registration_number,
+    )
+
+
+def _certificate_info(certificate: CertificateView) -> m.CertificateInfo:
+    return m.CertificateInfo(
+        SerialNumber=certificate.serial,
+        CertificateStatus=_status(certificate.status),
+        Issuer=certificate.issuer,
+        Subject=certificate.subject,
+        DNSNames=dns_names(certificate.names),
+        NotBefore=certificate.not_before,
+        NotAfter=certificate.not_after,
+        SPKISHA256=certificate.spki_sha256,
+    )
+
+
+def _history_entry(certificate: CertificateView) -> m.CertificateHistoryEntry:
+    return m.CertificateHistoryEntry(
+        SerialNumber=certificate.serial,
+        CertificateStatus=_status(certificate.status),
+        NotBefore=certificate.not_before,
+        NotAfter=certificate.not_after,
+        DNSNames=dns_names(certificate.names),
+        SPKISHA256=certificate.spki_sha256,
+        ReplacesSerialNumber=certificate.replaces,
+        RevokedAt=certificate.revoked_at,
+        RevocationReason=certificate.revocation_reason,
+    )
+
+
+def _fulfillment(
+    answer: OrderAnswer, *, server_certificate: bool, ca_certs: bool, pkcs7_cert: bool
+) -> m.Fulfillment | None:
+    current = answer.order.certificate
+    if current is None or not (server_certificate or ca_certs or pkcs7_cert):
+        return None
+    return m.Fulfillment(
+        ServerCertificate=current.pem if server_certificate else None,
+        CACertificates=ca_certificates(answer.chain) if ca_certs else None,
+        PKCS7=pkcs7_pem(current.pem, answer.chain) if pkcs7_cert else None,
+    )
+
+
+def order_detail(answer: OrderAnswer, options: m.OrderQueryOptions | None) -> m.OrderDetail:
+    order = answer.order
+
+    def wanted(name: str) -> bool:
+        return bool(options is not None and getattr(options, name, None))
+
+    current = order.certificate
+    return m.OrderDetail(
+        OrderInfo=_order_info(order),
+        Organization=_organization(order),
+        Contacts=m.Contacts(
+            Contact=[
+                m.Contact(Role=c.role, Email=c.email, FirstName=c.first_name, LastName=c.last_name, Phone=c.phone)
+                for c in order.contacts
+            ]
+        ),
+        CertificateInfo=_certificate_info(current)
+        if current is not None and wanted("ReturnCertificateInfo")
+        else None,
+        Fulfillment=_fulfillment(
+            answer,
+            server_certificate=wanted("ReturnFulfillment"),
+            ca_certs=wanted("ReturnCACerts"),
+            pkcs7_cert=wanted("ReturnPKCS7Cert"),
+        ),
+        CertificateHistory=m.CertificateHistory(Certificate=[_history_entry(c) for c in order.certificates])
+        if wanted("ReturnCertificateHistory")
+        else None,
+    )
+
+
+def _second(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)

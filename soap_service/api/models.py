@@ -1,0 +1,370 @@
+"""The message types of the Order API (DESIGN section 4), as spyne models.
+
+One target namespace, elements qualified, document/literal wrapped: each operation
+``Op`` takes one ``Request`` and answers one ``OpResult``. An element that a valid
+message always carries is ``minOccurs="1"`` and not nillable (:data:`REQUIRED`);
+every other element is ``minOccurs="0"``, also not nillable (:data:`OPTIONAL`): it
+is left out, never sent empty with ``xsi:nil``. Integers are ``xs:int``
+(``Integer32``), times ``xs:dateTime`` in UTC.
+
+The Python class names end in ``Model`` where the schema name would shadow a
+builtin or another class; the schema name is always ``__type_name__``.
+"""
+
+# mypy: allow-subclassing-any
+
+from __future__ import annotations
+
+from typing import Any
+
+from spyne import Boolean, ComplexModel, DateTime, Integer32, Unicode
+
+TNS = "urn:soap-service:order:v1"
+"""The one target namespace of every message type."""
+
+REQUIRED: dict[str, Any] = {"min_occurs": 1, "nillable": False}
+OPTIONAL: dict[str, Any] = {"min_occurs": 0, "nillable": False}
+LIST_ITEM: dict[str, Any] = {"min_occurs": 0, "max_occurs": "unbounded", "nillable": False}
+
+Text = Unicode(**REQUIRED)
+OptionalText = Unicode(**OPTIONAL)
+Int = Integer32(**REQUIRED)
+OptionalInt = Integer32(**OPTIONAL)
+Time = DateTime(**REQUIRED)
+OptionalTime = DateTime(**OPTIONAL)
+Flag = Boolean(**OPTIONAL)
+
+
+class _Model(ComplexModel):
+    __namespace__ = TNS
+
+
+def required(cls: Any) -> Any:
+    return cls.customize(**REQUIRED)
+
+
+def optional(cls: Any) -> Any:
+    return cls.customize(**OPTIONAL)
+
+
+def items(cls: Any) -> Any:
+    return cls.customize(**LIST_ITEM)
+
+
+# ------------------------------------------------------------------------------ requests
+
+
+class AuthToken(_Model):
+    __type_name__ = "AuthToken"
+    _type_info = [("UserName", Text), ("Password", Text)]
+
+
+class OrderRequestHeader(_Model):
+    __type_name__ = "OrderRequestHeader"
+    _type_info = [
+        ("PartnerCode", Text),
+        ("AuthToken", required(AuthToken)),
+        ("PartnerOrderID", Text),
+        ("ReplayToken", OptionalText),
+    ]
+
+
+class QueryRequestHeader(_Model):
+    __type_name__ = "QueryRequestHeader"
+    _type_info = [("PartnerCode", Text), ("AuthToken", required(AuthToken))]
+
+
+class DNSNames(_Model):
+    __type_name__ = "DNSNames"
+    _type_info = [("DNSName", Unicode(**LIST_ITEM))]
+
+
+class OrderParameters(_Model):
+    __type_name__ = "OrderParameters"
+    _type_info = [
+        ("CSR", Text),
+        ("DNSNames", optional(DNSNames)),
+        ("SignatureHashAlgorithm", OptionalText),
+    ]
+
+
+class ReissueRequest(_Model):
+    """The request of Reissue and of ValidateOrderParameters."""
+
+    __type_name__ = "ReissueRequest"
+    _type_info = [
+        ("OrderRequestHeader", required(OrderRequestHeader)),
+        ("OrderParameters", required(OrderParameters)),
+        ("ReissueEmail", OptionalText),
+    ]
+
+
+class ParseCSRRequest(_Model):
+    __type_name__ = "ParseCSRRequest"
+    _type_info = [("QueryRequestHeader", required(QueryRequestHeader)), ("CSR", Text)]
+
+
+class OrderQueryOptions(_Model):
+    __type_name__ = "OrderQueryOptions"
+    _type_info = [
+        ("ReturnCertificateInfo", Flag),
+        ("ReturnFulfillment", Flag),
+        ("ReturnCACerts", Flag),
+        ("ReturnPKCS7Cert", Flag),
+        ("ReturnCertificateHistory", Flag),
+    ]
+
+
+class GetOrderByPartnerOrderIDRequest(_Model):
+    __type_name__ = "GetOrderByPartnerOrderIDRequest"
+    _type_info = [
+        ("QueryRequestHeader", required(QueryRequestHeader)),
+        ("PartnerOrderID", Text),
+        ("OrderQueryOptions", optional(OrderQueryOptions)),
+    ]
+
+
+# ------------------------------------------------------------------------ response headers
+
+
+class ErrorModel(_Model):
+    __type_name__ = "Error"
+    _type_info = [("ErrorCode", Int), ("ErrorField", OptionalText), ("ErrorMessage", Text)]
+
+
+class Errors(_Model):
+    __type_name__ = "Errors"
+    _type_info = [("Error", items(ErrorModel))]
+
+
+class WarningModel(_Model):
+    __type_name__ = "Warning"
+    _type_info = [("WarningCode", Int), ("WarningMessage", Text)]
+
+
+class Warnings(_Model):
+    __type_name__ = "Warnings"
+    _type_info = [("Warning", items(WarningModel))]
+
+
+class OrderResponseHeader(_Model):
+    __type_name__ = "OrderResponseHeader"
+    _type_info = [
+        ("PartnerOrderID", Text),
+        ("SuccessCode", Int),
+        ("Errors", optional(Errors)),
+        ("Warnings", optional(Warnings)),
+        ("Timestamp", Time),
+    ]
+
+
+class QueryResponseHeader(_Model):
+    __type_name__ = "QueryResponseHeader"
+    _type_info = [
+        ("SuccessCode", Int),
+        ("Errors", optional(Errors)),
+        ("Warnings", optional(Warnings)),
+        ("Timestamp", Time),
+    ]
+
+
+# ------------------------------------------------------------------------------ certificates
+
+
+class CACertificate(_Model):
+    __type_name__ = "CACertificate"
+    _type_info = [("Type", Text), ("CACert", Text)]
+
+
+class CACertificates(_Model):
+    __type_name__ = "CACertificates"
+    _type_info = [("CACertificate", items(CACertificate))]
+
+
+class CertificateModel(_Model):
+    """The certificate a Reissue answers: PEM, chain and PKCS#7 of both."""
+
+    __type_name__ = "Certificate"
+    _type_info = [
+        ("SerialNumber", Text),
+        ("NotBefore", Time),
+        ("NotAfter", Time),
+        ("ServerCertificate", Text),
+        ("CACertificates", required(CACertificates)),
+        ("PKCS7", Text),
+    ]
+
+
+# ------------------------------------------------------------------------------- ParsedCSR
+
+
+class SubjectAttribute(_Model):
+    __type_name__ = "SubjectAttribute"
+    _type_info = [("Name", Text), ("Value", Text)]
+
+
+class SubjectAttributes(_Model):
+    __type_name__ = "SubjectAttributes"
+    _type_info = [("SubjectAttribute", items(SubjectAttribute))]
+
+
+class ParsedCSRModel(_Model):
+    """A CSR as the RA reads it: subject, requested names, key and signature."""
+
+    __type_name__ = "ParsedCSR"
+    _type_info = [
+        ("CommonName", OptionalText),
+        ("Organization", OptionalText),
+        ("OrganizationalUnit", OptionalText),
+        ("Locality", OptionalText),
+        ("State", OptionalText),
+        ("Country", OptionalText),
+        ("SubjectAttributes", required(SubjectAttributes)),
+        ("DNSNames", required(DNSNames)),
+        ("KeyAlgorithm", Text),
+        ("KeySize", Int),
+        ("Curve", OptionalText),
+        ("SignatureAlgorithm", Text),
+        ("SPKISHA256", Text),
+        ("CSRSHA256", Text),
+    ]
+
+
+# ---------------------------------------------------------------------------------- orders
+
+
+class OrderInfo(_Model):
+    __type_name__ = "OrderInfo"
+    _type_info = [
+        ("OrderID", Text),
+        ("PartnerOrderID", Text),
+        ("Brand", Text),
+        ("ProductCode", Text),
+        ("ValidationLevel", Text),
+        ("OrderStatus", Text),
+        ("TermStart", Time),
+        ("TermEnd", Time),
+        ("DNSNames", required(DNSNames)),
+    ]
+
+
+class Organization(_Model):
+    __type_name__ = "Organization"
+    _type_info = [
+        ("Name", Text),
+        ("Country", OptionalText),
+        ("State", OptionalText),
+        ("Locality", OptionalText),
+        ("BusinessCategory", OptionalText),
+        ("JurisdictionCountry", OptionalText),
+        ("RegistrationNumber", OptionalText),
+    ]
+
+
+class Contact(_Model):
+    __type_name__ = "Contact"
+    _type_info = [
+        ("Role", Text),
+        ("Email", Text),
+        ("FirstName", OptionalText),
+        ("LastName", OptionalText),
+        ("Phone", OptionalText),
+    ]
+
+
+class Contacts(_Model):
+    __type_name__ = "Contacts"
+    _type_info = [("Contact", items(Contact))]
+
+
+class CertificateInfo(_Model):
+    __type_name__ = "CertificateInfo"
+    _type_info = [
+        ("SerialNumber", Text),
+        ("CertificateStatus", Text),
+        ("Issuer", Text),
+        ("Subject", Text),
+        ("DNSNames", required(DNSNames)),
+        ("NotBefore", Time),
+        ("NotAfter", Time),
+        ("SPKISHA256", Text),
+    ]
+
+
+class Fulfillment(_Model):
+    __type_name__ = "Fulfillment"
+    _type_info = [
+        ("ServerCertificate", OptionalText),
+        ("CACertificates", optional(CACertificates)),
+        ("PKCS7", OptionalText),
+    ]
+
+
+class CertificateHistoryEntry(_Model):
+    __type_name__ = "CertificateHistoryEntry"
+    _type_info = [
+        ("SerialNumber", Text),
+        ("CertificateStatus", Text),
+        ("NotBefore", Time),
+        ("NotAfter", Time),
+        ("DNSNames", required(DNSNames)),
+        ("SPKISHA256", Text),
+        ("ReplacesSerialNumber", OptionalText),
+        ("RevokedAt", OptionalTime),
+        ("RevocationReason", OptionalText),
+    ]
+
+
+class CertificateHistory(_Model):
+    __type_name__ = "CertificateHistory"
+    _type_info = [("Certificate", items(CertificateHistoryEntry))]
+
+
+class OrderDetail(_Model):
+    __type_name__ = "OrderDetail"
+    _type_info = [
+        ("OrderInfo", required(OrderInfo)),
+        ("Organization", optional(Organization)),
+        ("Contacts", required(Contacts)),
+        ("CertificateInfo", optional(CertificateInfo)),
+        ("Fulfillment", optional(Fulfillment)),
+        ("CertificateHistory", optional(CertificateHistory)),
+    ]
+
+
+# --------------------------------------------------------------------------------- results
+
+
+class ReissueResult(_Model):
+    __type_name__ = "ReissueResult"
+    _type_info = [
+        ("OrderResponseHeader", required(OrderResponseHeader)),
+        ("OrderID", OptionalText),
+        ("Certificate", optional(CertificateModel)),
+    ]
+
+
+class ValidateOrderParametersResult(_Model):
+    __type_name__ = "ValidateOrderParametersResult"
+    _type_info = [
+        ("OrderResponseHeader", required(OrderResponseHeader)),
+        ("ParsedCSR", optional(ParsedCSRModel)),
+        ("CertificateDNSNames", optional(DNSNames)),
+        ("ReturnsCurrentCertificate", Flag),
+    ]
+
+
+class ParseCSRResult(_Model):
+    __type_name__ = "ParseCSRResult"
+    _type_info = [
+        ("QueryResponseHeader", required(QueryResponseHeader)),
+        ("ParsedCSR", optional(ParsedCSRModel)),
+    ]
+
+
+class GetOrderByPartnerOrderIDResult(_Model):
+    __type_name__ = "GetOrderByPartnerOrderIDResult"
+    _type_info = [
+        ("QueryResponseHeader", required(QueryResponseHeader)),
+        ("OrderDetail", optional(OrderDetail)),
+    ]

@@ -1,0 +1,205 @@
+"""The operations of the Order API: read the request, ask the RA, render its answer.
+
+No policy lives here. A refusal of the RA (a :class:`~soap_service.errors.ServiceError`)
+becomes an answer with ``Errors`` and a negative ``SuccessCode``; an internal failure
+becomes a ``soap:Server`` fault whose message carries the incident ID, also logged.
+
+The registration authority and the request's log record come with the WSGI environ
+(see ``guard``), so the spyne application itself is built once and holds no state.
+"""
+
+# mypy: allow-subclassing-any
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from spyne import ServiceBase, Unicode, rpc
+
+from soap_service.api import answers
+from soap_service.api import models as m
+from soap_service.api.faults import InternalFault
+from soap_service.api.requestlog import RECORD_KEY, RequestRecord
+from soap_service.config import Secret
+from soap_service.errors import InternalError, ServiceError
+from soap_service.ra.auth import Credentials
+from soap_service.ra.incidents import new_incident_id
+from soap_service.ra.queries import order_for_partner, parse_csr_for_partner
+from soap_service.ra.reissue import Reissuer
+from soap_service.ra.reissue import ReissueRequest as RAReissueRequest
+from soap_service.ra.service import RegistrationAuthority
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "api"
+RA_KEY = "soap_service.registration_authority"
+"""The WSGI environ key under which the guard hands the service its registration authority."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def operation(*types: Any, **options: Any) -> Callable[[F], F]:
+    """spyne's ``@rpc``, typed for mypy."""
+    return cast(Callable[[F], F], rpc(*types, **options))
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _credentials(partner_code: Any, token: Any) -> Credentials:
+    return Credentials(_text(partner_code), _text(token.UserName), Secret(_text(token.Password)))
+
+
+def _run(ctx: Any, action: Callable[[RegistrationAuthority, RequestRecord], T]) -> T:
+    environ = ctx.transport.req_env
+    record: RequestRecord = environ.get(RECORD_KEY) or RequestRecord()
+    try:
+        ra: RegistrationAuthority | None = environ.get(RA_KEY)
+        if ra is None:
+            raise RuntimeError("the SOAP application was called without a registration authority")
+        return action(ra, record)
+    except InternalFault as fault:
+        record.faulted("Server", fault.incident_id)
+        raise
+    except Exception:
+        incident = new_incident_id()
+        logger.exception("%s failed, incident %s", record.operation, incident)
+        record.faulted("Server", incident)
+        raise InternalFault(incident) from None
+
+
+def _refused(record: RequestRecord, error: ServiceError) -> None:
+    """Note a refusal in the record; an internal error is raised as a fault instead."""
+    if error.code == InternalError.code:
+        incident = getattr(error, "incident_id", None)
+        if incident is None:
+            incident = new_incident_id()
+            logger.error("%s failed, incident %s: %s", record.operation, incident, error.message)
+        raise InternalFault(incident)
+    record.answered(error.code)
+
+
+def _reissue_request(request: Any) -> RAReissueRequest:
+    header, parameters = request.OrderRequestHeader, request.OrderParameters
+    names = parameters.DNSNames.DNSName if parameters.DNSNames is not None else None
+    return RAReissueRequest(
+        partner_order_id=_text(header.PartnerOrderID),
+        csr=_text(parameters.CSR),
+        dns_names=tuple(_text(n) for n in names) if names else None,
+        signature_hash_algorithm=parameters.SignatureHashAlgorithm or None,
+        reissue_email=request.ReissueEmail or None,
+    )
+
+
+def reissue(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m.ReissueResult:
+    header = request.OrderRequestHeader
+    record.partner_code, record.partner_order_id = _text(header.PartnerCode), _text(header.PartnerOrderID)
+    try:
+        outcome = Reissuer(ra).reissue(
+            _credentials(header.PartnerCode, header.AuthToken), _reissue_request(request), channel=CHANNEL
+        )
+    except ServiceError as error:
+        _refused(record, error)
+        header = answers.order_header(record.partner_order_id, ra.clock(), error=error)
+        return m.ReissueResult(OrderResponseHeader=header)
+    record.order_id = outcome.order.order_id
+    record.answered(answers.success_code(outcome.warnings))
+    return m.ReissueResult(
+        OrderResponseHeader=answers.order_header(record.partner_order_id, ra.clock(), notices=outcome.warnings),
+        OrderID=outcome.order.order_id,
+        Certificate=answers.issued_certificate(outcome),
+    )
+
+
+def validate(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m.ValidateOrderParametersResult:
+    header = request.OrderRequestHeader
+    record.partner_code, record.partner_order_id = _text(header.PartnerCode), _text(header.PartnerOrderID)
+    try:
+        outcome = Reissuer(ra).validate(
+            _credentials(header.PartnerCode, header.AuthToken), _reissue_request(request), channel=CHANNEL
+        )
+    except ServiceError as error:
+        _refused(record, error)
+        return m.ValidateOrderParametersResult(
+            OrderResponseHeader=answers.order_header(record.partner_order_id, ra.clock(), error=error)
+        )
+    record.answered(answers.success_code(outcome.warnings))
+    return m.ValidateOrderParametersResult(
+        OrderResponseHeader=answers.order_header(record.partner_order_id, ra.clock(), notices=outcome.warnings),
+        ParsedCSR=answers.parsed_csr(outcome.csr),
+        CertificateDNSNames=answers.dns_names(outcome.names),
+        ReturnsCurrentCertificate=outcome.replay,
+    )
+
+
+def parse(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m.ParseCSRResult:
+    header = request.QueryRequestHeader
+    record.partner_code = _text(header.PartnerCode)
+    try:
+        parsed = parse_csr_for_partner(
+            ra, _credentials(header.PartnerCode, header.AuthToken), _text(request.CSR), channel=CHANNEL
+        )
+    except ServiceError as error:
+        _refused(record, error)
+        return m.ParseCSRResult(QueryResponseHeader=answers.query_header(ra.clock(), error=error))
+    record.answered(answers.SUCCESS)
+    return m.ParseCSRResult(QueryResponseHeader=answers.query_header(ra.clock()), ParsedCSR=answers.parsed_csr(parsed))
+
+
+def get_order(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m.GetOrderByPartnerOrderIDResult:
+    header = request.QueryRequestHeader
+    record.partner_code, record.partner_order_id = _text(header.PartnerCode), _text(request.PartnerOrderID)
+    try:
+        answer = order_for_partner(
+            ra, _credentials(header.PartnerCode, header.AuthToken), record.partner_order_id, channel=CHANNEL
+        )
+    except ServiceError as error:
+        _refused(record, error)
+        return m.GetOrderByPartnerOrderIDResult(QueryResponseHeader=answers.query_header(ra.clock(), error=error))
+    record.order_id = answer.order.order_id
+    record.answered(answers.SUCCESS)
+    return m.GetOrderByPartnerOrderIDResult(
+        QueryResponseHeader=answers.query_header(ra.clock()),
+        OrderDetail=answers.order_detail(answer, request.OrderQueryOptions),
+    )
+
+
+def hello(record: RequestRecord, text: str) -> str:
+    record.answered(answers.SUCCESS)
+    return text
+
+
+class OrderService(ServiceBase):
+    """The Partner Order API. Each method: one ``Request`` in, one ``<Op>Result`` out."""
+
+    @operation(Unicode(**m.REQUIRED), _returns=Unicode(**m.REQUIRED))
+    def Hello(ctx: Any, Input: Any) -> str:
+        """Echoes Input; no authentication. The partner's connectivity test."""
+        return _run(ctx, lambda _ra, record: hello(record, _text(Input)))
+
+    @operation(m.required(m.ReissueRequest), _returns=m.required(m.ReissueResult))
+    def Reissue(ctx: Any, Request: Any) -> m.ReissueResult:
+        """A new certificate for an existing order, from a new CSR; free and unlimited."""
+        return _run(ctx, lambda ra, record: reissue(ra, record, Request))
+
+    @operation(m.required(m.ReissueRequest), _returns=m.required(m.ValidateOrderParametersResult))
+    def ValidateOrderParameters(ctx: Any, Request: Any) -> m.ValidateOrderParametersResult:
+        """Every check of Reissue, nothing issued: the errors and warnings Reissue would give."""
+        return _run(ctx, lambda ra, record: validate(ra, record, Request))
+
+    @operation(m.required(m.ParseCSRRequest), _returns=m.required(m.ParseCSRResult))
+    def ParseCSR(ctx: Any, Request: Any) -> m.ParseCSRResult:
+        """A CSR as the service reads it."""
+        return _run(ctx, lambda ra, record: parse(ra, record, Request))
+
+    @operation(m.required(m.GetOrderByPartnerOrderIDRequest), _returns=m.required(m.GetOrderByPartnerOrderIDResult))
+    def GetOrderByPartnerOrderID(ctx: Any, Request: Any) -> m.GetOrderByPartnerOrderIDResult:
+        """An order of the partner's, with its certificate, chain and history as asked."""
+        return _run(ctx, lambda ra, record: get_order(ra, record, Request))
+
+
+OPERATIONS = frozenset({"Hello", "Reissue", "ValidateOrderParameters", "ParseCSR", "GetOrderByPartnerOrderID"})

@@ -1,0 +1,137 @@
+"""``soap-service serve`` (gunicorn with the package's configuration) and
+``soap-service wsdl`` (the published WSDL, or with ``--xsd`` the message schema).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from soap_service import gunicorn_conf
+from soap_service.api.application import service_url, wsdl_document, xsd_document
+from soap_service.config import ConfigurationError, Settings, load_settings
+
+DEFAULT_BIND = "127.0.0.1:8080"
+LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="soap-service", description="Partner Order API: serving commands")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the SOAP API with gunicorn, in the foreground")
+    serve.add_argument("--bind", default=DEFAULT_BIND,
+                       help=f"address to listen on: HOST:PORT, unix:PATH or fd://N (default {DEFAULT_BIND})")
+    serve.add_argument("--workers", type=_positive, default=gunicorn_conf.workers,
+                       help=f"worker processes (default {gunicorn_conf.workers})")
+    serve.add_argument("--threads", type=_positive, default=gunicorn_conf.threads,
+                       help=f"threads per worker (default {gunicorn_conf.threads})")
+    serve.add_argument("--quiet", action="store_true", help="do not print the start-up banner")
+    wsdl = commands.add_parser("wsdl", help="print the WSDL served at /api/order?wsdl")
+    wsdl.add_argument("--xsd", action="store_true", help="print the XML schema of the messages instead")
+    wsdl.add_argument("--public-url", help="the URL the WSDL's soap:address is built on "
+                                           "(default SOAP_SERVICE_PUBLIC_URL)")
+    return parser
+
+
+def banner(settings: Settings, *, bind: str, workers: int, threads: int) -> str:
+    endpoint = service_url(settings.public_url)
+    return "\n".join([
+        "soap-service: Partner Order API (SOAP 1.1)",
+        f"  listening on   {bind}  ({workers} workers x {threads} threads; Ctrl-C stops)",
+        f"  endpoint       POST {endpoint}",
+        f"  WSDL           {endpoint}?wsdl",
+        f"  schema         {endpoint}?xsd",
+        "  demo partner   PartnerCode DEMO, UserName demo; the password is the one `soap-service demo`",
+        "                 printed when it created the partner (`make clean` and `make run` make a new one)",
+        "  demo orders    DEMO-SSL123, DEMO-RapidSSL, DEMO-SecureSite, ... (one per product)",
+        "",
+        "  Reissue a demo order with zeep (a new key and CSR are made for you):",
+        f"    .venv/bin/python examples/reissue_zeep.py --url {endpoint} --order DEMO-SSL123 --password 'PASSWORD'",
+        "  the same with curl and the ready envelope examples/reissue.xml:",
+        "    sed 's/DEMO-PASSWORD/PASSWORD/' examples/reissue.xml |",
+        "      curl -sS -H 'Content-Type: text/xml; charset=utf-8' -H 'SOAPAction: \"Reissue\"' \\",
+        f"        --data-binary @- {endpoint}",
+        "",
+    ])
+
+
+def _gunicorn_settings() -> dict[str, Any]:
+    return {name: value for name, value in vars(gunicorn_conf).items() if not name.startswith("_")}
+
+
+def serve(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        settings = load_settings()
+        logging.basicConfig(level=settings.log_level, stream=sys.stderr, format=LOG_FORMAT)
+        _preflight(settings)
+    except ConfigurationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        out.write(banner(settings, bind=args.bind, workers=args.workers, threads=args.threads) + "\n")
+        out.flush()
+    from gunicorn.app.base import BaseApplication
+
+    overrides = {"bind": [args.bind], "workers": args.workers, "threads": args.threads}
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            settings = {**_gunicorn_settings(), **overrides}
+            for name, value in settings.items():
+                if name in self.cfg.settings and value is not None:
+                    self.cfg.set(name, value)
+
+        def load(self) -> Any:
+            from soap_service.wsgi import application
+
+            return application
+
+    try:
+        Server().run()
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
+    return 0
+
+
+def _preflight(settings: Settings) -> None:
+    """Build the registration authority once in the master: a bad setting fails here, plainly,
+    and the CA passphrase file of a new data directory is made before any worker races for it."""
+    from soap_service.ra.service import RegistrationAuthority
+
+    RegistrationAuthority.from_settings(settings).close()
+
+
+def wsdl(args: argparse.Namespace, out: TextIO) -> int:
+    if args.xsd:
+        out.write(xsd_document().decode())
+        return 0
+    public_url = args.public_url
+    if public_url is None:
+        try:
+            public_url = load_settings().public_url
+        except ConfigurationError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    out.write(wsdl_document(public_url.rstrip("/")).decode())
+    return 0
+
+
+def main(args: Sequence[str]) -> int:
+    """``args[0]`` is ``serve`` or ``wsdl``."""
+    parsed = _parser().parse_args(list(args))
+    if parsed.command == "serve":
+        return serve(parsed, sys.stdout)
+    return wsdl(parsed, sys.stdout)

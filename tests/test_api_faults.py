@@ -1,0 +1,137 @@
+"""Internal failures, in process: a soap:Server fault whose message and detail carry an
+incident ID that the log also holds, and nothing of the failure's internals."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+from datetime import datetime
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from api_support import SOAP_ENV, TNS, envelope, hello_envelope
+from conftest import TestInstallation as Installation
+from factory import fresh_key_csr, new_order, new_partner
+from soap_service.api.application import create_wsgi_app, xsd_document
+from soap_service.api.guard import SOAPGuard
+
+SECRET_DETAIL = "boom: postgres://user:hunter2@db/secret SELECT * FROM partners"
+
+
+def _boom() -> datetime:
+    raise RuntimeError(SECRET_DETAIL)
+
+
+def _call(app: Any, body: bytes) -> tuple[str, dict[str, str], bytes]:
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured["status"], captured["headers"] = status, dict(headers)
+        return lambda _data: None
+
+    environ = {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/api/order", "QUERY_STRING": "", "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80", "wsgi.url_scheme": "http", "CONTENT_TYPE": "text/xml; charset=utf-8",
+        "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "REMOTE_ADDR": "127.0.0.1",
+    }
+    content = b"".join(app(environ, start_response))
+    return captured["status"], captured["headers"], content
+
+
+def _server_fault(status: str, content: bytes) -> tuple[str, str]:
+    """The incident ID of a soap:Server fault, checked for shape; and its message."""
+    assert status.startswith("500")
+    assert b"Traceback" not in content and b"hunter2" not in content and b"SELECT" not in content
+    fault = etree.fromstring(content).find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
+    assert fault is not None
+    assert fault.findtext("faultcode") == "soap11env:Server"
+    detail = fault.find(f"detail/{{{TNS}}}InternalError")
+    assert detail is not None
+    assert detail.findtext(f"{{{TNS}}}ErrorCode") == "-9000"
+    incident = detail.findtext(f"{{{TNS}}}IncidentID") or ""
+    assert incident.startswith("INC-")
+    message = fault.findtext("faultstring") or ""
+    assert message == f"internal error, incident {incident}"
+    return incident, message
+
+
+def _query(partner: Any, csr: str) -> bytes:
+    return envelope(
+        "ParseCSR",
+        f"<o:Request><o:QueryRequestHeader><o:PartnerCode>{partner.code}</o:PartnerCode><o:AuthToken>"
+        f"<o:UserName>{partner.username}</o:UserName><o:Password>{partner.password}</o:Password></o:AuthToken>"
+        f"</o:QueryRequestHeader><o:CSR>{csr}</o:CSR></o:Request>",
+    )
+
+
+def _reissue(partner: Any, partner_order_id: str, csr: str) -> bytes:
+    return envelope(
+        "Reissue",
+        f"<o:Request><o:OrderRequestHeader><o:PartnerCode>{partner.code}</o:PartnerCode><o:AuthToken>"
+        f"<o:UserName>{partner.username}</o:UserName><o:Password>{partner.password}</o:Password></o:AuthToken>"
+        f"<o:PartnerOrderID>{partner_order_id}</o:PartnerOrderID></o:OrderRequestHeader>"
+        f"<o:OrderParameters><o:CSR>{csr}</o:CSR></o:OrderParameters></o:Request>",
+    )
+
+
+def test_a_failure_inside_the_ra_is_a_server_fault_with_the_logged_incident(
+    installation: Installation, caplog: pytest.LogCaptureFixture
+) -> None:
+    partner = new_partner(installation.ra)
+    order = new_order(installation.ra, partner).order
+    broken = dataclasses.replace(installation.ra, clock=_boom)  # authentication keeps its own clock
+    app = create_wsgi_app(broken)
+    with caplog.at_level(logging.INFO):
+        status, _headers, content = _call(app, _reissue(partner, order.partner_order_id, fresh_key_csr()))
+    incident, _message = _server_fault(status, content)
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR and incident in r.getMessage()]
+    assert failures, caplog.text
+    line = next(r.getMessage() for r in caplog.records if r.name == "soap_service.api.requests")
+    assert "outcome=fault:Server http=500" in line and f"incident={incident}" in line
+    assert not [r for r in caplog.records if r.name.startswith("spyne")]
+
+
+def test_a_failure_in_the_api_layer_is_a_server_fault_too(
+    installation: Installation, caplog: pytest.LogCaptureFixture
+) -> None:
+    partner = new_partner(installation.ra)
+    app = create_wsgi_app(dataclasses.replace(installation.ra, clock=_boom))
+    with caplog.at_level(logging.INFO):
+        status, _headers, content = _call(app, _query(partner, fresh_key_csr()))
+    incident, _message = _server_fault(status, content)
+    logged = [r for r in caplog.records if r.name == "soap_service.api.service" and incident in r.getMessage()]
+    assert logged and logged[0].exc_info is not None  # the traceback is in the log, not in the answer
+
+
+def test_an_exception_escaping_spyne_is_a_server_fault(caplog: pytest.LogCaptureFixture) -> None:
+    def broken_soap_app(environ: dict[str, Any], start_response: Any) -> Any:
+        raise RuntimeError(SECRET_DETAIL)
+
+    app = SOAPGuard(broken_soap_app, ra=None, wsdl=b"", xsd=xsd_document(), operations=frozenset({"Hello"}))  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO):
+        status, headers, content = _call(app, hello_envelope())
+    incident, _message = _server_fault(status, content)
+    assert headers["Content-Type"].startswith("text/xml")
+    assert incident in caplog.text
+
+
+def test_a_server_fault_made_by_spyne_gets_an_incident(caplog: pytest.LogCaptureFixture) -> None:
+    spyne_fault = (
+        f'<soap11env:Envelope xmlns:soap11env="{SOAP_ENV}"><soap11env:Body><soap11env:Fault>'
+        "<faultcode>soap11env:Server</faultcode><faultstring>TypeError: internals</faultstring>"
+        "</soap11env:Fault></soap11env:Body></soap11env:Envelope>"
+    ).encode()
+
+    def faulting_soap_app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("500 Internal Server Error", [("Content-Type", "text/xml; charset=utf-8")])
+        return [spyne_fault]
+
+    app = SOAPGuard(faulting_soap_app, ra=None, wsdl=b"", xsd=xsd_document(), operations=frozenset({"Hello"}))  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO):
+        status, _headers, content = _call(app, hello_envelope())
+    incident, _message = _server_fault(status, content)
+    assert b"internals" not in content
+    assert incident in caplog.text
