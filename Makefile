@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint install clean
+.PHONY: run test test-fast lint install clean wsdl
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "soap_service needs Python 3.11 (spyne 2.14 does not import on 3.12+)")'
@@ -36,3 +36,8 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var
+
+# Regenerate the published contract after a change of the message types (tests compare them).
+wsdl: $(STAMP)
+	$(BIN)/soap-service wsdl --public-url http://127.0.0.1:8080 > wsdl/order.wsdl
+	$(BIN)/soap-service wsdl --xsd > schemas/order.xsd

@@ -269,6 +269,7 @@ def test_validate_order_parameters_reads_the_csr_and_issues_nothing(
     assert len(parsed.SPKISHA256) == 64 and len(parsed.CSRSHA256) == 64
     assert sorted(n.lower() for n in result.CertificateDNSNames.DNSName) == ["example.com", "www.example.com"]
     assert result.ReturnsCurrentCertificate is False
+    assert result.OrderID == order.order_id
 
     found = api.service.GetOrderByPartnerOrderID(
         Request={

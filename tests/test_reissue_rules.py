@@ -34,10 +34,11 @@ from soap_service.errors import (
     ServiceError,
     TermEnded,
 )
+from soap_service.ra.orders import show_order
 from soap_service.ra.reissue import Reissuer, ReissueRequest
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.storage import certificates as certificate_store
-from soap_service.storage.models import AuditEvent, Certificate, Order
+from soap_service.storage.models import AuditEvent, Certificate, Order, Partner
 
 
 def reissue(ra: RegistrationAuthority, partner, partner_order_id: str, csr: str, dns_names=None):
@@ -45,6 +46,12 @@ def reissue(ra: RegistrationAuthority, partner, partner_order_id: str, csr: str,
         partner.credentials(), ReissueRequest(partner_order_id, csr, tuple(dns_names) if dns_names else None),
         channel="api",
     )
+
+
+def history_of(ra: RegistrationAuthority, partner, partner_order_id: str):
+    with ra.sessions() as session:
+        partner_id = session.scalar(select(Partner.id).where(Partner.code == partner.code))
+    return show_order(ra, partner_id=partner_id, partner_order_id=partner_order_id).certificates
 
 
 def refused(ra, partner, partner_order_id, csr, error: type[ServiceError], dns_names=None) -> ServiceError:
@@ -287,7 +294,7 @@ def test_reissue_keeps_the_original_valid_in_the_history(ra, partner, order):
     first = order.certificate
     outcomes = [reissue(ra, partner, poid, fresh_key_csr()) for _ in range(4)]
     last = outcomes[-1]
-    history = last.order.certificates
+    history = history_of(ra, partner, poid)
     assert [c.serial for c in history] == [first.serial] + [o.certificate.serial for o in outcomes]
     assert all(c.status == "valid" for c in history)
     assert last.order.certificate is not None and last.order.certificate.serial == last.certificate.serial
@@ -304,7 +311,7 @@ def test_reusing_the_current_key_succeeds_with_warning_1001(ra, partner):
     outcome = reissue(ra, partner, reused.order.partner_order_id,
                       csr_pem(make_csr(key, names=["www.example.com"])))
     assert [(w.code, w.field) for w in outcome.warnings] == [(1001, "CSR")]
-    assert len(outcome.order.certificates) == 2
+    assert len(history_of(ra, partner, reused.order.partner_order_id)) == 2
 
 
 def test_key_reuse_can_be_made_an_error(ra, partner, installation):
@@ -329,7 +336,7 @@ def test_a_retry_with_the_same_csr_returns_the_same_certificate(ra, partner, ord
     again = reissue(ra, partner, poid, csr)
     assert again.replayed and not first.replayed
     assert again.certificate == first.certificate
-    assert len(again.order.certificates) == 2
+    assert len(history_of(ra, partner, poid)) == 2
 
 
 def test_the_original_orders_csr_is_also_a_safe_retry(ra, partner):

@@ -348,6 +348,7 @@ class ValidateOrderParametersResult(_Model):
     __type_name__ = "ValidateOrderParametersResult"
     _type_info = [
         ("OrderResponseHeader", required(OrderResponseHeader)),
+        ("OrderID", OptionalText),
         ("ParsedCSR", optional(ParsedCSRModel)),
         ("CertificateDNSNames", optional(DNSNames)),
         ("ReturnsCurrentCertificate", Flag),

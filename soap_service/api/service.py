@@ -127,9 +127,11 @@ def validate(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> 
         return m.ValidateOrderParametersResult(
             OrderResponseHeader=answers.order_header(record.partner_order_id, ra.clock(), error=error)
         )
+    record.order_id = outcome.order_id
     record.answered(answers.success_code(outcome.warnings))
     return m.ValidateOrderParametersResult(
         OrderResponseHeader=answers.order_header(record.partner_order_id, ra.clock(), notices=outcome.warnings),
+        OrderID=outcome.order_id,
         ParsedCSR=answers.parsed_csr(outcome.csr),
         CertificateDNSNames=answers.dns_names(outcome.names),
         ReturnsCurrentCertificate=outcome.replay,

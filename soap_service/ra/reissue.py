@@ -68,6 +68,7 @@ class PartnerRef:
 class ValidationOutcome:
     """What ValidateOrderParameters answers: the CSR as read and what a reissue would do."""
 
+    order_id: str
     csr: ParsedCSR
     names: tuple[str, ...]
     warnings: tuple[Notice, ...]
@@ -233,7 +234,7 @@ class Reissuer:
         if decision.replay:
             assert current is not None
             self._append(session, subject, order, current, now, outcome="replayed", detail="same CSR as current")
-            return self._outcome(session, order, current, decision.loaded, (), replayed=True)
+            return self._outcome(order, current, decision.loaded, (), replayed=True)
         expected_version = order.version
         issued = issue_for_order(
             ra, session, order=order, product=decision.product, csr=decision.csr, names=decision.names,
@@ -244,7 +245,7 @@ class Reissuer:
         ):
             raise _ConcurrentChange()
         self._append(session, subject, order, issued, now, outcome="success", detail=_names_detail(decision.names))
-        return self._outcome(session, order, issued, decision.loaded, tuple(decision.warnings), replayed=False)
+        return self._outcome(order, issued, decision.loaded, tuple(decision.warnings), replayed=False)
 
     def validate(self, credentials: Credentials, request: ReissueRequest, *, channel: str) -> ValidationOutcome:
         """What a reissue would answer, with nothing issued and nothing changed but the audit trail."""
@@ -267,6 +268,7 @@ class Reissuer:
                 detail="replay of the current certificate" if decision.replay else _names_detail(decision.names),
             )
         return ValidationOutcome(
+            order_id=decision.order.order_id,
             csr=decision.csr,
             names=decision.names if not decision.replay else tuple(decision.current.name_list)
             if decision.current else (),
@@ -302,7 +304,6 @@ class Reissuer:
 
     @staticmethod
     def _outcome(
-        session: Session,
         order: Order,
         certificate: Certificate,
         loaded: LoadedCA,
@@ -310,11 +311,11 @@ class Reissuer:
         *,
         replayed: bool,
     ) -> IssuanceOutcome:
-        history = certificates.order_history(session, order.id)
-        view = OrderView.of(order, history)
-        current = next(c for c in view.certificates if c.serial == certificate.serial)
+        # Not the whole history: reissues are unlimited, and their answer must not grow with them.
+        view = OrderView.of(order, [], current=certificate)
+        assert view.certificate is not None
         return IssuanceOutcome(
-            order=view, certificate=current, chain=chain_of(loaded), warnings=warnings, replayed=replayed
+            order=view, certificate=view.certificate, chain=chain_of(loaded), warnings=warnings, replayed=replayed
         )
 
 

@@ -109,12 +109,18 @@ class OrderView:
     certificates: tuple[CertificateView, ...] = ()
 
     @classmethod
-    def of(cls, order: Order, history: list[Certificate]) -> OrderView:
+    def of(cls, order: Order, history: list[Certificate], current: Certificate | None = None) -> OrderView:
+        """The order with ``history`` (oldest first; may be empty) and its current certificate,
+        taken from ``current`` when given, else found in ``history``."""
         serial_by_id = {c.id: c.serial for c in history}
         views = tuple(
             CertificateView.of(c, serial_by_id.get(c.replaces_id) if c.replaces_id else None) for c in history
         )
-        current = next((v for c, v in zip(history, views, strict=True) if c.id == order.current_certificate_id), None)
+        current_view = next(
+            (v for c, v in zip(history, views, strict=True) if c.id == order.current_certificate_id), None
+        )
+        if current is not None:
+            current_view = CertificateView.of(current, current.replaces.serial if current.replaces else None)
         organization = None
         if order.organization_name:
             organization = OrganizationView(
@@ -141,7 +147,7 @@ class OrderView:
             contacts=tuple(
                 ContactView(c.role, c.email, c.first_name, c.last_name, c.phone) for c in order.contacts
             ),
-            certificate=current,
+            certificate=current_view,
             certificates=views,
         )
 
