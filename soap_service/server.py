@@ -109,9 +109,17 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
 def _preflight(settings: Settings) -> None:
     """Build the registration authority once in the master: a bad setting fails here, plainly,
     and the CA passphrase file of a new data directory is made before any worker races for it."""
+    from soap_service.ra.installation import is_initialized
     from soap_service.ra.service import RegistrationAuthority
 
-    RegistrationAuthority.from_settings(settings).close()
+    ra = RegistrationAuthority.from_settings(settings)
+    try:
+        if not is_initialized(ra):
+            raise ConfigurationError(
+                "the database has no CA hierarchy yet: run `soap-service init` (or `soap-service demo`) first"
+            )
+    finally:
+        ra.close()
 
 
 def wsdl(args: argparse.Namespace, out: TextIO) -> int:

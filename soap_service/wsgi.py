@@ -37,7 +37,7 @@ def create_application(settings: Settings | None = None) -> SOAPGuard:
     settings = settings if settings is not None else load_settings()
     ra = RegistrationAuthority.from_settings(settings)
     try:
-        ra.linter.prepare()
+        ra.prepare()
         return create_wsgi_app(ra)
     except BaseException:
         ra.close()

@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy.exc import SQLAlchemyError
 
 from soap_service.ca.hierarchy import create_hierarchy
 from soap_service.ra.catalogue import BRAND_NAMES, PRODUCTS
@@ -29,6 +30,15 @@ class AuthoritySummary:
 class Installation:
     created: bool
     authorities: tuple[AuthoritySummary, ...]
+
+
+def is_initialized(ra: RegistrationAuthority) -> bool:
+    """Whether ``soap-service init`` has made the schema and the CA hierarchy."""
+    try:
+        with ra.readers() as session:
+            return bool(authorities.list_authorities(session))
+    except SQLAlchemyError:
+        return False
 
 
 def initialize(ra: RegistrationAuthority) -> Installation:

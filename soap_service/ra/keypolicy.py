@@ -85,6 +85,13 @@ def check_key(public_key: PublicKeyTypes) -> None:
         raise KeyRefused(f"{algorithm} keys are not accepted: {_ACCEPTED}")
 
 
+def prepare() -> None:
+    """Load what the checks need (badkeys's tables, the blocklist) before the first request."""
+    blocklist_available()
+    warm = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    check_key(warm)
+
+
 def _check_rsa(public_key: rsa.RSAPublicKey) -> None:
     numbers = public_key.public_numbers()
     n, e = numbers.n, numbers.e

@@ -13,6 +13,7 @@ from soap_service.ca.keys import EncryptedKeyBackend, load_or_create_passphrase
 from soap_service.ca.keys.backend import KeyBackend
 from soap_service.ca.lint import PreIssuanceLinter
 from soap_service.config import Settings
+from soap_service.ra import keypolicy
 from soap_service.ra.auth import Authenticator
 from soap_service.ra.authorities import AuthorityRegistry
 from soap_service.ra.clock import Clock, utc_now
@@ -69,6 +70,12 @@ class RegistrationAuthority:
             linter=linter,
             authenticator=Authenticator(sessions, readers, settings, clock),
         )
+
+    def prepare(self) -> None:
+        """Build what the first request would otherwise pay for: the linter's validators and
+        the key checks' tables. Called where a worker starts, before it serves."""
+        self.linter.prepare()
+        keypolicy.prepare()
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,24 @@
+"""`soap-service serve` refuses, plainly and at once, what it cannot serve."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def test_serve_refuses_a_database_without_a_hierarchy(tmp_path):
+    environ = {**os.environ, "SOAP_SERVICE_DATA_DIR": str(tmp_path), "SOAP_SERVICE_DATABASE_URL": ""}
+    done = subprocess.run([sys.executable, "-m", "soap_service.main", "serve", "--bind", "127.0.0.1:0"],
+                          capture_output=True, text=True, env=environ, timeout=120)
+    assert done.returncode == 2
+    assert "run `soap-service init`" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_refuses_a_bad_setting(tmp_path):
+    environ = {**os.environ, "SOAP_SERVICE_DATA_DIR": str(tmp_path), "SOAP_SERVICE_KEY_REUSE": "sometimes"}
+    done = subprocess.run([sys.executable, "-m", "soap_service.main", "serve"], capture_output=True, text=True,
+                          env=environ, timeout=120)
+    assert done.returncode == 2
+    assert "SOAP_SERVICE_KEY_REUSE must be one of warn, refuse" in done.stderr
