@@ -514,3 +514,53 @@ def test_4013_term_ended(api: ZeepService, installation: Installation, partner: 
     _set_order(installation, order.order_id, term_end=datetime.now(UTC) - timedelta(days=1))
     result = api.service.Reissue(Request=order_request(partner, order.partner_order_id, fresh_key_csr(NAMES)))
     _refused(result, -4013, None)
+
+
+# ---------------------------------------------------------------------- -9000 over the wire
+
+FAILING_NAME = "fail-injection.example.com"
+
+
+def _inject_certificate_insert_failure(installation: Installation) -> None:
+    """A real database failure, after signing: the certificate row naming FAILING_NAME cannot be written."""
+    statements = {
+        "sqlite": [
+            f"CREATE TRIGGER IF NOT EXISTS inject_failure BEFORE INSERT ON certificates "
+            f"WHEN instr(NEW.names, '{FAILING_NAME}') > 0 BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        ],
+        "postgresql": [
+            "CREATE OR REPLACE FUNCTION inject_failure() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF strpos(NEW.names, '{FAILING_NAME}') > 0 THEN RAISE EXCEPTION 'injected failure'; END IF; "
+            "RETURN NEW; END $$",
+            "DROP TRIGGER IF EXISTS inject_failure ON certificates",
+            "CREATE TRIGGER inject_failure BEFORE INSERT ON certificates FOR EACH ROW "
+            "EXECUTE FUNCTION inject_failure()",
+        ],
+    }[installation.backend]
+    with installation.ra.engine.begin() as connection:
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+
+
+def test_an_internal_failure_is_a_server_fault_with_an_incident_in_the_log(
+    api: ZeepService, server: RunningServer, installation: Installation, partner: Partner
+) -> None:
+    from zeep.exceptions import Fault
+
+    _inject_certificate_insert_failure(installation)
+    order = _order(installation, partner, names=("example.com", FAILING_NAME), csr=fresh_key_csr(["example.com"]))
+    with pytest.raises(Fault) as caught:
+        api.service.Reissue(Request=order_request(partner, order.partner_order_id, fresh_key_csr([FAILING_NAME])))
+    message = caught.value.message
+    incident = next(word for word in message.replace(",", " ").split() if word.startswith("INC-"))
+    assert "injected" not in message and "certificates" not in message and "Traceback" not in message
+    detail = caught.value.detail
+    assert detail is not None
+    assert detail.findtext(".//{*}ErrorCode") == "-9000"
+    assert detail.findtext(".//{*}IncidentID") == incident
+    assert incident in server.log()
+    with installation.ra.sessions() as session:
+        current = session.scalar(select(Order.current_certificate_id).where(Order.order_id == order.order_id))
+        serial = session.scalar(select(Certificate.serial).where(Certificate.id == current))
+    assert serial == order.certificate.serial  # nothing changed
+    assert api.service.Hello(Input="still here") is not None
