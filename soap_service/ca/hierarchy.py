@@ -17,7 +17,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from soap_service.ca.algorithms import KEY_ALGORITHMS, PrivateKey, generate_key, signature_hash
 from soap_service.ca.leaf import authority_key_identifier
-from soap_service.ca.locations import ca_certificate_url, crl_url
+from soap_service.ca.locations import ca_certificate_url, crl_distribution_points
 from soap_service.ca.profiles import POLICY_OIDS, ValidationLevel
 from soap_service.ca.serials import new_serial
 
@@ -167,16 +167,7 @@ def _issuing(
             critical=False,
         )
         .add_extension(
-            x509.CRLDistributionPoints(
-                [
-                    x509.DistributionPoint(
-                        full_name=[x509.UniformResourceIdentifier(crl_url(public_url, ROOT_NAME))],
-                        relative_name=None,
-                        reasons=None,
-                        crl_issuer=None,
-                    )
-                ]
-            ),
+            crl_distribution_points(public_url, ROOT_NAME),
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)

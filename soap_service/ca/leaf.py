@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
-from soap_service.ca.locations import ca_certificate_url, crl_url, ocsp_url
+from soap_service.ca.locations import ca_certificate_url, crl_distribution_points, ocsp_url
 from soap_service.ca.profiles import (
     EXTENDED_KEY_USAGES,
     POLICY_OIDS,
@@ -71,16 +71,7 @@ def leaf_builder(
             critical=False,
         )
         .add_extension(
-            x509.CRLDistributionPoints(
-                [
-                    x509.DistributionPoint(
-                        full_name=[x509.UniformResourceIdentifier(crl_url(public_url, ca_name))],
-                        relative_name=None,
-                        reasons=None,
-                        crl_issuer=None,
-                    )
-                ]
-            ),
+            crl_distribution_points(public_url, ca_name),
             critical=False,
         )
         .add_extension(authority_key_identifier(issuer), critical=False)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
+from cryptography import x509
+
 
 def distribution_base(public_url: str) -> str:
     """The ``http`` base URL for certificates, CRLs and OCSP on the public URL's host."""
@@ -37,3 +39,17 @@ def ocsp_url(public_url: str) -> str:
 def public_host(public_url: str) -> str:
     """The host name of the public URL, lower case, as it appears in the published URLs."""
     return (urlsplit(public_url).hostname or "").lower()
+
+
+def crl_distribution_points(public_url: str, ca_name: str) -> x509.CRLDistributionPoints:
+    """The CRL distribution point extension of a certificate issued by ``ca_name``."""
+    return x509.CRLDistributionPoints(
+        [
+            x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(crl_url(public_url, ca_name))],
+                relative_name=None,
+                reasons=None,
+                crl_issuer=None,
+            )
+        ]
+    )

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy.orm import Session
 
-from soap_service.ca.profiles import LeafRequest, SubjectOrganization, ValidationLevel
+from soap_service.ca.profiles import LeafRequest, ValidationLevel
 from soap_service.ca.serials import new_serial
 from soap_service.errors import KeyRefused, ServiceError
 from soap_service.ra.authorities import LoadedCA
@@ -24,7 +24,7 @@ from soap_service.ra.csr import ParsedCSR, parse_csr, spki_sha256
 from soap_service.ra.keypolicy import check_key
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.validity import validity_window
-from soap_service.ra.views import ChainCertificate
+from soap_service.ra.views import ChainCertificate, organization_of
 from soap_service.storage import certificates
 from soap_service.storage.models import Certificate, Order
 
@@ -70,22 +70,6 @@ def csr_pem(parsed: ParsedCSR) -> str:
 
 def serial_hex(serial: int) -> str:
     return format(serial, "x")
-
-
-def organization_of(order: Order) -> SubjectOrganization | None:
-    if not order.organization_name or not order.country:
-        return None
-    return SubjectOrganization(
-        name=order.organization_name,
-        country=order.country,
-        state=order.state,
-        locality=order.locality,
-        business_category=order.business_category,
-        jurisdiction_country=order.jurisdiction_country,
-        jurisdiction_state=order.jurisdiction_state,
-        jurisdiction_locality=order.jurisdiction_locality,
-        registration_number=order.registration_number,
-    )
 
 
 def issue_for_order(

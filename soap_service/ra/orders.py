@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from soap_service.ca.profiles import SubjectOrganization
 from soap_service.errors import InvalidField, OrderNotFound
 from soap_service.ra.audit import Subject
 from soap_service.ra.auth import is_clean_text
@@ -40,17 +41,8 @@ class Contact:
     phone: str | None = None
 
 
-@dataclass(frozen=True)
-class Organization:
-    name: str
-    country: str
-    state: str | None = None
-    locality: str | None = None
-    business_category: str | None = None
-    jurisdiction_country: str | None = None
-    jurisdiction_state: str | None = None
-    jurisdiction_locality: str | None = None
-    registration_number: str | None = None
+# The organization an order validates is exactly what its certificates' subjects carry.
+Organization = SubjectOrganization
 
 
 @dataclass(frozen=True)

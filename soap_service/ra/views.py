@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from soap_service.ca.profiles import SubjectOrganization
 from soap_service.storage.models import Certificate, Order
 
 
@@ -81,17 +82,6 @@ class ContactView:
 
 
 @dataclass(frozen=True)
-class OrganizationView:
-    name: str
-    country: str | None
-    state: str | None
-    locality: str | None
-    business_category: str | None
-    jurisdiction_country: str | None
-    registration_number: str | None
-
-
-@dataclass(frozen=True)
 class OrderView:
     order_id: str
     partner_code: str
@@ -103,7 +93,7 @@ class OrderView:
     term_start: datetime
     term_end: datetime
     names: tuple[str, ...]
-    organization: OrganizationView | None
+    organization: SubjectOrganization | None
     contacts: tuple[ContactView, ...]
     certificate: CertificateView | None
     certificates: tuple[CertificateView, ...] = ()
@@ -121,17 +111,6 @@ class OrderView:
         )
         if current is not None:
             current_view = CertificateView.of(current, current.replaces.serial if current.replaces else None)
-        organization = None
-        if order.organization_name:
-            organization = OrganizationView(
-                name=order.organization_name,
-                country=order.country,
-                state=order.state,
-                locality=order.locality,
-                business_category=order.business_category,
-                jurisdiction_country=order.jurisdiction_country,
-                registration_number=order.registration_number,
-            )
         return cls(
             order_id=order.order_id,
             partner_code=order.partner.code,
@@ -143,7 +122,7 @@ class OrderView:
             term_start=order.term_start,
             term_end=order.term_end,
             names=tuple(n.name for n in order.names),
-            organization=organization,
+            organization=organization_of(order),
             contacts=tuple(
                 ContactView(c.role, c.email, c.first_name, c.last_name, c.phone) for c in order.contacts
             ),
@@ -187,6 +166,23 @@ class IssuanceOutcome:
     chain: tuple[ChainCertificate, ...]
     warnings: tuple[Notice, ...] = field(default=())
     replayed: bool = False
+
+
+def organization_of(order: Order) -> SubjectOrganization | None:
+    """The organization an order validated: what its certificates' subjects carry."""
+    if not order.organization_name or not order.country:
+        return None
+    return SubjectOrganization(
+        name=order.organization_name,
+        country=order.country,
+        state=order.state,
+        locality=order.locality,
+        business_category=order.business_category,
+        jurisdiction_country=order.jurisdiction_country,
+        jurisdiction_state=order.jurisdiction_state,
+        jurisdiction_locality=order.jurisdiction_locality,
+        registration_number=order.registration_number,
+    )
 
 
 def _iso(value: datetime) -> str:
