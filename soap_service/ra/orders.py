@@ -166,7 +166,7 @@ def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
                                  replaces=None, now=now)
         if not orders.set_current_certificate(session, order=order, certificate_id=issued.id,
                                               expected_version=1, at=now):
-            raise IntegrityError("order create", {}, Exception("new order changed under its creation"))
+            raise RuntimeError("the new order changed under its creation")
         audit.append_event(session, at=now, channel="cli", action="order.create", outcome="success", code=0,
                            partner_code=partner.code, username="operator", order_id=order.order_id,
                            partner_order_id=order.partner_order_id, certificate_serial=issued.serial)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from soap_service.errors import (
@@ -168,7 +168,7 @@ class Reissuer:
                 if "issued_serials" not in str(error.orig):
                     raise
                 continue  # a serial collided; draw another
-        raise OperationalError("reissue", {}, Exception("the order kept changing under the reissue"))
+        raise RuntimeError(f"the order kept changing under the reissue ({MAX_ATTEMPTS} attempts)")
 
     def _decide(
         self,
@@ -270,8 +270,7 @@ class Reissuer:
         return ValidationOutcome(
             order_id=decision.order.order_id,
             csr=decision.csr,
-            names=decision.names if not decision.replay else tuple(decision.current.name_list)
-            if decision.current else (),
+            names=decision.names,
             warnings=tuple(decision.warnings),
             replay=decision.replay,
         )
