@@ -117,3 +117,28 @@ def test_audit_events_are_append_only(ra):
         with pytest.raises(DatabaseError, match="append-only"):
             with ra.sessions() as session, session.begin():
                 session.execute(statement)
+
+
+def test_a_database_error_in_the_log_carries_no_parameters(ra, monkeypatch, caplog):
+    """A real IntegrityError during a reissue: its logged traceback holds no CSR nor any value."""
+    import logging
+
+    from soap_service.storage.models import Certificate as CertificateRow
+
+    partner = new_partner(ra)
+    created = new_order(ra, partner)
+    real_add = certificate_store.add_certificate
+
+    def add_with_a_duplicate_serial(session, certificate: CertificateRow):
+        certificate.serial = created.certificate.serial  # unique per issuer: the insert fails in the database
+        return real_add(session, certificate)
+
+    monkeypatch.setattr(certificate_store, "add_certificate", add_with_a_duplicate_serial)
+    csr = fresh_key_csr()
+    with caplog.at_level(logging.ERROR), pytest.raises(InternalError):
+        Reissuer(ra).reissue(partner.credentials(), ReissueRequest(created.order.partner_order_id, csr),
+                             channel="api")
+    assert "IntegrityError" in caplog.text
+    assert "BEGIN CERTIFICATE REQUEST" not in caplog.text
+    assert csr.splitlines()[1] not in caplog.text
+    assert "hidden due to hide_parameters" in caplog.text

@@ -22,6 +22,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def create_database_engine(url: str, *, pool_size: int = 5) -> Engine:
+    """An engine for ``url``. Its errors never carry the statement's parameters (a CSR,
+    a password hash): they reach logs through tracebacks."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -29,10 +31,13 @@ def create_database_engine(url: str, *, pool_size: int = 5) -> Engine:
         engine = create_engine(
             url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            hide_parameters=True,
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:
