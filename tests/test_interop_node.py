@@ -1,0 +1,314 @@
+"""node-soap against the real server: the WSDL as gunicorn serves it, every answer as
+node-soap gives it to an integrator.
+
+``tests/interop/node_client.js`` builds a client with ``soap.createClientAsync`` from
+``<server>/api/order?wsdl`` (``endpoint`` set to the test server: the WSDL's
+``soap:address`` is ``SOAP_SERVICE_PUBLIC_URL``), makes the calls of a JSON job and prints
+what node-soap answered as JSON, with the paths of the values it made Date objects.
+node-soap is pinned in ``tests/interop/package.json`` / ``package-lock.json``; skipped where
+``node`` or ``tests/interop/node_modules`` is missing (``npm ci --prefix tests/interop``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509.verification import PolicyBuilder, Store
+
+from api_support import RunningServer, running_server
+from conftest import TestInstallation as Installation
+from factory import TestPartner as Partner
+from factory import fresh_key_csr, new_order, new_partner
+from keyfactory import csr_pem, make_csr
+
+INTEROP = Path(__file__).resolve().parent / "interop"
+SCRIPT = INTEROP / "node_client.js"
+SCRIPT_TIMEOUT = 60
+NAMES = ("example.com", "www.example.com")
+OPERATIONS = {"Hello", "Reissue", "ValidateOrderParameters", "ParseCSR", "GetOrderByPartnerOrderID"}
+HELLO = "bonjour — ünïcödé ✓ <&>"
+
+
+def _node_missing() -> str | None:
+    """Why the node-soap tests cannot run here, or None."""
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not (INTEROP / "node_modules" / "soap" / "package.json").is_file():
+        return "tests/interop/node_modules is missing: run `npm ci --prefix tests/interop`"
+    return None
+
+
+NODE_MISSING = _node_missing()
+pytestmark = pytest.mark.skipif(NODE_MISSING is not None, reason=f"node-soap interop: {NODE_MISSING}")
+
+
+@dataclass
+class Run:
+    """One run of node_client.js: its job's orders and what node-soap answered."""
+
+    reissued_order: Any
+    fresh_order: Any
+    reused_key_order: Any
+    report: dict[str, Any]
+
+    def call(self, name: str) -> dict[str, Any]:
+        outcome: dict[str, Any] = self.report["calls"][name]
+        return outcome
+
+    def result(self, name: str, key: str) -> Any:
+        outcome = self.call(name)
+        assert outcome["status"] == 200 and "result" in outcome, outcome
+        return outcome["result"][key]
+
+    def dates(self, name: str) -> set[str]:
+        return set(self.call(name)["dates"])
+
+
+@pytest.fixture(scope="module")
+def server(installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    yield from running_server(installation, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def partner(installation: Installation) -> Partner:
+    return new_partner(installation.ra)
+
+
+@pytest.fixture(scope="module")
+def run(installation: Installation, server: RunningServer, partner: Partner) -> Run:
+    ra = installation.ra
+    reissued = new_order(ra, partner).order
+    fresh = new_order(ra, partner).order
+    key = ec.generate_private_key(ec.SECP256R1())
+    reused = new_order(ra, partner, csr=csr_pem(make_csr(key, NAMES))).order
+    job = {
+        "wsdl": server.wsdl_url,
+        "location": server.url,
+        "partner": {"code": partner.code, "username": partner.username, "password": partner.password},
+        "calls": [
+            {"name": "hello", "operation": "Hello", "input": HELLO},
+            {"name": "reissue", "operation": "Reissue", "order": reissued.partner_order_id,
+             "csr": fresh_key_csr(NAMES)},
+            {"name": "wrong_password", "operation": "Reissue", "order": reissued.partner_order_id,
+             "csr": fresh_key_csr(NAMES), "password": "not-the-password"},
+            {"name": "outside_csr", "operation": "Reissue", "order": reissued.partner_order_id,
+             "csr": fresh_key_csr(("example.com", "other.example.org"))},
+            {"name": "outside_dns_names", "operation": "Reissue", "order": reissued.partner_order_id,
+             "csr": fresh_key_csr(NAMES), "dns_names": ["example.com", "other.example.org"]},
+            {"name": "history", "operation": "GetOrderByPartnerOrderID", "order": reissued.partner_order_id,
+             "options": {"ReturnCertificateInfo": True, "ReturnCertificateHistory": True}},
+            {"name": "history_one", "operation": "GetOrderByPartnerOrderID", "order": fresh.partner_order_id,
+             "options": {"ReturnCertificateHistory": True}},
+            {"name": "reused_key", "operation": "Reissue", "order": reused.partner_order_id,
+             "csr": csr_pem(make_csr(key, NAMES, common_name="example.com"))},
+            {"name": "validate", "operation": "ValidateOrderParameters", "order": fresh.partner_order_id,
+             "csr": fresh_key_csr(("example.com",))},
+            {"name": "parse", "operation": "ParseCSR",
+             "csr": csr_pem(make_csr(ec.generate_private_key(ec.SECP256R1()), NAMES, common_name="example.com"))},
+            {"name": "optional_nulls", "operation": "ValidateOrderParameters", "order": fresh.partner_order_id,
+             "csr": fresh_key_csr(NAMES), "optional_nulls": True},
+            {"name": "fault", "operation": "Hello", "input": "x", "soap_action": "Reissue"},
+        ],
+    }
+    completed = subprocess.run(
+        ["node", str(SCRIPT)], input=json.dumps(job), capture_output=True, text=True, timeout=SCRIPT_TIMEOUT,
+        cwd=INTEROP,
+    )
+    assert completed.returncode == 0, f"node_client.js exited {completed.returncode}:\n{completed.stderr}"
+    return Run(reissued, fresh, reused, json.loads(completed.stdout))
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _list(value: Any, length: int) -> list[Any]:
+    """node-soap (1.13) gives every maxOccurs="unbounded" element as an array, even of one item."""
+    assert isinstance(value, list) and len(value) == length, value
+    return value
+
+
+def _when(stamp: str) -> datetime:
+    parsed = datetime.fromisoformat(stamp)
+    assert parsed.tzinfo is not None, stamp
+    return parsed
+
+
+def _load(pem: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def _fingerprint(certificate: x509.Certificate) -> bytes:
+    return certificate.fingerprint(hashes.SHA256())
+
+
+def _header(run: Run, name: str, result: str, header: str = "OrderResponseHeader") -> dict[str, Any]:
+    found: dict[str, Any] = run.result(name, result)[header]
+    assert type(found["SuccessCode"]) is int, found  # xs:int arrives as a JS number, not a string
+    assert f"{result}.{header}.Timestamp" in run.dates(name)  # xs:dateTime arrives as a Date
+    return found
+
+
+def _refusal(run: Run, name: str) -> dict[str, Any]:
+    """The one Error of a refused Reissue, whose other parts are absent."""
+    result = run.result(name, "ReissueResult")
+    assert set(result) == {"OrderResponseHeader"}, result
+    header = _header(run, name, "ReissueResult")
+    assert "Warnings" not in header
+    (error,) = _list(header["Errors"]["Error"], 1)
+    assert header["SuccessCode"] == error["ErrorCode"]
+    assert error["ErrorMessage"]
+    return dict(error)
+
+
+# --------------------------------------------------------------------------------------- tests
+
+
+def test_node_loads_the_served_wsdl_and_lists_the_five_operations(run: Run) -> None:
+    report = run.report
+    assert report["load_error"] is None
+    assert report["warnings"] == []
+    assert set(report["operations"]) == OPERATIONS and len(report["operations"]) == 5, report["operations"]
+    assert report["client"].split()[-1] == json.loads((INTEROP / "package.json").read_text())["dependencies"]["soap"]
+
+
+def test_node_hello_echoes(run: Run) -> None:
+    assert run.result("hello", "HelloResult") == HELLO
+
+
+def test_node_reissue_returns_a_certificate_its_chain_and_a_pkcs7(run: Run) -> None:
+    header = _header(run, "reissue", "ReissueResult")
+    assert (header["SuccessCode"], header["PartnerOrderID"]) == (0, run.reissued_order.partner_order_id)
+    assert "Errors" not in header and "Warnings" not in header
+    result = run.result("reissue", "ReissueResult")
+    assert result["OrderID"] == run.reissued_order.order_id
+    issued = result["Certificate"]
+    assert issued["ServerCertificate"].startswith("-----BEGIN CERTIFICATE-----")
+    leaf = _load(issued["ServerCertificate"])
+    assert issued["SerialNumber"] == format(leaf.serial_number, "x")
+    assert {"ReissueResult.Certificate.NotBefore", "ReissueResult.Certificate.NotAfter"} <= run.dates("reissue")
+    assert _when(issued["NotBefore"]) == leaf.not_valid_before_utc
+    assert _when(issued["NotAfter"]) == leaf.not_valid_after_utc
+    chain = _list(issued["CACertificates"]["CACertificate"], 2)
+    assert [c["Type"] for c in chain] == ["INTERMEDIATE", "ROOT"]
+    intermediate, root = (_load(c["CACert"]) for c in chain)
+    verifier = (
+        PolicyBuilder().store(Store([root])).time(datetime.now(UTC)).build_server_verifier(x509.DNSName("example.com"))
+    )
+    assert verifier.verify(leaf, [intermediate]) == [leaf, intermediate, root]
+    assert issued["PKCS7"].startswith("-----BEGIN PKCS7-----")
+    packed = pkcs7.load_pem_pkcs7_certificates(issued["PKCS7"].encode())
+    assert sorted(packed, key=_fingerprint) == sorted([leaf, intermediate, root], key=_fingerprint)
+
+
+def test_node_a_wrong_password_is_an_answer_with_errors_not_a_fault(run: Run) -> None:
+    assert run.call("wrong_password")["status"] == 200
+    error = _refusal(run, "wrong_password")
+    assert error["ErrorCode"] == -4001
+    assert "ErrorField" not in error
+
+
+def test_node_a_name_outside_the_order_is_refused_with_its_field(run: Run) -> None:
+    from_csr = _refusal(run, "outside_csr")
+    assert (from_csr["ErrorCode"], from_csr["ErrorField"]) == (-4010, "CSR")
+    assert "other.example.org" in from_csr["ErrorMessage"]
+    from_list = _refusal(run, "outside_dns_names")  # DNSNames/DNSName sent from a JS array
+    assert (from_list["ErrorCode"], from_list["ErrorField"]) == (-4010, "DNSNames")
+
+
+def test_node_reads_a_certificate_history_of_two_entries(run: Run) -> None:
+    header = _header(run, "history", "GetOrderByPartnerOrderIDResult", "QueryResponseHeader")
+    assert header["SuccessCode"] == 0
+    detail = run.result("history", "GetOrderByPartnerOrderIDResult")["OrderDetail"]
+    reissued = run.result("reissue", "ReissueResult")["Certificate"]["SerialNumber"]
+    original = run.reissued_order.certificate.serial
+    info = detail["OrderInfo"]
+    assert info["OrderID"] == run.reissued_order.order_id
+    # TermStart/TermEnd carry microseconds on the wire; a JS Date keeps milliseconds.
+    term_start = run.reissued_order.term_start
+    assert _when(info["TermStart"]) == term_start.replace(microsecond=term_start.microsecond // 1000 * 1000)
+    assert detail["CertificateInfo"]["SerialNumber"] == reissued
+    entries = {entry["SerialNumber"]: entry for entry in _list(detail["CertificateHistory"]["Certificate"], 2)}
+    assert set(entries) == {original, reissued}
+    assert entries[reissued]["ReplacesSerialNumber"] == original
+    assert "ReplacesSerialNumber" not in entries[original]  # an absent optional element: no key
+    assert {entry["CertificateStatus"] for entry in entries.values()} == {"VALID"}
+    for entry in entries.values():
+        assert _list(entry["DNSNames"]["DNSName"], 2) == list(NAMES)
+    dates = run.dates("history")
+    assert "GetOrderByPartnerOrderIDResult.OrderDetail.CertificateHistory.Certificate[0].NotBefore" in dates
+
+
+def test_node_one_item_lists_are_arrays_and_empty_lists_null(run: Run) -> None:
+    """Unlike PHP without SOAP_SINGLE_ELEMENT_ARRAYS, node-soap keeps a list of one item
+    an array (it reads maxOccurs from the WSDL). An empty list element is null."""
+    detail = run.result("history_one", "GetOrderByPartnerOrderIDResult")["OrderDetail"]
+    (entry,) = _list(detail["CertificateHistory"]["Certificate"], 1)
+    assert entry["SerialNumber"] == run.fresh_order.certificate.serial
+
+    validated = run.result("validate", "ValidateOrderParametersResult")
+    assert _list(validated["CertificateDNSNames"]["DNSName"], 1) == ["example.com"]
+    assert _list(validated["ParsedCSR"]["DNSNames"]["DNSName"], 1) == ["example.com"]
+    assert validated["ParsedCSR"]["SubjectAttributes"] is None  # <SubjectAttributes/>
+
+    parsed = run.result("parse", "ParseCSRResult")["ParsedCSR"]
+    assert _list(parsed["SubjectAttributes"]["SubjectAttribute"], 1) == [{"Name": "CN", "Value": "example.com"}]
+
+
+def test_node_a_reused_key_succeeds_with_warning_1001(run: Run) -> None:
+    header = _header(run, "reused_key", "ReissueResult")
+    assert header["SuccessCode"] == 1 and "Errors" not in header
+    (warning,) = _list(header["Warnings"]["Warning"], 1)
+    assert warning["WarningCode"] == 1001 and type(warning["WarningCode"]) is int
+    assert warning["WarningMessage"]
+    certificate = run.result("reused_key", "ReissueResult")["Certificate"]
+    assert certificate["SerialNumber"] != run.reused_key_order.certificate.serial
+    assert _load(certificate["ServerCertificate"]).public_key() == _load(
+        run.reused_key_order.certificate.pem
+    ).public_key()
+
+
+def test_node_validate_and_parse_csr_answer_typed_values(run: Run) -> None:
+    header = _header(run, "validate", "ValidateOrderParametersResult")
+    assert header["SuccessCode"] == 0
+    validated = run.result("validate", "ValidateOrderParametersResult")
+    assert validated["ReturnsCurrentCertificate"] is False  # xs:boolean arrives as a JS boolean
+    assert validated["OrderID"] == run.fresh_order.order_id
+    assert _header(run, "parse", "ParseCSRResult", "QueryResponseHeader")["SuccessCode"] == 0
+    parsed = run.result("parse", "ParseCSRResult")["ParsedCSR"]
+    assert (parsed["KeyAlgorithm"], parsed["KeySize"], parsed["Curve"]) == ("EC", 256, "P-256")
+    assert type(parsed["KeySize"]) is int
+    assert parsed["CommonName"] == "example.com" and "Organization" not in parsed
+
+
+def test_node_a_soap_fault_rejects_with_the_fault(run: Run) -> None:
+    outcome = run.call("fault")
+    assert outcome["status"] == 500 and "result" not in outcome
+    fault = outcome["fault"]  # err.root.Envelope.Body.Fault
+    # node-soap keeps the prefix of the fault's QName as the answer spells it (spyne's soap11env).
+    assert fault["code"].split(":", 1)[1] == "Client.SOAPActionMismatch", fault
+    assert "does not name the operation" in fault["string"]
+
+
+def test_node_sends_xsi_nil_for_an_optional_element_given_as_null_and_gets_a_fault(run: Run) -> None:
+    """node-soap sends a null value as <X xsi:nil="true"/> although the schema says no element
+    is nillable (docs/soap-api.md: leave an optional element out). The guard refuses the
+    message before any work: a Client.SchemaValidationError fault, HTTP 500. Leaving the key
+    out (or undefined) works: every other call of this module does so."""
+    outcome = run.call("optional_nulls")
+    assert 'xsi:nil="true"' in outcome["request"]
+    assert outcome["status"] == 500 and "result" not in outcome, outcome
+    fault = outcome["fault"]
+    assert fault["code"].split(":", 1)[1] == "Client.SchemaValidationError", fault
+    assert "not 'nillable'" in fault["string"]

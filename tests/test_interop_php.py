@@ -1,0 +1,330 @@
+"""PHP's SoapClient against the real server: the WSDL as gunicorn serves it, every answer
+as PHP gives it to an integrator.
+
+``tests/interop/php_client.php`` builds a ``SoapClient`` from ``<server>/api/order?wsdl``
+(``location`` set to the test server: the WSDL's ``soap:address`` is
+``SOAP_SERVICE_PUBLIC_URL``), makes the calls of a JSON job and prints what PHP answered
+as JSON. It runs once with ``SOAP_SINGLE_ELEMENT_ARRAYS`` (what docs/soap-api.md tells
+integrators to set) and once without, to pin down what PHP does with a list of one item
+then. Skipped where ``php`` or its soap extension is missing
+(``apt-get install php-cli php-soap``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509.verification import PolicyBuilder, Store
+
+from api_support import RunningServer, running_server
+from conftest import TestInstallation as Installation
+from factory import TestPartner as Partner
+from factory import fresh_key_csr, new_order, new_partner
+from keyfactory import csr_pem, make_csr
+
+SCRIPT = Path(__file__).resolve().parent / "interop" / "php_client.php"
+SCRIPT_TIMEOUT = 60
+NAMES = ("example.com", "www.example.com")
+OPERATIONS = {"Hello", "Reissue", "ValidateOrderParameters", "ParseCSR", "GetOrderByPartnerOrderID"}
+HELLO = "bonjour — ünïcödé ✓ <&>"
+MODES = {"single-element-arrays": ["SOAP_SINGLE_ELEMENT_ARRAYS"], "default-features": []}
+
+
+def _php_missing() -> str | None:
+    """Why the PHP tests cannot run here, or None."""
+    php = shutil.which("php")
+    if php is None:
+        return "php is not installed (apt-get install php-cli php-soap)"
+    try:
+        listed = subprocess.run([php, "-m"], capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"`php -m` failed: {error}"
+    if "soap" not in listed.lower().split():
+        return "PHP's soap extension is not loaded (apt-get install php-soap)"
+    return None
+
+
+PHP_MISSING = _php_missing()
+pytestmark = pytest.mark.skipif(PHP_MISSING is not None, reason=f"PHP SoapClient interop: {PHP_MISSING}")
+
+
+@dataclass
+class Run:
+    """One run of php_client.php: its job's orders and what PHP answered."""
+
+    mode: str
+    single_element_arrays: bool
+    reissued_order: Any
+    fresh_order: Any
+    reused_key_order: Any
+    report: dict[str, Any]
+
+    def call(self, name: str) -> dict[str, Any]:
+        outcome: dict[str, Any] = self.report["calls"][name]
+        return outcome
+
+    def result(self, name: str, key: str) -> Any:
+        outcome = self.call(name)
+        assert outcome["status"] == 200 and "result" in outcome, outcome
+        return outcome["result"][key]
+
+
+@pytest.fixture(scope="module")
+def server(installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    yield from running_server(installation, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def partner(installation: Installation) -> Partner:
+    return new_partner(installation.ra)
+
+
+@pytest.fixture(scope="module", params=list(MODES))
+def run(request: pytest.FixtureRequest, installation: Installation, server: RunningServer, partner: Partner) -> Run:
+    mode: str = request.param
+    ra = installation.ra
+    reissued = new_order(ra, partner).order
+    fresh = new_order(ra, partner).order
+    key = ec.generate_private_key(ec.SECP256R1())
+    reused = new_order(ra, partner, csr=csr_pem(make_csr(key, NAMES))).order
+    job = {
+        "wsdl": server.wsdl_url,
+        "location": server.url,
+        "features": MODES[mode],
+        "partner": {"code": partner.code, "username": partner.username, "password": partner.password},
+        "calls": [
+            {"name": "hello", "operation": "Hello", "input": HELLO},
+            {"name": "reissue", "operation": "Reissue", "order": reissued.partner_order_id,
+             "csr": fresh_key_csr(NAMES)},
+            {"name": "wrong_password", "operation": "Reissue", "order": reissued.partner_order_id,
+             "csr": fresh_key_csr(NAMES), "password": "not-the-password"},
+            {"name": "outside_csr", "operation": "Reissue", "order": reissued.partner_order_id,
+             "csr": fresh_key_csr(("example.com", "other.example.org"))},
+            {"name": "outside_dns_names", "operation": "Reissue", "order": reissued.partner_order_id,
+             "csr": fresh_key_csr(NAMES), "dns_names": ["example.com", "other.example.org"]},
+            {"name": "history", "operation": "GetOrderByPartnerOrderID", "order": reissued.partner_order_id,
+             "options": {"ReturnCertificateInfo": True, "ReturnCertificateHistory": True}},
+            {"name": "history_one", "operation": "GetOrderByPartnerOrderID", "order": fresh.partner_order_id,
+             "options": {"ReturnCertificateHistory": True}},
+            {"name": "reused_key", "operation": "Reissue", "order": reused.partner_order_id,
+             "csr": csr_pem(make_csr(key, NAMES, common_name="example.com"))},
+            {"name": "validate", "operation": "ValidateOrderParameters", "order": fresh.partner_order_id,
+             "csr": fresh_key_csr(("example.com",))},
+            {"name": "parse", "operation": "ParseCSR",
+             "csr": csr_pem(make_csr(ec.generate_private_key(ec.SECP256R1()), NAMES, common_name="example.com"))},
+            {"name": "optional_nulls", "operation": "ValidateOrderParameters", "order": fresh.partner_order_id,
+             "csr": fresh_key_csr(NAMES), "optional_nulls": True},
+            {"name": "fault", "operation": "Hello", "input": "x", "soap_action": "Reissue"},
+        ],
+    }
+    completed = subprocess.run(
+        ["php", str(SCRIPT)], input=json.dumps(job), capture_output=True, text=True, timeout=SCRIPT_TIMEOUT,
+        cwd=SCRIPT.parent,
+    )
+    assert completed.returncode == 0, f"php_client.php exited {completed.returncode}:\n{completed.stderr}"
+    report = json.loads(completed.stdout)
+    return Run(mode, bool(MODES[mode]), reissued, fresh, reused, report)
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _many(value: Any) -> list[Any]:
+    """A list of two or more items: an array in PHP whatever the features."""
+    assert isinstance(value, list), value
+    return value
+
+
+def _one(run: Run, value: Any) -> Any:
+    """The single item of a one-item list, checking its shape: an array of one with
+    SOAP_SINGLE_ELEMENT_ARRAYS, the item itself (an object, or a string) without."""
+    if run.single_element_arrays:
+        assert isinstance(value, list) and len(value) == 1, value
+        return value[0]
+    assert not isinstance(value, list), value
+    return value
+
+
+def _when(stamp: str) -> datetime:
+    parsed = datetime.fromisoformat(stamp)
+    assert parsed.tzinfo is not None, stamp
+    return parsed
+
+
+def _load(pem: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def _fingerprint(certificate: x509.Certificate) -> bytes:
+    return certificate.fingerprint(hashes.SHA256())
+
+
+def _header(run: Run, name: str, result: str, header: str = "OrderResponseHeader") -> dict[str, Any]:
+    found: dict[str, Any] = run.result(name, result)[header]
+    assert type(found["SuccessCode"]) is int, found  # xs:int arrives as a PHP int
+    _when(found["Timestamp"])
+    return found
+
+
+def _refusal(run: Run, name: str) -> dict[str, Any]:
+    """The one Error of a refused Reissue, whose other parts are absent."""
+    result = run.result(name, "ReissueResult")
+    assert set(result) == {"OrderResponseHeader"}, result
+    header = _header(run, name, "ReissueResult")
+    assert "Warnings" not in header
+    error: dict[str, Any] = _one(run, header["Errors"]["Error"])
+    assert header["SuccessCode"] == error["ErrorCode"]
+    assert error["ErrorMessage"]
+    return error
+
+
+# --------------------------------------------------------------------------------------- tests
+
+
+def test_php_loads_the_served_wsdl_and_lists_the_five_operations(run: Run) -> None:
+    report = run.report
+    assert report["load_error"] is None
+    assert report["warnings"] == []
+    assert set(report["operations"]) == OPERATIONS and len(report["operations"]) == 5, report["functions"]
+    assert "ReissueResponse Reissue(Reissue $Reissue)" in report["functions"]
+
+
+def test_php_hello_echoes(run: Run) -> None:
+    assert run.result("hello", "HelloResult") == HELLO
+
+
+def test_php_reissue_returns_a_certificate_its_chain_and_a_pkcs7(run: Run) -> None:
+    header = _header(run, "reissue", "ReissueResult")
+    assert (header["SuccessCode"], header["PartnerOrderID"]) == (0, run.reissued_order.partner_order_id)
+    assert "Errors" not in header and "Warnings" not in header
+    result = run.result("reissue", "ReissueResult")
+    assert result["OrderID"] == run.reissued_order.order_id
+    issued = result["Certificate"]
+    assert issued["ServerCertificate"].startswith("-----BEGIN CERTIFICATE-----")
+    leaf = _load(issued["ServerCertificate"])
+    assert issued["SerialNumber"] == format(leaf.serial_number, "x")
+    assert _when(issued["NotBefore"]) == leaf.not_valid_before_utc
+    assert _when(issued["NotAfter"]) == leaf.not_valid_after_utc
+    chain = _many(issued["CACertificates"]["CACertificate"])
+    assert [c["Type"] for c in chain] == ["INTERMEDIATE", "ROOT"]
+    intermediate, root = (_load(c["CACert"]) for c in chain)
+    verifier = (
+        PolicyBuilder().store(Store([root])).time(datetime.now(UTC)).build_server_verifier(x509.DNSName("example.com"))
+    )
+    assert verifier.verify(leaf, [intermediate]) == [leaf, intermediate, root]
+    assert issued["PKCS7"].startswith("-----BEGIN PKCS7-----")
+    packed = pkcs7.load_pem_pkcs7_certificates(issued["PKCS7"].encode())
+    assert sorted(packed, key=_fingerprint) == sorted([leaf, intermediate, root], key=_fingerprint)
+
+
+def test_php_a_wrong_password_is_an_answer_with_errors_not_a_fault(run: Run) -> None:
+    assert run.call("wrong_password")["status"] == 200
+    error = _refusal(run, "wrong_password")
+    assert error["ErrorCode"] == -4001
+    assert "ErrorField" not in error
+
+
+def test_php_a_name_outside_the_order_is_refused_with_its_field(run: Run) -> None:
+    from_csr = _refusal(run, "outside_csr")
+    assert (from_csr["ErrorCode"], from_csr["ErrorField"]) == (-4010, "CSR")
+    assert "other.example.org" in from_csr["ErrorMessage"]
+    from_list = _refusal(run, "outside_dns_names")  # DNSNames/DNSName sent from a PHP array
+    assert (from_list["ErrorCode"], from_list["ErrorField"]) == (-4010, "DNSNames")
+
+
+def test_php_reads_a_certificate_history_of_two_entries(run: Run) -> None:
+    header = _header(run, "history", "GetOrderByPartnerOrderIDResult", "QueryResponseHeader")
+    assert header["SuccessCode"] == 0
+    detail = run.result("history", "GetOrderByPartnerOrderIDResult")["OrderDetail"]
+    reissued = run.result("reissue", "ReissueResult")["Certificate"]["SerialNumber"]
+    original = run.reissued_order.certificate.serial
+    assert detail["OrderInfo"]["OrderID"] == run.reissued_order.order_id
+    assert detail["CertificateInfo"]["SerialNumber"] == reissued
+    entries = {entry["SerialNumber"]: entry for entry in _many(detail["CertificateHistory"]["Certificate"])}
+    assert set(entries) == {original, reissued}
+    assert entries[reissued]["ReplacesSerialNumber"] == original
+    assert "ReplacesSerialNumber" not in entries[original]  # an absent optional element: no property
+    assert {entry["CertificateStatus"] for entry in entries.values()} == {"VALID"}
+    for entry in entries.values():
+        assert _many(entry["DNSNames"]["DNSName"]) == list(NAMES)
+        _when(entry["NotBefore"])
+
+
+def test_php_one_item_lists_are_arrays_only_with_single_element_arrays(run: Run) -> None:
+    """Without SOAP_SINGLE_ELEMENT_ARRAYS, every list of one item (a history of one
+    certificate, one Error, one DNSName, one SubjectAttribute) is the bare item: an
+    integrator's ``foreach ($h->Certificate as $c)`` then walks the properties of one
+    certificate. With it, an array of one. An empty list is an object without the
+    item's property in both modes."""
+    detail = run.result("history_one", "GetOrderByPartnerOrderIDResult")["OrderDetail"]
+    entry = _one(run, detail["CertificateHistory"]["Certificate"])
+    assert entry["SerialNumber"] == run.fresh_order.certificate.serial
+    assert "ReplacesSerialNumber" not in entry
+
+    _one(run, run.result("wrong_password", "ReissueResult")["OrderResponseHeader"]["Errors"]["Error"])
+
+    validated = run.result("validate", "ValidateOrderParametersResult")
+    assert _one(run, validated["CertificateDNSNames"]["DNSName"]) == "example.com"
+    assert _one(run, validated["ParsedCSR"]["DNSNames"]["DNSName"]) == "example.com"
+    assert validated["ParsedCSR"]["SubjectAttributes"] == {}  # <SubjectAttributes/>: no SubjectAttribute at all
+
+    parsed = run.result("parse", "ParseCSRResult")["ParsedCSR"]
+    assert _one(run, parsed["SubjectAttributes"]["SubjectAttribute"]) == {"Name": "CN", "Value": "example.com"}
+    assert _many(parsed["DNSNames"]["DNSName"]) == list(NAMES)
+
+
+def test_php_a_reused_key_succeeds_with_warning_1001(run: Run) -> None:
+    header = _header(run, "reused_key", "ReissueResult")
+    assert header["SuccessCode"] == 1 and "Errors" not in header
+    warning = _one(run, header["Warnings"]["Warning"])
+    assert warning["WarningCode"] == 1001 and type(warning["WarningCode"]) is int
+    assert warning["WarningMessage"]
+    certificate = run.result("reused_key", "ReissueResult")["Certificate"]
+    assert certificate["SerialNumber"] != run.reused_key_order.certificate.serial
+    assert _load(certificate["ServerCertificate"]).public_key() == _load(
+        run.reused_key_order.certificate.pem
+    ).public_key()
+
+
+def test_php_validate_and_parse_csr_answer_typed_values(run: Run) -> None:
+    header = _header(run, "validate", "ValidateOrderParametersResult")
+    assert header["SuccessCode"] == 0
+    validated = run.result("validate", "ValidateOrderParametersResult")
+    assert validated["ReturnsCurrentCertificate"] is False  # xs:boolean arrives as a PHP bool
+    assert validated["OrderID"] == run.fresh_order.order_id
+    assert _header(run, "parse", "ParseCSRResult", "QueryResponseHeader")["SuccessCode"] == 0
+    parsed = run.result("parse", "ParseCSRResult")["ParsedCSR"]
+    assert (parsed["KeyAlgorithm"], parsed["KeySize"], parsed["Curve"]) == ("EC", 256, "P-256")
+    assert type(parsed["KeySize"]) is int
+    assert parsed["CommonName"] == "example.com" and "Organization" not in parsed
+
+
+def test_php_a_soap_fault_raises_soapfault(run: Run) -> None:
+    outcome = run.call("fault")
+    assert outcome["status"] == 500 and "result" not in outcome
+    fault = outcome["fault"]
+    # PHP keeps the prefix of the fault's QName as the answer spells it (spyne's soap11env).
+    assert fault["code"].split(":", 1)[1] == "Client.SOAPActionMismatch", fault
+    assert "does not name the operation" in fault["string"]
+
+
+def test_php_leaves_out_an_optional_element_given_as_null(run: Run) -> None:
+    """ReplayToken, DNSNames, SignatureHashAlgorithm and ReissueEmail passed as null: PHP sends
+    none of them (the schema makes them optional and not nillable), and the call succeeds."""
+    assert _header(run, "optional_nulls", "ValidateOrderParametersResult")["SuccessCode"] == 0
+    sent = run.call("optional_nulls")["request"]
+    assert "nil" not in sent
+    for element in ("ReplayToken", "DNSNames", "SignatureHashAlgorithm", "ReissueEmail"):
+        assert f":{element}" not in sent, sent
