@@ -9,26 +9,76 @@ override them); plain gunicorn takes them too::
   credential cache, CA keys and linter), and keep-alive connections are served.
 - No ``--preload`` (see ``soap_service.wsgi``): each worker builds its own RA after
   the fork, in ``post_worker_init``, before it accepts a request.
-- Timeouts: a worker silent for ``timeout`` seconds is killed and replaced; on
-  SIGTERM or SIGINT workers finish their requests within ``graceful_timeout``;
-  idle keep-alive connections close after ``keepalive`` seconds.
+- Timeouts: each read of a request body and each write of an answer must make
+  progress within ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS`` (default 10; set on the
+  client's socket in ``pre_request``): a client that announces more body than it
+  sends gets a ``Client.RequestTimeout`` fault and its thread is free again (the
+  connection is shut in ``post_request``, not left to gunicorn's 2 s linger on the
+  worker's main loop). This bounds each read, not the request, and not the reading of
+  the request line and headers (gunicorn's, on a blocking socket). gunicorn's
+  ``timeout`` does *not* bound a request with gthread workers (the worker's main loop
+  keeps the arbiter informed while its threads wait): it only replaces a worker whose
+  main loop hangs. On SIGTERM or SIGINT workers finish their requests within
+  ``graceful_timeout``; idle keep-alive connections close after ``keepalive`` seconds.
 - Limits: request line and header sizes here; the body limit (1 MiB) is enforced
   by the application's guard, which answers a SOAP fault rather than an HTML page.
 - ``control_socket_disable``: gunicorn 27 otherwise opens a control socket in the
   user's runtime or home directory, and two servers on one machine collide.
 - Logging: one line per request from the application (``soap_service.api.requests``);
-  gunicorn's access log is off, spyne's loggers are shut (they log raw requests).
+  gunicorn's access log is off, spyne's loggers are shut (they log raw requests), and
+  gunicorn's "Invalid request from ip=...: <what it read>" is cut to the address and
+  the error's class (:class:`InvalidRequestFilter`): what it read can be the middle of
+  a request body, a password.
+- ``worker_tmp_dir``: ``/dev/shm`` when there is one (the workers' heartbeat files stay
+  off a disk that may stall).
 """
 
 from __future__ import annotations
 
+import functools
 import gc
+import logging
+import math
 import os
+import re
+import socket
+import sys
+from collections.abc import Mapping
 from typing import Any
 
 from soap_service.api.guard import SERVICE_PATH
+from soap_service.config import ConfigurationError
 
 _LOG_LEVEL = (os.environ.get("SOAP_SERVICE_LOG_LEVEL") or "INFO").upper()
+
+BODY_READ_TIMEOUT_VARIABLE = "SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS"
+DEFAULT_BODY_READ_TIMEOUT = 10.0
+MAX_BODY_READ_TIMEOUT = 300.0
+
+
+def body_read_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds a read of the request body (or a write of the answer) may wait for the client:
+    ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS``, default 10."""
+    env = os.environ if environ is None else environ
+    raw = (env.get(BODY_READ_TIMEOUT_VARIABLE) or "").strip()
+    if not raw:
+        return DEFAULT_BODY_READ_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_BODY_READ_TIMEOUT:
+        raise ConfigurationError(
+            f"{BODY_READ_TIMEOUT_VARIABLE} must be a number of seconds above 0 and at most "
+            f"{MAX_BODY_READ_TIMEOUT:g}, got {raw!r}"
+        )
+    return value
+
+
+@functools.cache
+def _worker_body_read_timeout() -> float:
+    return body_read_timeout()
+
 
 wsgi_app = "soap_service.wsgi:application"
 bind = ["127.0.0.1:8080"]
@@ -47,19 +97,52 @@ limit_request_field_size = 8190
 preload_app = False
 control_socket_disable = True
 proc_name = "soap-service"
+# gunicorn makes its heartbeat file there with mkstemp and unlinks it at once.
+_SHM = "/dev/shm"  # noqa: S108
+worker_tmp_dir = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else None
 accesslog = None
 errorlog = "-"
 loglevel = _LOG_LEVEL.lower()
+
+_INVALID_REQUEST = "Invalid request from ip="
+_ADDRESS = re.compile(r"[0-9A-Za-z.:%\[\]-]{1,64}")
+
+
+class InvalidRequestFilter(logging.Filter):
+    """For ``gunicorn.error``: a request gunicorn cannot parse is logged as "Invalid request from
+    ip=IP: <error>", and the error quotes what gunicorn read, which can be the middle of a body
+    (a keep-alive request whose Content-Length stops short of its password: the rest is read as
+    the next request's "method"). Such a record keeps the address and the error's class only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(_INVALID_REQUEST):
+            return True
+        address = message[len(_INVALID_REQUEST):].partition(": ")[0]
+        if not _ADDRESS.fullmatch(address):
+            address = "?"
+        error = sys.exc_info()[0]  # gunicorn logs this while it handles the error
+        record.msg = "Invalid request from ip=%s: %s (what was read is not logged)"
+        record.args = (address, error.__name__ if error is not None else "invalid request")
+        return True
+
 
 logconfig_dict: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "root": {"level": _LOG_LEVEL, "handlers": ["console"]},
     "loggers": {
-        "gunicorn.error": {"level": _LOG_LEVEL, "handlers": [], "propagate": True, "qualname": "gunicorn.error"},
+        "gunicorn.error": {
+            "level": _LOG_LEVEL,
+            "handlers": [],
+            "propagate": True,
+            "qualname": "gunicorn.error",
+            "filters": ["invalid_request"],
+        },
         "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False, "qualname": "gunicorn.access"},
         "spyne": {"level": "CRITICAL", "handlers": ["null"], "propagate": False},
     },
+    "filters": {"invalid_request": {"()": InvalidRequestFilter}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
         "null": {"class": "logging.NullHandler"},
@@ -75,6 +158,7 @@ logconfig_dict: dict[str, Any] = {
 
 def post_worker_init(worker: Any) -> None:
     """Build the worker's application (settings, RA, linter) before it serves."""
+    _worker_body_read_timeout()  # a bad setting stops the worker here, not at its first request
     load = getattr(worker.wsgi, "load", None)
     if load is not None:
         load()
@@ -82,6 +166,34 @@ def post_worker_init(worker: Any) -> None:
     # keep it out of the collector's way.
     gc.freeze()
     worker.log.info("worker %s ready: POST %s", worker.pid, SERVICE_PATH)
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """Bound every read of this request's body and every write of its answer: gthread reads
+    the body on a blocking socket, so a client that announces more than it sends would hold
+    the thread for good (gunicorn's ``timeout`` never fires for it). The guard answers a read
+    that times out with ``Client.RequestTimeout``; gunicorn resets the socket to blocking
+    before it reads the next request of a keep-alive connection."""
+    sock = getattr(getattr(req, "unreader", None), "sock", None)
+    settimeout = getattr(sock, "settimeout", None)
+    if settimeout is not None:
+        settimeout(_worker_body_read_timeout())
+
+
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    """Close now, in this thread, a connection whose body could not be read (it stopped
+    arriving, its chunks were malformed): gunicorn closes it anyway, but "gracefully", on the
+    worker's main loop, waiting up to 2 s for the client to close first; a client that never
+    does would hold up every accept of the worker for that long. The answer is already sent."""
+    if getattr(getattr(req, "body", None), "failed", False) is not True:
+        return
+    sock = getattr(getattr(req, "unreader", None), "sock", None)
+    shutdown = getattr(sock, "shutdown", None)
+    if shutdown is not None:
+        try:
+            shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def worker_exit(server: Any, worker: Any) -> None:

@@ -9,13 +9,18 @@ import logging
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from soap_service import gunicorn_conf
 from soap_service.api.application import service_url, wsdl_document, xsd_document
+from soap_service.api.guard import SERVICE_PATH
 from soap_service.config import ConfigurationError, Settings, load_settings
 
 DEFAULT_BIND = "127.0.0.1:8080"
 LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+logger = logging.getLogger(__name__)
 
 
 def _positive(text: str) -> int:
@@ -68,6 +73,41 @@ def banner(settings: Settings, *, bind: str, workers: int, threads: int) -> str:
     ])
 
 
+def _host_port(bind: str) -> tuple[str, int] | None:
+    """(host, port) of a ``--bind HOST:PORT`` (``[::1]:PORT`` too); None for ``unix:``, ``fd://``."""
+    if bind.startswith(("unix:", "fd://")):
+        return None
+    host, separator, port = bind.rpartition(":")
+    if not separator or not port.isdigit():
+        return None
+    return host.strip("[]").lower(), int(port)
+
+
+def bind_mismatch(bind: str, public_url: str) -> str | None:
+    """A warning when the WSDL's ``soap:address`` (built on ``public_url``) names this server's
+    host but another port than ``--bind``: clients generated from the WSDL would call a port
+    nobody listens on. Only for a public URL on the bind host or on a loopback name: one on
+    another host is a reverse proxy's, whose port differs by design."""
+    listening = _host_port(bind)
+    if listening is None:
+        return None
+    parts = urlsplit(public_url)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    bind_host, bind_port = listening
+    if (host != bind_host and host not in _LOOPBACK_HOSTS) or port == bind_port:
+        return None
+    named = f"[{host}]" if ":" in host else host
+    return (
+        f"--bind {bind} listens on port {bind_port}, but SOAP_SERVICE_PUBLIC_URL names port {port}: "
+        f"the WSDL's soap:address ({parts.scheme}://{named}:{port}{SERVICE_PATH}) does not reach this server "
+        f"unless a proxy listens there; else set SOAP_SERVICE_PUBLIC_URL={parts.scheme}://{named}:{bind_port}"
+    )
+
+
 def _gunicorn_settings() -> dict[str, Any]:
     return {name: value for name, value in vars(gunicorn_conf).items() if not name.startswith("_")}
 
@@ -76,10 +116,14 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
     try:
         settings = load_settings()
         logging.basicConfig(level=settings.log_level, stream=sys.stderr, format=LOG_FORMAT)
+        gunicorn_conf.body_read_timeout()
         _preflight(settings)
     except ConfigurationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    mismatch = bind_mismatch(args.bind, settings.public_url)
+    if mismatch is not None:
+        logger.warning("%s", mismatch)
     if not args.quiet:
         out.write(banner(settings, bind=args.bind, workers=args.workers, threads=args.threads) + "\n")
         out.flush()

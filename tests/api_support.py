@@ -59,8 +59,19 @@ class RunningServer:
     def wsdl_url(self) -> str:
         return self.url + "?wsdl"
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def log(self, since: int = 0) -> str:
+        """The server's log (stdout and stderr), from byte offset ``since`` (see :meth:`log_mark`)."""
+        with self.log_path.open("rb") as log:
+            log.seek(since)
+            return log.read().decode(errors="replace")
+
+    def log_mark(self) -> int:
+        """Where the log ends now: ``log(since=mark)`` is then what was written after."""
+        return self.log_path.stat().st_size
+
+    def request_lines(self, since: int = 0) -> list[str]:
+        """The request log lines (``soap_service.api.requests``) written since ``since``."""
+        return [line for line in self.log(since).splitlines() if "soap_service.api.requests" in line]
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -183,8 +194,9 @@ def request(
 
 
 def post(server: RunningServer, body: bytes, *, soap_action: str | None = None,
-         headers: dict[str, str] | None = None) -> Answer:
-    sent = {"Content-Type": "text/xml; charset=utf-8", **(headers or {})}
+         headers: dict[str, str] | None = None, content_type: str | None = "text/xml; charset=utf-8") -> Answer:
+    """POST ``body`` to the service; ``content_type=None`` sends no Content-Type at all."""
+    sent = {**({"Content-Type": content_type} if content_type is not None else {}), **(headers or {})}
     if soap_action is not None:
         sent["SOAPAction"] = soap_action
     status, received, content = request(server, "POST", SERVICE_PATH, body, sent)
@@ -192,6 +204,53 @@ def post(server: RunningServer, body: bytes, *, soap_action: str | None = None,
     if content.startswith(b"<?xml") or content.startswith(b"<"):
         root = etree.fromstring(content)
     return Answer(status, received, content, root)
+
+
+def connect(server: RunningServer, timeout: float = 30) -> socket.socket:
+    """A raw TCP connection to the server, for what http.client will not send."""
+    parts = urlsplit(server.base_url)
+    assert parts.hostname is not None and parts.port is not None
+    return socket.create_connection((parts.hostname, parts.port), timeout=timeout)
+
+
+def post_head(content_length: int, *, content_type: str = "text/xml; charset=utf-8",
+              extra: str = "") -> bytes:
+    """The request line and headers of a keep-alive POST to the service, announcing ``content_length``."""
+    return (
+        f"POST {SERVICE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {content_length}\r\n{extra}\r\n"
+    ).encode()
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (or the socket times out)."""
+    received = bytearray()
+    while True:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not data:
+            break
+        received += data
+    return bytes(received)
+
+
+def http_answers(raw: bytes) -> list[Answer]:
+    """The HTTP/1.1 responses in ``raw``, in order (each with a Content-Length, as ours have)."""
+    answers: list[Answer] = []
+    rest = raw
+    while rest:
+        head, separator, rest = rest.partition(b"\r\n\r\n")
+        assert separator, f"an incomplete response: {head[:200]!r}"
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        length = int(headers.get("content-length", len(rest)))
+        body, rest = rest[:length], rest[length:]
+        root = etree.fromstring(body) if body.startswith(b"<?xml") or body.startswith(b"<soap") else None
+        answers.append(Answer(status, headers, body, root))
+    return answers
 
 
 def envelope(operation: str, inner: str) -> bytes:

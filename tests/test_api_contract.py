@@ -1,20 +1,38 @@
 """The published contract, in process: the checked-in WSDL and XSD are the service's,
-message shapes are those of DESIGN 4, and the guard refuses what it must."""
+message shapes are those of DESIGN 4, the guard refuses what it must and hands spyne
+what it checked; the serving settings (gunicorn's) that the guard relies on."""
 
 from __future__ import annotations
 
 import io
+import logging
+import os
+import socket
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from lxml import etree
 
 from api_support import SOAP_ENV, TNS, WSDL_FILE, XSD_FILE, envelope
-from soap_service import server
+from soap_service import gunicorn_conf, server
 from soap_service.api.application import wsdl_document, xsd_document
-from soap_service.api.guard import MAX_BODY_BYTES, Refusal, inspect_envelope, soap_action_names
+from soap_service.api.faults import internal_detail
+from soap_service.api.guard import (
+    MAX_BODY_BYTES,
+    SOAP_ACTOR_NEXT,
+    Refusal,
+    inspect_envelope,
+    read_request,
+    refuse_mandatory_headers,
+    request_charset,
+    request_payload,
+    soap_action_names,
+    spyne_envelope,
+)
 from soap_service.api.requestlog import field
 from soap_service.api.service import OPERATIONS
+from soap_service.config import ConfigurationError
 
 XS = "http://www.w3.org/2001/XMLSchema"
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
@@ -261,3 +279,225 @@ def test_an_oversized_body_is_refused_unread(installation: Any) -> None:
     status, _headers, content = _call(app, b"", REQUEST_METHOD="PUT")
     assert status.startswith("405") and b"<html" not in content.lower()
 
+
+
+# ------------------------------------------------------- what the guard reads, and what it hands spyne
+
+
+@pytest.mark.parametrize(
+    ("content_type", "charset"),
+    [
+        (None, None),
+        ("", None),
+        ("text/xml", None),
+        ("text/xml; charset=utf-8", "utf-8"),
+        ('TEXT/XML;Charset="UTF-8"', "utf-8"),
+        ("text/xml; charset=us-ascii", "ascii"),
+        ("text/xml; charset=ISO-8859-1", "iso8859-1"),
+        ("text/xml; charset=utf-16", "utf-16"),
+        ("text/xml; charset=UTF-16LE", "utf-16-le"),
+        ("text/xml; charset=utf-8; charset=utf-8", "utf-8"),
+    ],
+)
+def test_the_charsets_a_request_may_be_written_in(content_type: str | None, charset: str | None) -> None:
+    assert request_charset(content_type) == charset
+
+
+@pytest.mark.parametrize(
+    ("content_type", "subcode"),
+    [
+        ("multipart/related; boundary=BB; type=text/xml", "UnsupportedMediaType"),
+        ('multipart/related; type="application/xop+xml"; boundary=BB', "UnsupportedMediaType"),
+        ("application/soap+xml; charset=utf-8", "UnsupportedMediaType"),
+        ("application/xml", "UnsupportedMediaType"),
+        ("text/plain; charset=utf-8", "UnsupportedMediaType"),
+        ("text/xml; charset=utf-7", "UnsupportedCharset"),
+        ("text/xml; charset=utf-32", "UnsupportedCharset"),
+        ("text/xml; charset=foo", "UnsupportedCharset"),
+        ("text/xml; charset=", "UnsupportedCharset"),
+        ("text/xml; charset=utf-8; charset=utf-7", "UnsupportedCharset"),
+    ],
+)
+def test_other_content_types_and_charsets_are_refused(content_type: str, subcode: str) -> None:
+    with pytest.raises(Refusal) as refused:
+        request_charset(content_type)
+    assert refused.value.subcode == subcode
+
+
+def test_the_content_type_charset_decides_over_the_document() -> None:
+    """RFC 7303: the charset parameter overrides the XML declaration; without one, the document decides."""
+    latin = envelope("Hello", "<o:Input>café</o:Input>").replace(b'encoding="UTF-8"', b'encoding="ISO-8859-1"')
+    assert request_payload(latin, OPERATIONS, charset="utf-8").findtext(f"{{{TNS}}}Input") == "café"
+    assert request_payload(latin, OPERATIONS).findtext(f"{{{TNS}}}Input") == "cafÃ©"
+    utf16 = envelope("Hello", "<o:Input>é</o:Input>").decode().replace("UTF-8", "UTF-16").encode("utf-16")
+    assert request_payload(utf16, OPERATIONS, charset="utf-16").findtext(f"{{{TNS}}}Input") == "é"
+    assert request_payload(utf16, OPERATIONS).findtext(f"{{{TNS}}}Input") == "é"
+    with pytest.raises(Refusal) as refused:
+        request_payload(utf16, OPERATIONS, charset="utf-8")
+    assert refused.value.subcode == "MalformedXML"
+    utf7 = envelope("Hello", "<o:Input>x</o:Input>").replace(b'encoding="UTF-8"', b'encoding="UTF-7"')
+    with pytest.raises(Refusal) as refused:
+        request_payload(utf7, OPERATIONS)
+    assert refused.value.subcode == "UnsupportedCharset"
+
+
+def test_a_declaration_is_refused_whatever_the_body_is_written_in() -> None:
+    """The scan runs on the decoded text: in UTF-16 the bytes hold no "<!DOCTYPE" (and a
+    billion laughs there made lxml fail on its amplification limit, a MalformedXML)."""
+    for document in ('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x [<!ENTITY e "y">]><x>&e;</x>',
+                     '<?xml version="1.0" encoding="UTF-16"?><!doctype x><x/>'):
+        encoded = document.encode("utf-16")
+        assert b"<!DOCTYPE" not in encoded and b"<!ENTITY" not in encoded
+        for charset in (None, "utf-16"):
+            with pytest.raises(Refusal) as refused:
+                request_payload(encoded, OPERATIONS, charset=charset)
+            assert refused.value.subcode == "DTDNotAllowed"
+
+
+def test_spyne_gets_the_checked_operation_alone_in_utf_8() -> None:
+    body = (
+        f'<?xml version="1.0" encoding="UTF-16"?><s:Envelope xmlns:s="{SOAP_ENV}" '
+        'xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        '<s:Header><h:Token xmlns:h="urn:h" href="#x">secret</h:Token></s:Header><s:Body>'
+        f'<o:Hello xmlns:o="{TNS}"><o:Input xsi:type="xsd:string">é<![CDATA[ <--BB--> ]]><!-- c --></o:Input>'
+        "</o:Hello></s:Body></s:Envelope>"
+    ).encode("utf-16")
+    clean = spyne_envelope(read_request(body, OPERATIONS, charset="utf-16"))
+    assert b"encoding" not in clean and b"Header" not in clean and b"secret" not in clean
+    root = etree.fromstring(clean)  # UTF-8, as its Content-Type will say
+    assert [child.tag for child in root] == [f"{{{SOAP_ENV}}}Body"]
+    payload = root[0][0]
+    assert payload.findtext(f"{{{TNS}}}Input") == "é <--BB--> "
+    value = payload[0].get("{http://www.w3.org/2001/XMLSchema-instance}type") or ""
+    assert payload[0].nsmap[value.split(":")[0]] == XS  # the prefix of a QName in a value still resolves
+
+
+def test_a_header_block_that_must_be_understood_is_refused() -> None:
+    def header(attributes: str) -> bytes:
+        return envelope("Hello", "<o:Input>x</o:Input>").replace(
+            b"<soapenv:Body>", f'<soapenv:Header><w:Security xmlns:w="urn:w" {attributes}/></soapenv:Header>'
+                               "<soapenv:Body>".encode()
+        )
+
+    for attributes in ('soapenv:mustUnderstand="1"', 'soapenv:mustUnderstand="true"',
+                       f'soapenv:mustUnderstand="1" soapenv:actor="{SOAP_ACTOR_NEXT}"'):
+        with pytest.raises(Refusal) as refused:
+            refuse_mandatory_headers(read_request(header(attributes), OPERATIONS).envelope)
+        assert refused.value.faultcode == "MustUnderstand"
+    for attributes in ('soapenv:mustUnderstand="0"', "", 'mustUnderstand="1"',
+                       'soapenv:mustUnderstand="1" soapenv:actor="urn:someone-else"'):
+        refuse_mandatory_headers(read_request(header(attributes), OPERATIONS).envelope)
+
+
+def test_internal_errors_are_declared_in_the_contract() -> None:
+    assert _elements("InternalError") == [("ErrorCode", "xs:int", None), ("IncidentID", "xs:string", None)]
+    assert _schema().find(f"{{{XS}}}element[@name='InternalError']") is not None
+    detail = etree.fromstring(etree.tostring(internal_detail("INC-0123456789AB")))
+    assert etree.XMLSchema(_schema()).validate(detail)
+    definitions = etree.fromstring(WSDL_FILE.read_bytes())
+    for path in (f"{{{WSDL}}}portType/{{{WSDL}}}operation", f"{{{WSDL}}}binding/{{{WSDL}}}operation"):
+        operations = definitions.findall(path)
+        assert {o.get("name") for o in operations} == set(OPERATIONS)
+        for operation in operations:
+            assert [f.get("name") for f in operation.iterfind(f"{{{WSDL}}}fault")] == ["InternalError"]
+
+
+# ------------------------------------------------------------------------- serving: settings, log
+
+
+def test_the_body_read_timeout_setting() -> None:
+    assert gunicorn_conf.body_read_timeout({}) == gunicorn_conf.DEFAULT_BODY_READ_TIMEOUT == 10
+    assert gunicorn_conf.body_read_timeout({"SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS": " 2.5 "}) == 2.5
+    for bad in ("0", "-1", "ten", "nan", "inf", "301"):
+        with pytest.raises(ConfigurationError):
+            gunicorn_conf.body_read_timeout({"SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS": bad})
+
+
+def test_serve_refuses_a_bad_body_read_timeout(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS", "ten")
+    assert server.main(["serve", "--quiet"]) == 2
+    assert "SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS must be a number" in capsys.readouterr().err
+
+
+def test_pre_request_bounds_the_reads_of_the_request_socket() -> None:
+    left, right = socket.socketpair()
+    try:
+        request = SimpleNamespace(unreader=SimpleNamespace(sock=left))
+        gunicorn_conf.pre_request(None, request)
+        assert left.gettimeout() == gunicorn_conf.body_read_timeout()
+        gunicorn_conf.pre_request(None, SimpleNamespace())  # a request without a socket: nothing to do
+    finally:
+        left.close()
+        right.close()
+
+
+def test_post_request_closes_a_connection_whose_body_failed_in_its_thread() -> None:
+    for failed, closed in ((True, True), (False, False)):
+        left, right = socket.socketpair()
+        try:
+            request = SimpleNamespace(unreader=SimpleNamespace(sock=left), body=SimpleNamespace(failed=failed))
+            gunicorn_conf.post_request(None, request, {}, None)
+            right.settimeout(0.5)
+            if closed:
+                assert right.recv(10) == b""  # the peer sees the end at once
+            else:
+                with pytest.raises(TimeoutError):
+                    right.recv(10)
+        finally:
+            left.close()
+            right.close()
+    gunicorn_conf.post_request(None, SimpleNamespace(), {}, None)  # nothing to close
+
+
+def test_gunicorn_invalid_request_lines_keep_the_address_and_the_error_class() -> None:
+    logger = logging.getLogger("test.gunicorn.error")
+    logger.addFilter(gunicorn_conf.InvalidRequestFilter())
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise ValueError("Invalid HTTP method: 'pw-SECRET</o:Password>'")
+        except ValueError:
+            logger.warning("Invalid request from ip=127.0.0.1: Invalid HTTP method: 'pw-SECRET</o:Password>'")
+        logger.warning("Invalid request from ip=::1: Invalid HTTP method: 'pw-SECRET'")
+        logger.warning("worker %s ready", 42)
+    finally:
+        logger.removeHandler(handler)
+    messages = [record.getMessage() for record in records]
+    assert messages[0] == "Invalid request from ip=127.0.0.1: ValueError (what was read is not logged)"
+    assert messages[1] == "Invalid request from ip=::1: invalid request (what was read is not logged)"
+    assert messages[2] == "worker 42 ready"
+    config = gunicorn_conf.logconfig_dict
+    assert config["loggers"]["gunicorn.error"]["filters"] == ["invalid_request"]
+    assert config["filters"]["invalid_request"]["()"] is gunicorn_conf.InvalidRequestFilter
+
+
+def test_heartbeat_files_stay_in_memory_when_they_can() -> None:
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        assert gunicorn_conf.worker_tmp_dir == "/dev/shm"
+    else:
+        assert gunicorn_conf.worker_tmp_dir is None
+
+
+@pytest.mark.parametrize(
+    ("bind", "public_url", "warns"),
+    [
+        ("127.0.0.1:9000", "http://127.0.0.1:8080", True),
+        ("0.0.0.0:9000", "http://localhost:8080", True),
+        ("10.0.0.5:8080", "http://10.0.0.5", True),
+        ("127.0.0.1:8080", "http://127.0.0.1:8080", False),
+        ("127.0.0.1:8080", "https://api.example.com", False),  # behind a reverse proxy
+        ("fd://3", "http://127.0.0.1:8080", False),
+        ("unix:/run/soap.sock", "http://127.0.0.1:8080", False),
+    ],
+)
+def test_serve_warns_when_the_wsdl_would_name_another_port(bind: str, public_url: str, warns: bool) -> None:
+    warning = server.bind_mismatch(bind, public_url)
+    assert (warning is not None) is warns
+    if warning is not None:
+        assert bind.rpartition(":")[2] in warning and "soap:address" in warning

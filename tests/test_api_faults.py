@@ -1,5 +1,6 @@
 """Internal failures, in process: a soap:Server fault whose message and detail carry an
-incident ID that the log also holds, and nothing of the failure's internals."""
+incident ID that the log also holds, and nothing of the failure's internals; and what must
+not become one (a body that cannot be read is the client's fault)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from api_support import SOAP_ENV, TNS, envelope, hello_envelope
 from conftest import TestInstallation as Installation
 from factory import fresh_key_csr, new_order, new_partner
+from keyfactory import csr_pem, make_csr
 from soap_service.api.application import create_wsgi_app, xsd_document
 from soap_service.api.guard import SOAPGuard
 
@@ -135,3 +139,106 @@ def test_a_server_fault_made_by_spyne_gets_an_incident(caplog: pytest.LogCapture
     incident, _message = _server_fault(status, content)
     assert b"internals" not in content
     assert incident in caplog.text
+
+
+# ------------------------------------------------------------- answers spyne cannot write, bodies that fail
+
+
+def _result(content: bytes, operation: str) -> etree._Element:
+    body = etree.fromstring(content).find(f"{{{SOAP_ENV}}}Body")
+    assert body is not None, content[:300]
+    response = body.find(f"{{{TNS}}}{operation}Response")
+    assert response is not None, content[:300]
+    return response
+
+
+def test_csr_text_that_xml_cannot_carry_is_escaped_not_lost(
+    installation: Installation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """spyne cannot write a control character and answered HTTP 200 with an empty Envelope,
+    logged as a success: each such character is written as \\xNN instead."""
+    partner = new_partner(installation.ra)
+    order = new_order(installation.ra, partner).order
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = csr_pem(make_csr(key, names=("example.com", "bad\x01.example.com"),
+                           subject=[(NameOID.ORGANIZATIONAL_UNIT_NAME, "a\x01b\x1bc")]))
+    app = create_wsgi_app(installation.ra)
+    with caplog.at_level(logging.INFO):
+        status, _headers, content = _call(app, _query(partner, csr))
+    assert status.startswith("200"), content[:300]
+    parsed = _result(content, "ParseCSR").find(f".//{{{TNS}}}ParsedCSR")
+    assert parsed is not None
+    assert parsed.findtext(f"{{{TNS}}}OrganizationalUnit") == "a\\x01b\\x1bc"
+    assert parsed.findtext(f".//{{{TNS}}}SubjectAttribute/{{{TNS}}}Value") == "a\\x01b\\x1bc"
+    assert [e.text for e in parsed.iterfind(f"{{{TNS}}}DNSNames/{{{TNS}}}DNSName")] == [
+        "example.com", "bad\\x01.example.com"
+    ]
+
+    validate = _reissue(partner, order.partner_order_id, csr).replace(b"Reissue>", b"ValidateOrderParameters>")
+    with caplog.at_level(logging.INFO):
+        status, _headers, content = _call(app, validate)
+    assert status.startswith("200"), content[:300]
+    error = _result(content, "ValidateOrderParameters").find(f".//{{{TNS}}}Error")
+    assert error is not None
+    assert error.findtext(f"{{{TNS}}}ErrorCode") == "-4010"
+    assert "bad\\x01.example.com" in (error.findtext(f"{{{TNS}}}ErrorMessage") or "")
+    lines = [r.getMessage() for r in caplog.records if r.name == "soap_service.api.requests"]
+    assert [line.split(" outcome=")[1].split(" ")[0] for line in lines] == ["0", "-4010"]
+
+
+def test_a_spyne_answer_without_the_operations_response_is_a_server_fault(caplog: pytest.LogCaptureFixture) -> None:
+    def empty_answer(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8")])
+        return [f'<soap11env:Envelope xmlns:soap11env="{SOAP_ENV}"/>'.encode()]
+
+    app = SOAPGuard(empty_answer, ra=None, wsdl=b"", xsd=xsd_document(), operations=frozenset({"Hello"}))  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO):
+        status, _headers, content = _call(app, hello_envelope())
+    incident, _message = _server_fault(status, content)
+    assert any(r.levelno >= logging.ERROR and incident in r.getMessage() for r in caplog.records)
+    line = next(r.getMessage() for r in caplog.records if r.name == "soap_service.api.requests")
+    assert "op=Hello" in line and "outcome=fault:Server http=500" in line and f"incident={incident}" in line
+
+
+class _FailingInput:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def read(self, size: int = -1) -> bytes:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "subcode"),
+    [
+        (TimeoutError("timed out"), "RequestTimeout"),
+        (ConnectionResetError(104, "reset"), "BadRequest"),
+        (ValueError("Invalid chunk size: b'" + SECRET_DETAIL + "'"), "BadRequest"),
+    ],
+    ids=["timeout", "reset", "bad-chunk"],
+)
+def test_a_body_that_cannot_be_read_is_a_client_fault_not_an_incident(
+    error: Exception, subcode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def unreachable(environ: dict[str, Any], start_response: Any) -> Any:
+        raise AssertionError("spyne must not be called")
+
+    app = SOAPGuard(unreachable, ra=None, wsdl=b"", xsd=xsd_document(), operations=frozenset({"Hello"}))  # type: ignore[arg-type]
+    environ = {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/api/order", "QUERY_STRING": "", "CONTENT_TYPE": "text/xml",
+        "CONTENT_LENGTH": "1000", "wsgi.input": _FailingInput(error), "REMOTE_ADDR": "127.0.0.1",
+    }
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured["status"] = status
+        return lambda _data: None
+
+    with caplog.at_level(logging.INFO):
+        content = b"".join(app(environ, start_response))
+    assert captured["status"].startswith("500")
+    fault = etree.fromstring(content).find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
+    assert fault is not None and fault.findtext("faultcode") == f"soap11env:Client.{subcode}"
+    assert b"hunter2" not in content and "hunter2" not in caplog.text and "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert f"outcome=fault:Client.{subcode} http=500" in caplog.text

@@ -1,10 +1,14 @@
 """From the RA's answers to the message types: headers, errors, certificates, orders.
 
-Translation only: every value comes from an RA view; nothing here decides.
+Translation only: every value comes from an RA view; nothing here decides. Text that
+comes from a CSR (subject attributes, names, and the error messages that quote them)
+may hold characters that XML 1.0 cannot carry (``\\x01``, ``\\x1b``...): they are
+written as ``\\xNN`` or ``\\uNNNN`` (see :func:`xml_text`), never handed to spyne as they are.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -32,18 +36,38 @@ _SUBJECT_FIELDS = {
 }
 
 
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def xml_text(value: str) -> str:
+    """``value`` with every character that XML 1.0 cannot carry written as ``\\xNN``
+    (``\\uNNNN`` above U+00FF): control characters, lone surrogates, U+FFFE and U+FFFF."""
+    return _NOT_XML.sub(_escaped, value)
+
+
+def _optional_text(value: str | None) -> str | None:
+    return None if value is None else xml_text(value)
+
+
 def success_code(warnings: Sequence[Notice]) -> int:
     return SUCCESS_WITH_WARNINGS if warnings else SUCCESS
 
 
 def errors(error: ServiceError) -> m.Errors:
-    return m.Errors(Error=[m.ErrorModel(ErrorCode=error.code, ErrorField=error.field, ErrorMessage=error.message)])
+    return m.Errors(Error=[m.ErrorModel(
+        ErrorCode=error.code, ErrorField=_optional_text(error.field), ErrorMessage=xml_text(error.message)
+    )])
 
 
 def warnings(notices: Sequence[Notice]) -> m.Warnings | None:
     if not notices:
         return None
-    return m.Warnings(Warning=[m.WarningModel(WarningCode=n.code, WarningMessage=n.message) for n in notices])
+    return m.Warnings(Warning=[m.WarningModel(WarningCode=n.code, WarningMessage=xml_text(n.message)) for n in notices])
 
 
 def order_header(
@@ -67,7 +91,7 @@ def query_header(now: datetime, *, error: ServiceError | None = None) -> m.Query
 
 
 def dns_names(names: Sequence[str]) -> m.DNSNames:
-    return m.DNSNames(DNSName=list(names))
+    return m.DNSNames(DNSName=[xml_text(name) for name in names])
 
 
 def ca_certificates(chain: Sequence[ChainCertificate]) -> m.CACertificates:
@@ -97,16 +121,18 @@ def parsed_csr(csr: ParsedCSR) -> m.ParsedCSRModel:
     for name, value in csr.subject:
         key = _SUBJECT_FIELDS.get(name)
         if key is not None and key not in fields:
-            fields[key] = value
+            fields[key] = xml_text(value)
     return m.ParsedCSRModel(
         SubjectAttributes=m.SubjectAttributes(
-            SubjectAttribute=[m.SubjectAttribute(Name=name, Value=value) for name, value in csr.subject]
+            SubjectAttribute=[
+                m.SubjectAttribute(Name=xml_text(name), Value=xml_text(value)) for name, value in csr.subject
+            ]
         ),
         DNSNames=dns_names(csr.san_dns_names),
-        KeyAlgorithm=csr.key_algorithm,
+        KeyAlgorithm=xml_text(csr.key_algorithm),
         KeySize=csr.key_size,
-        Curve=csr.curve,
-        SignatureAlgorithm=csr.signature_algorithm,
+        Curve=_optional_text(csr.curve),
+        SignatureAlgorithm=xml_text(csr.signature_algorithm),
         SPKISHA256=csr.spki_sha256,
         CSRSHA256=csr.sha256,
         **fields,
@@ -150,8 +176,8 @@ def _certificate_info(certificate: CertificateView) -> m.CertificateInfo:
     return m.CertificateInfo(
         SerialNumber=certificate.serial,
         CertificateStatus=_status(certificate.status),
-        Issuer=certificate.issuer,
-        Subject=certificate.subject,
+        Issuer=xml_text(certificate.issuer),
+        Subject=xml_text(certificate.subject),
         DNSNames=dns_names(certificate.names),
         NotBefore=certificate.not_before,
         NotAfter=certificate.not_after,

@@ -20,7 +20,7 @@ from spyne.interface.wsdl import Wsdl11
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
-from soap_service.api.guard import MAX_BODY_BYTES, SERVICE_PATH, SOAPGuard
+from soap_service.api.guard import SERVICE_PATH, SPYNE_MAX_BODY_BYTES, SOAPGuard
 from soap_service.api.models import TNS
 from soap_service.api.service import OPERATIONS, OrderService
 from soap_service.ra.service import RegistrationAuthority
@@ -116,7 +116,8 @@ def xsd_document() -> bytes:
 
 def create_wsgi_app(ra: RegistrationAuthority) -> SOAPGuard:
     """The WSGI application of the Order API for one registration authority."""
-    spyne_wsgi = WsgiApplication(soap_application(), chunked=True, max_content_length=MAX_BODY_BYTES)
+    # The guard has refused a body over MAX_BODY_BYTES; what it hands spyne is its re-serialization.
+    spyne_wsgi = WsgiApplication(soap_application(), chunked=True, max_content_length=SPYNE_MAX_BODY_BYTES)
     return SOAPGuard(
         spyne_wsgi,
         ra=ra,

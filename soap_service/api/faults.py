@@ -12,7 +12,7 @@ from __future__ import annotations
 from lxml import etree
 from spyne import Fault
 
-from soap_service.api.models import TNS
+from soap_service.api.models import TNS, Int, Text
 from soap_service.errors import InternalError
 
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -30,6 +30,17 @@ def internal_detail(incident_id: str) -> etree._Element:
 
 def internal_message(incident_id: str) -> str:
     return f"internal error, incident {incident_id}"
+
+
+class InternalErrorDetail(Fault):
+    """The WSDL's declaration of the detail of an internal fault: ``tns:InternalError`` with its
+    ``ErrorCode`` and ``IncidentID``, and a ``wsdl:fault`` of that message on every operation.
+    Declared only, never raised: spyne writes the fields of a Fault subclass outside
+    ``<detail>``; :class:`InternalFault` writes this element inside it."""
+
+    __namespace__ = TNS
+    __type_name__ = "InternalError"
+    _type_info = [("ErrorCode", Int), ("IncidentID", Text)]
 
 
 class InternalFault(Fault):

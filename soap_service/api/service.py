@@ -20,7 +20,7 @@ from spyne import ServiceBase, Unicode, rpc
 
 from soap_service.api import answers
 from soap_service.api import models as m
-from soap_service.api.faults import InternalFault
+from soap_service.api.faults import InternalErrorDetail, InternalFault
 from soap_service.api.requestlog import RECORD_KEY, RequestRecord
 from soap_service.config import Secret
 from soap_service.errors import InternalError, ServiceError
@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 CHANNEL = "api"
 RA_KEY = "soap_service.registration_authority"
 """The WSGI environ key under which the guard hands the service its registration authority."""
+
+THROWS = [InternalErrorDetail]
+"""Every operation may answer a soap:Server fault whose detail is ``tns:InternalError``."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -178,27 +181,31 @@ def hello(record: RequestRecord, text: str) -> str:
 class OrderService(ServiceBase):
     """The Partner Order API. Each method: one ``Request`` in, one ``<Op>Result`` out."""
 
-    @operation(Unicode(**m.REQUIRED), _returns=Unicode(**m.REQUIRED))
+    @operation(Unicode(**m.REQUIRED), _returns=Unicode(**m.REQUIRED), _throws=THROWS)
     def Hello(ctx: Any, Input: Any) -> str:
         """Echoes Input; no authentication. The partner's connectivity test."""
         return _run(ctx, lambda _ra, record: hello(record, _text(Input)))
 
-    @operation(m.required(m.ReissueRequest), _returns=m.required(m.ReissueResult))
+    @operation(m.required(m.ReissueRequest), _returns=m.required(m.ReissueResult), _throws=THROWS)
     def Reissue(ctx: Any, Request: Any) -> m.ReissueResult:
         """A new certificate for an existing order, from a new CSR; free and unlimited."""
         return _run(ctx, lambda ra, record: reissue(ra, record, Request))
 
-    @operation(m.required(m.ReissueRequest), _returns=m.required(m.ValidateOrderParametersResult))
+    @operation(m.required(m.ReissueRequest), _returns=m.required(m.ValidateOrderParametersResult), _throws=THROWS)
     def ValidateOrderParameters(ctx: Any, Request: Any) -> m.ValidateOrderParametersResult:
         """Every check of Reissue, nothing issued: the errors and warnings Reissue would give."""
         return _run(ctx, lambda ra, record: validate(ra, record, Request))
 
-    @operation(m.required(m.ParseCSRRequest), _returns=m.required(m.ParseCSRResult))
+    @operation(m.required(m.ParseCSRRequest), _returns=m.required(m.ParseCSRResult), _throws=THROWS)
     def ParseCSR(ctx: Any, Request: Any) -> m.ParseCSRResult:
         """A CSR as the service reads it."""
         return _run(ctx, lambda ra, record: parse(ra, record, Request))
 
-    @operation(m.required(m.GetOrderByPartnerOrderIDRequest), _returns=m.required(m.GetOrderByPartnerOrderIDResult))
+    @operation(
+        m.required(m.GetOrderByPartnerOrderIDRequest),
+        _returns=m.required(m.GetOrderByPartnerOrderIDResult),
+        _throws=THROWS,
+    )
     def GetOrderByPartnerOrderID(ctx: Any, Request: Any) -> m.GetOrderByPartnerOrderIDResult:
         """An order of the partner's, with its certificate, chain and history as asked."""
         return _run(ctx, lambda ra, record: get_order(ra, record, Request))
