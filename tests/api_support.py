@@ -19,12 +19,18 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
 import zeep
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509 import DNSName
+from cryptography.x509.verification import PolicyBuilder, Store
 from lxml import etree
 from zeep.plugins import Plugin
 
@@ -357,3 +363,27 @@ def order_request(partner: Any, partner_order_id: str, csr: str, *, password: st
 
 def query_header(partner: Any, password: str | None = None) -> dict[str, Any]:
     return {"PartnerCode": partner.code, "AuthToken": auth(partner, password)}
+
+
+def load_pem_certificate(pem: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def assert_issued_chain(
+    server_certificate: str, ca_certificates: list[tuple[str, str]], pkcs7_pem: str, dns_name: str = "example.com"
+) -> x509.Certificate:
+    """What every client must be able to do with a Reissue answer: verify the leaf through the
+    returned INTERMEDIATE and ROOT, and find the same three certificates in the PKCS#7."""
+    assert [kind for kind, _ in ca_certificates] == ["INTERMEDIATE", "ROOT"]
+    leaf = load_pem_certificate(server_certificate)
+    intermediate, root = (load_pem_certificate(pem) for _, pem in ca_certificates)
+    verifier = PolicyBuilder().store(Store([root])).time(datetime.now(UTC)).build_server_verifier(DNSName(dns_name))
+    assert verifier.verify(leaf, [intermediate]) == [leaf, intermediate, root]
+    assert pkcs7_pem.startswith("-----BEGIN PKCS7-----")
+    packed = pkcs7.load_pem_pkcs7_certificates(pkcs7_pem.encode())
+
+    def fingerprint(certificate: x509.Certificate) -> bytes:
+        return certificate.fingerprint(hashes.SHA256())
+
+    assert sorted(packed, key=fingerprint) == sorted([leaf, intermediate, root], key=fingerprint)
+    return leaf
