@@ -13,30 +13,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from api_support import RunningServer, assert_issued_chain, running_server
+from api_support import RunningServer, assert_issued_chain, load_pem_certificate, running_server
 from conftest import TestInstallation as Installation
 from factory import TestPartner as Partner
-from factory import fresh_key_csr, new_order, new_partner
-from keyfactory import csr_pem, make_csr
+from factory import new_partner
+from interop_support import HELLO, INTEROP, NAMES, OPERATIONS, client_job, make_orders, run_client, when
 
-INTEROP = Path(__file__).resolve().parent / "interop"
 SCRIPT = INTEROP / "node_client.js"
-SCRIPT_TIMEOUT = 60
-NAMES = ("example.com", "www.example.com")
-OPERATIONS = {"Hello", "Reissue", "ValidateOrderParameters", "ParseCSR", "GetOrderByPartnerOrderID"}
-HELLO = "bonjour — ünïcödé ✓ <&>"
 
 
 def _node_missing() -> str | None:
@@ -86,46 +75,9 @@ def partner(installation: Installation) -> Partner:
 
 @pytest.fixture(scope="module")
 def run(installation: Installation, server: RunningServer, partner: Partner) -> Run:
-    ra = installation.ra
-    reissued = new_order(ra, partner).order
-    fresh = new_order(ra, partner).order
-    key = ec.generate_private_key(ec.SECP256R1())
-    reused = new_order(ra, partner, csr=csr_pem(make_csr(key, NAMES))).order
-    job = {
-        "wsdl": server.wsdl_url,
-        "location": server.url,
-        "partner": {"code": partner.code, "username": partner.username, "password": partner.password},
-        "calls": [
-            {"name": "hello", "operation": "Hello", "input": HELLO},
-            {"name": "reissue", "operation": "Reissue", "order": reissued.partner_order_id,
-             "csr": fresh_key_csr(NAMES)},
-            {"name": "wrong_password", "operation": "Reissue", "order": reissued.partner_order_id,
-             "csr": fresh_key_csr(NAMES), "password": "not-the-password"},
-            {"name": "outside_csr", "operation": "Reissue", "order": reissued.partner_order_id,
-             "csr": fresh_key_csr(("example.com", "other.example.org"))},
-            {"name": "outside_dns_names", "operation": "Reissue", "order": reissued.partner_order_id,
-             "csr": fresh_key_csr(NAMES), "dns_names": ["example.com", "other.example.org"]},
-            {"name": "history", "operation": "GetOrderByPartnerOrderID", "order": reissued.partner_order_id,
-             "options": {"ReturnCertificateInfo": True, "ReturnCertificateHistory": True}},
-            {"name": "history_one", "operation": "GetOrderByPartnerOrderID", "order": fresh.partner_order_id,
-             "options": {"ReturnCertificateHistory": True}},
-            {"name": "reused_key", "operation": "Reissue", "order": reused.partner_order_id,
-             "csr": csr_pem(make_csr(key, NAMES, common_name="example.com"))},
-            {"name": "validate", "operation": "ValidateOrderParameters", "order": fresh.partner_order_id,
-             "csr": fresh_key_csr(("example.com",))},
-            {"name": "parse", "operation": "ParseCSR",
-             "csr": csr_pem(make_csr(ec.generate_private_key(ec.SECP256R1()), NAMES, common_name="example.com"))},
-            {"name": "optional_nulls", "operation": "ValidateOrderParameters", "order": fresh.partner_order_id,
-             "csr": fresh_key_csr(NAMES), "optional_nulls": True},
-            {"name": "fault", "operation": "Hello", "input": "x", "soap_action": "Reissue"},
-        ],
-    }
-    completed = subprocess.run(
-        ["node", str(SCRIPT)], input=json.dumps(job), capture_output=True, text=True, timeout=SCRIPT_TIMEOUT,
-        cwd=INTEROP,
-    )
-    assert completed.returncode == 0, f"node_client.js exited {completed.returncode}:\n{completed.stderr}"
-    return Run(reissued, fresh, reused, json.loads(completed.stdout))
+    orders = make_orders(installation.ra, partner)
+    report = run_client(["node", str(SCRIPT)], client_job(server, partner, orders), INTEROP)
+    return Run(orders.reissued, orders.fresh, orders.reused_key, report)
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -137,18 +89,7 @@ def _list(value: Any, length: int) -> list[Any]:
     return value
 
 
-def _when(stamp: str) -> datetime:
-    parsed = datetime.fromisoformat(stamp)
-    assert parsed.tzinfo is not None, stamp
-    return parsed
 
-
-def _load(pem: str) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(pem.encode())
-
-
-def _fingerprint(certificate: x509.Certificate) -> bytes:
-    return certificate.fingerprint(hashes.SHA256())
 
 
 def _header(run: Run, name: str, result: str, header: str = "OrderResponseHeader") -> dict[str, Any]:
@@ -193,11 +134,11 @@ def test_node_reissue_returns_a_certificate_its_chain_and_a_pkcs7(run: Run) -> N
     assert result["OrderID"] == run.reissued_order.order_id
     issued = result["Certificate"]
     assert issued["ServerCertificate"].startswith("-----BEGIN CERTIFICATE-----")
-    leaf = _load(issued["ServerCertificate"])
+    leaf = load_pem_certificate(issued["ServerCertificate"])
     assert issued["SerialNumber"] == format(leaf.serial_number, "x")
     assert {"ReissueResult.Certificate.NotBefore", "ReissueResult.Certificate.NotAfter"} <= run.dates("reissue")
-    assert _when(issued["NotBefore"]) == leaf.not_valid_before_utc
-    assert _when(issued["NotAfter"]) == leaf.not_valid_after_utc
+    assert when(issued["NotBefore"]) == leaf.not_valid_before_utc
+    assert when(issued["NotAfter"]) == leaf.not_valid_after_utc
     chain = _list(issued["CACertificates"]["CACertificate"], 2)
     assert_issued_chain(issued["ServerCertificate"], [(c["Type"], c["CACert"]) for c in chain], issued["PKCS7"])
 
@@ -227,7 +168,7 @@ def test_node_reads_a_certificate_history_of_two_entries(run: Run) -> None:
     assert info["OrderID"] == run.reissued_order.order_id
     # TermStart/TermEnd carry microseconds on the wire; a JS Date keeps milliseconds.
     term_start = run.reissued_order.term_start
-    assert _when(info["TermStart"]) == term_start.replace(microsecond=term_start.microsecond // 1000 * 1000)
+    assert when(info["TermStart"]) == term_start.replace(microsecond=term_start.microsecond // 1000 * 1000)
     assert detail["CertificateInfo"]["SerialNumber"] == reissued
     entries = {entry["SerialNumber"]: entry for entry in _list(detail["CertificateHistory"]["Certificate"], 2)}
     assert set(entries) == {original, reissued}
@@ -264,7 +205,7 @@ def test_node_a_reused_key_succeeds_with_warning_1001(run: Run) -> None:
     assert warning["WarningMessage"]
     certificate = run.result("reused_key", "ReissueResult")["Certificate"]
     assert certificate["SerialNumber"] != run.reused_key_order.certificate.serial
-    assert _load(certificate["ServerCertificate"]).public_key() == _load(
+    assert load_pem_certificate(certificate["ServerCertificate"]).public_key() == load_pem_certificate(
         run.reused_key_order.certificate.pem
     ).public_key()
 
