@@ -76,6 +76,28 @@ def client_job(server: RunningServer, partner: TestPartner, orders: InteropOrder
     }
 
 
+@dataclass
+class ClientRun:
+    """One run of a client script: the orders of its job and what the client answered."""
+
+    reissued_order: Any
+    fresh_order: Any
+    reused_key_order: Any
+    report: dict[str, Any]
+
+    def call(self, name: str) -> dict[str, Any]:
+        outcome: dict[str, Any] = self.report["calls"][name]
+        return outcome
+
+    def result(self, name: str, key: str) -> Any:
+        outcome = self.call(name)
+        assert outcome["status"] == 200 and "result" in outcome, outcome
+        return outcome["result"][key]
+
+    def dates(self, name: str) -> set[str]:
+        return set(self.call(name).get("dates", []))
+
+
 def run_client(command: list[str], job: dict[str, Any], cwd: Path) -> dict[str, Any]:
     """Run a client script on ``job`` (JSON on stdin) and return its report (JSON on stdout)."""
     completed = subprocess.run(command, input=json.dumps(job), capture_output=True, text=True,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from api_support import RunningServer, assert_issued_chain, load_pem_certificate
 from conftest import TestInstallation as Installation
 from factory import TestPartner as Partner
 from factory import new_partner
-from interop_support import HELLO, INTEROP, NAMES, OPERATIONS, client_job, make_orders, run_client, when
+from interop_support import HELLO, INTEROP, NAMES, OPERATIONS, ClientRun, client_job, make_orders, run_client, when
 
 SCRIPT = INTEROP / "node_client.js"
 
@@ -41,26 +40,7 @@ NODE_MISSING = _node_missing()
 pytestmark = pytest.mark.skipif(NODE_MISSING is not None, reason=f"node-soap interop: {NODE_MISSING}")
 
 
-@dataclass
-class Run:
-    """One run of node_client.js: its job's orders and what node-soap answered."""
-
-    reissued_order: Any
-    fresh_order: Any
-    reused_key_order: Any
-    report: dict[str, Any]
-
-    def call(self, name: str) -> dict[str, Any]:
-        outcome: dict[str, Any] = self.report["calls"][name]
-        return outcome
-
-    def result(self, name: str, key: str) -> Any:
-        outcome = self.call(name)
-        assert outcome["status"] == 200 and "result" in outcome, outcome
-        return outcome["result"][key]
-
-    def dates(self, name: str) -> set[str]:
-        return set(self.call(name)["dates"])
+Run = ClientRun
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from api_support import RunningServer, assert_issued_chain, load_pem_certificate
 from conftest import TestInstallation as Installation
 from factory import TestPartner as Partner
 from factory import new_partner
-from interop_support import HELLO, INTEROP, NAMES, OPERATIONS, client_job, make_orders, run_client, when
+from interop_support import HELLO, INTEROP, NAMES, OPERATIONS, ClientRun, client_job, make_orders, run_client, when
 
 SCRIPT = INTEROP / "php_client.php"
 MODES = {"single-element-arrays": ["SOAP_SINGLE_ELEMENT_ARRAYS"], "default-features": []}
@@ -49,24 +49,11 @@ pytestmark = pytest.mark.skipif(PHP_MISSING is not None, reason=f"PHP SoapClient
 
 
 @dataclass
-class Run:
-    """One run of php_client.php: its job's orders and what PHP answered."""
+class Run(ClientRun):
+    """A run of php_client.php, with or without SOAP_SINGLE_ELEMENT_ARRAYS."""
 
-    mode: str
-    single_element_arrays: bool
-    reissued_order: Any
-    fresh_order: Any
-    reused_key_order: Any
-    report: dict[str, Any]
-
-    def call(self, name: str) -> dict[str, Any]:
-        outcome: dict[str, Any] = self.report["calls"][name]
-        return outcome
-
-    def result(self, name: str, key: str) -> Any:
-        outcome = self.call(name)
-        assert outcome["status"] == 200 and "result" in outcome, outcome
-        return outcome["result"][key]
+    mode: str = ""
+    single_element_arrays: bool = False
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +71,7 @@ def run(request: pytest.FixtureRequest, installation: Installation, server: Runn
     mode: str = request.param
     orders = make_orders(installation.ra, partner)
     report = run_client(["php", str(SCRIPT)], client_job(server, partner, orders, features=MODES[mode]), INTEROP)
-    return Run(mode, bool(MODES[mode]), orders.reissued, orders.fresh, orders.reused_key, report)
+    return Run(orders.reissued, orders.fresh, orders.reused_key, report, mode, bool(MODES[mode]))
 
 
 # ------------------------------------------------------------------------------------- helpers
