@@ -179,7 +179,7 @@ def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
 
 def show_order(ra: RegistrationAuthority, *, partner_id: int, partner_order_id: str) -> OrderView:
     """The order with its whole certificate history; another partner's order is not found."""
-    with ra.sessions() as session:
+    with ra.readers() as session:
         order = orders.find_order(session, partner_id=partner_id, partner_order_id=partner_order_id)
         if order is None:
             raise OrderNotFound()
@@ -187,7 +187,7 @@ def show_order(ra: RegistrationAuthority, *, partner_id: int, partner_order_id: 
 
 
 def show_order_by_operator(ra: RegistrationAuthority, *, partner_code: str, partner_order_id: str) -> OrderView:
-    with ra.sessions() as session:
+    with ra.readers() as session:
         partner = partners.get_partner(session, partner_code)
     if partner is None:
         raise InvalidField(f"no partner with code {partner_code!r}", field="PartnerCode")
@@ -199,7 +199,7 @@ def _new_order_id() -> str:
 
 
 def order_exists(ra: RegistrationAuthority, *, partner_code: str, partner_order_id: str) -> bool:
-    with ra.sessions() as session:
+    with ra.readers() as session:
         partner = partners.get_partner(session, partner_code)
         return partner is not None and (
             orders.find_order(session, partner_id=partner.id, partner_order_id=partner_order_id) is not None

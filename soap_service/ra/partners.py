@@ -45,5 +45,5 @@ def create_partner(
 
 
 def partner_exists(ra: RegistrationAuthority, code: str) -> bool:
-    with ra.sessions() as session:
+    with ra.readers() as session:
         return partners.get_partner(session, code) is not None

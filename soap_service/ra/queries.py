@@ -32,7 +32,7 @@ def order_for_partner(
     def read() -> OrderAnswer:
         view = show_order(ra, partner_id=user.partner_id, partner_order_id=partner_order_id.strip())
         product = PRODUCTS_BY_CODE[view.product]
-        with ra.sessions() as session:
+        with ra.readers() as session:
             loaded = ra.authorities.issuing_ca(session, view.brand, product.validation_level)
         return OrderAnswer(order=view, chain=chain_of(loaded))
 

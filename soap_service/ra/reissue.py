@@ -139,7 +139,7 @@ class Reissuer:
         return self.reissue_for(partner, request, channel=channel)
 
     def reissue_by_operator(self, partner_code: str, request: ReissueRequest) -> IssuanceOutcome:
-        with self._ra.sessions() as session:
+        with self._ra.readers() as session:
             partner = partners.get_partner(session, partner_code)
         if partner is None:
             raise InvalidField(f"no partner with code {partner_code!r}", field="PartnerCode")
