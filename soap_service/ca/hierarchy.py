@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from cryptography import x509
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from soap_service.ca.algorithms import KEY_ALGORITHMS, PrivateKey, generate_key, signature_hash
 from soap_service.ca.leaf import authority_key_identifier
-from soap_service.ca.locations import ca_certificate_url, crl_distribution_points
+from soap_service.ca.locations import authority_information_access, crl_distribution_points
 from soap_service.ca.profiles import POLICY_OIDS, ValidationLevel
 from soap_service.ca.serials import new_serial
 
@@ -156,14 +156,7 @@ def _issuing(
         .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
         .add_extension(x509.CertificatePolicies([x509.PolicyInformation(policy, None)]), critical=False)
         .add_extension(
-            x509.AuthorityInformationAccess(
-                [
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.CA_ISSUERS,
-                        x509.UniformResourceIdentifier(ca_certificate_url(public_url, ROOT_NAME)),
-                    )
-                ]
-            ),
+            authority_information_access(public_url, ROOT_NAME, with_ocsp=False),
             critical=False,
         )
         .add_extension(

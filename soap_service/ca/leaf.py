@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+from cryptography.x509.oid import NameOID
 
-from soap_service.ca.locations import ca_certificate_url, crl_distribution_points, ocsp_url
+from soap_service.ca.locations import authority_information_access, crl_distribution_points
 from soap_service.ca.profiles import (
     EXTENDED_KEY_USAGES,
     POLICY_OIDS,
@@ -56,18 +56,7 @@ def leaf_builder(
             critical=False,
         )
         .add_extension(
-            x509.AuthorityInformationAccess(
-                [
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.OCSP,
-                        x509.UniformResourceIdentifier(ocsp_url(public_url)),
-                    ),
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.CA_ISSUERS,
-                        x509.UniformResourceIdentifier(ca_certificate_url(public_url, ca_name)),
-                    ),
-                ]
-            ),
+            authority_information_access(public_url, ca_name, with_ocsp=True),
             critical=False,
         )
         .add_extension(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 from cryptography import x509
+from cryptography.x509.oid import AuthorityInformationAccessOID
 
 
 def distribution_base(public_url: str) -> str:
@@ -53,3 +54,20 @@ def crl_distribution_points(public_url: str, ca_name: str) -> x509.CRLDistributi
             )
         ]
     )
+
+
+def authority_information_access(
+    public_url: str, ca_name: str, *, with_ocsp: bool
+) -> x509.AuthorityInformationAccess:
+    """The AIA extension of a certificate issued by ``ca_name``: its caIssuers URL, and the
+    OCSP responder first when ``with_ocsp`` (end-entity certificates)."""
+    descriptions = [
+        x509.AccessDescription(
+            AuthorityInformationAccessOID.CA_ISSUERS,
+            x509.UniformResourceIdentifier(ca_certificate_url(public_url, ca_name)),
+        )
+    ]
+    if with_ocsp:
+        ocsp = x509.UniformResourceIdentifier(ocsp_url(public_url))
+        descriptions.insert(0, x509.AccessDescription(AuthorityInformationAccessOID.OCSP, ocsp))
+    return x509.AuthorityInformationAccess(descriptions)
