@@ -112,3 +112,24 @@ def when(stamp: str) -> datetime:
     parsed = datetime.fromisoformat(stamp)
     assert parsed.tzinfo is not None, stamp
     return parsed
+
+
+def assert_reissued_with_the_same_key(run: ClientRun) -> None:
+    """The reused-key reissue made a new certificate for the order's existing key."""
+    from api_support import load_pem_certificate
+
+    certificate = run.result("reused_key", "ReissueResult")["Certificate"]
+    assert certificate["SerialNumber"] != run.reused_key_order.certificate.serial
+    issued = load_pem_certificate(certificate["ServerCertificate"]).public_key()
+    assert issued == load_pem_certificate(run.reused_key_order.certificate.pem).public_key()
+
+
+def assert_validated_and_parsed(run: ClientRun) -> None:
+    """ValidateOrderParameters and ParseCSR answers, with their values typed by the client."""
+    validated = run.result("validate", "ValidateOrderParametersResult")
+    assert validated["ReturnsCurrentCertificate"] is False  # xs:boolean arrives as a boolean
+    assert validated["OrderID"] == run.fresh_order.order_id
+    parsed = run.result("parse", "ParseCSRResult")["ParsedCSR"]
+    assert (parsed["KeyAlgorithm"], parsed["KeySize"], parsed["Curve"]) == ("EC", 256, "P-256")
+    assert type(parsed["KeySize"]) is int
+    assert parsed["CommonName"] == "example.com" and "Organization" not in parsed

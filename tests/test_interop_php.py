@@ -24,7 +24,19 @@ from api_support import RunningServer, assert_issued_chain, load_pem_certificate
 from conftest import TestInstallation as Installation
 from factory import TestPartner as Partner
 from factory import new_partner
-from interop_support import HELLO, INTEROP, NAMES, OPERATIONS, ClientRun, client_job, make_orders, run_client, when
+from interop_support import (
+    HELLO,
+    INTEROP,
+    NAMES,
+    OPERATIONS,
+    ClientRun,
+    assert_reissued_with_the_same_key,
+    assert_validated_and_parsed,
+    client_job,
+    make_orders,
+    run_client,
+    when,
+)
 
 SCRIPT = INTEROP / "php_client.php"
 MODES = {"single-element-arrays": ["SOAP_SINGLE_ELEMENT_ARRAYS"], "default-features": []}
@@ -208,24 +220,14 @@ def test_php_a_reused_key_succeeds_with_warning_1001(run: Run) -> None:
     warning = _one(run, header["Warnings"]["Warning"])
     assert warning["WarningCode"] == 1001 and type(warning["WarningCode"]) is int
     assert warning["WarningMessage"]
-    certificate = run.result("reused_key", "ReissueResult")["Certificate"]
-    assert certificate["SerialNumber"] != run.reused_key_order.certificate.serial
-    assert load_pem_certificate(certificate["ServerCertificate"]).public_key() == load_pem_certificate(
-        run.reused_key_order.certificate.pem
-    ).public_key()
+    assert_reissued_with_the_same_key(run)
 
 
 def test_php_validate_and_parse_csr_answer_typed_values(run: Run) -> None:
     header = _header(run, "validate", "ValidateOrderParametersResult")
     assert header["SuccessCode"] == 0
-    validated = run.result("validate", "ValidateOrderParametersResult")
-    assert validated["ReturnsCurrentCertificate"] is False  # xs:boolean arrives as a PHP bool
-    assert validated["OrderID"] == run.fresh_order.order_id
     assert _header(run, "parse", "ParseCSRResult", "QueryResponseHeader")["SuccessCode"] == 0
-    parsed = run.result("parse", "ParseCSRResult")["ParsedCSR"]
-    assert (parsed["KeyAlgorithm"], parsed["KeySize"], parsed["Curve"]) == ("EC", 256, "P-256")
-    assert type(parsed["KeySize"]) is int
-    assert parsed["CommonName"] == "example.com" and "Organization" not in parsed
+    assert_validated_and_parsed(run)
 
 
 def test_php_a_soap_fault_raises_soapfault(run: Run) -> None:
