@@ -16,6 +16,9 @@ COPY schemas ./schemas
 RUN pip install --no-cache-dir -e .
 
 USER soap
+# badkeys's blocklist of published compromised keys (Debian weak keys among them), into ~/.cache/badkeys.
+RUN badkeys --update-bl
+ENV SOAP_SERVICE_REQUIRE_KEY_BLOCKLIST=yes
 EXPOSE 8080
 # `init` is idempotent: it migrates the schema and creates the CA hierarchy only once.
 CMD ["sh", "-c", "soap-service init >/dev/null && exec soap-service serve --bind 0.0.0.0:8080"]

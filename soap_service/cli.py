@@ -169,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         result = _run(args, settings)
+    except ConfigurationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except ServiceError as error:
         field = f" [{error.field}]" if error.field else ""
         print(f"error {error.code}: {error.message}{field}", file=sys.stderr)

@@ -53,6 +53,7 @@ class Settings:
     ca_passphrase: Secret | None = field(default=None, repr=False)
     ca_passphrase_file: Path | None = None
     key_reuse: str = "warn"
+    require_key_blocklist: bool = False
     auth_cache_seconds: int = 60
     lockout_threshold: int = 10
     lockout_window_seconds: int = 900
@@ -120,6 +121,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ca_passphrase=Secret(passphrase) if passphrase else None,
         ca_passphrase_file=Path(passphrase_file) if passphrase_file else None,
         key_reuse=_choice(env, "KEY_REUSE", "warn", KEY_REUSE_POLICIES),
+        require_key_blocklist=_choice(env, "REQUIRE_KEY_BLOCKLIST", "no", ("yes", "no")) == "yes",
         auth_cache_seconds=_int(env, "AUTH_CACHE_SECONDS", 60),
         lockout_threshold=_int(env, "LOCKOUT_THRESHOLD", 10, minimum=1),
         lockout_window_seconds=_int(env, "LOCKOUT_WINDOW_SECONDS", 900, minimum=1),

@@ -22,3 +22,14 @@ def test_serve_refuses_a_bad_setting(tmp_path):
                           env=environ, timeout=120)
     assert done.returncode == 2
     assert "SOAP_SERVICE_KEY_REUSE must be one of warn, refuse" in done.stderr
+
+
+def test_serve_refuses_to_start_without_the_key_blocklist_when_it_is_required(tmp_path):
+    """Production can demand badkeys's blocklist (Debian weak keys): no silent start without it."""
+    environ = {**os.environ, "SOAP_SERVICE_DATA_DIR": str(tmp_path), "SOAP_SERVICE_REQUIRE_KEY_BLOCKLIST": "yes",
+               "XDG_CACHE_HOME": str(tmp_path / "empty-cache")}
+    done = subprocess.run([sys.executable, "-m", "soap_service.main", "serve"], capture_output=True, text=True,
+                          env=environ, timeout=120)
+    assert done.returncode == 2
+    assert "badkeys --update-bl" in done.stderr
+    assert "Traceback" not in done.stderr

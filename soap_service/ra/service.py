@@ -12,7 +12,7 @@ from soap_service.ca.issuer import Issuer
 from soap_service.ca.keys import EncryptedKeyBackend, load_or_create_passphrase
 from soap_service.ca.keys.backend import KeyBackend
 from soap_service.ca.lint import PreIssuanceLinter
-from soap_service.config import Settings
+from soap_service.config import ConfigurationError, Settings
 from soap_service.ra import keypolicy
 from soap_service.ra.auth import Authenticator
 from soap_service.ra.authorities import AuthorityRegistry
@@ -50,6 +50,11 @@ class RegistrationAuthority:
         passphrase = load_or_create_passphrase(
             settings.ca_passphrase, settings.ca_passphrase_file, settings.data_dir
         )
+        if settings.require_key_blocklist and not keypolicy.blocklist_available():
+            raise ConfigurationError(
+                "SOAP_SERVICE_REQUIRE_KEY_BLOCKLIST=yes but badkeys's blocklist of compromised keys (Debian weak "
+                "keys among them) is not installed: run `badkeys --update-bl` as the service's user"
+            )
         key_backend = EncryptedKeyBackend(passphrase)
         linter = PreIssuanceLinter(settings.public_url)
         if settings.public_url_is_internal:
