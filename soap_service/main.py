@@ -9,8 +9,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from soap_service.datadir import restrict_umask
+
 
 def main(argv: Sequence[str] | None = None) -> int:
+    restrict_umask()  # whatever a command creates (database, WAL, passphrase) is the user's alone
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("serve", "wsdl"):
         from soap_service import server

@@ -13,6 +13,7 @@ from soap_service.ca.keys import EncryptedKeyBackend, load_or_create_passphrase
 from soap_service.ca.keys.backend import KeyBackend
 from soap_service.ca.lint import PreIssuanceLinter
 from soap_service.config import ConfigurationError, Settings
+from soap_service.datadir import secure_data_dir
 from soap_service.ra import keypolicy
 from soap_service.ra.auth import Authenticator
 from soap_service.ra.authorities import AuthorityRegistry
@@ -22,6 +23,7 @@ from soap_service.storage.db import (
     create_database_engine,
     create_reader_factory,
     create_session_factory,
+    sqlite_database_path,
 )
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ class RegistrationAuthority:
     def from_settings(
         cls, settings: Settings, *, clock: Clock = utc_now, engine: Engine | None = None
     ) -> RegistrationAuthority:
+        # Before anything is created in it: the data directory is the service user's alone.
+        secure_data_dir(settings.data_dir, sqlite_database=sqlite_database_path(settings.database_url))
         engine = engine or create_database_engine(settings.database_url)
         sessions = create_session_factory(engine)
         readers = create_reader_factory(engine)

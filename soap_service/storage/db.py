@@ -21,13 +21,22 @@ SessionFactory = sessionmaker[Session]
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+def sqlite_database_path(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for another backend or an in-memory database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
 def create_database_engine(url: str, *, pool_size: int = 5) -> Engine:
     """An engine for ``url``. Its errors never carry the statement's parameters (a CSR,
     a password hash): they reach logs through tracebacks."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        database = sqlite_database_path(url)
+        if database is not None:
+            database.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
