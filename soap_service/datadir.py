@@ -1,4 +1,4 @@
-"""The data directory is private to the service's user (docs/design.md, "Security").
+"""The data directory is private to the service's user (docs/security.md).
 
 It holds the SQLite database and its WAL (password hashes, encrypted CA keys, CSRs, the
 audit trail) and the generated CA passphrase. Nobody but the service's user may read it:

@@ -1,4 +1,4 @@
-"""The data directory is private (docs/design.md, "Security"): 0700, and every file the
+"""The data directory is private (docs/security.md): 0700, and every file the
 service creates in it (the SQLite database, its WAL and shared memory, the generated CA
 passphrase) 0600, whatever umask the operator's shell had; a directory made readable
 before is tightened at start."""
