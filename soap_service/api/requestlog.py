@@ -46,7 +46,7 @@ def field(value: str | None) -> str:
     """A value for the log line: plain tokens as they are, anything else JSON-quoted and cut."""
     if value is None or value == "":
         return "-"
-    if _PLAIN.fullmatch(value):
+    if len(value) <= MAX_FIELD_CHARS and _PLAIN.fullmatch(value):  # measured before the pattern sees it
         return value
     cut = value[:MAX_FIELD_CHARS]
     return json.dumps(cut + ("..." if len(value) > MAX_FIELD_CHARS else ""), ensure_ascii=True)

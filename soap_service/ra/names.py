@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
+import string
 from collections.abc import Iterable, Sequence
 
 from soap_service.errors import InvalidField, NameNotValidated
 from soap_service.ra.catalogue import ProductSpec
+from soap_service.ra.fields import MAX_DNS_NAME_CHARS, MAX_LABEL_CHARS, MAX_REQUEST_NAMES, bounded, bounded_count
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL_CHARS = frozenset(string.ascii_lowercase + string.digits + "-")
 
 
 def normalize(name: str) -> str:
@@ -17,22 +18,38 @@ def normalize(name: str) -> str:
 
 
 def is_dns_name(name: str) -> bool:
-    """A host name of at least two labels, or a wildcard ``*.`` in front of one."""
+    """A host name of at least two labels, or a wildcard ``*.`` in front of one.
+
+    Lowercase ASCII letters, digits and inner hyphens, in labels of 1-63 characters, the
+    whole at most 253: plain string code over the whole name (a trailing newline is not a
+    valid ending), its length checked before it is split.
+    """
+    if len(name) > MAX_DNS_NAME_CHARS:
+        return False
     labels = name.split(".")
     if labels and labels[0] == "*":
         labels = labels[1:]
-    if len(labels) < 2 or len(name) > 253:
+    if len(labels) < 2:
         return False
     if labels[-1].isdigit():
         return False  # an IP address is not a DNS name
-    return all(_LABEL.match(label) for label in labels)
+    return all(_is_label(label) for label in labels)
+
+
+def _is_label(label: str) -> bool:
+    return (
+        1 <= len(label) <= MAX_LABEL_CHARS
+        and label[0] != "-"
+        and label[-1] != "-"
+        and all(ch in _LABEL_CHARS for ch in label)
+    )
 
 
 def order_names(raw_names: Sequence[str], product: ProductSpec) -> tuple[str, ...]:
     """The validated names of a new order, checked against what its product may carry."""
     names: list[str] = []
-    for raw in raw_names:
-        name = normalize(raw)
+    for raw in bounded_count(raw_names, MAX_REQUEST_NAMES, "DNSNames"):
+        name = normalize(bounded(raw, MAX_DNS_NAME_CHARS + 1, "DNSNames"))  # a final dot may follow
         if not is_dns_name(name):
             raise InvalidField(f"{raw!r} is not a DNS name", field="DNSNames")
         if name.startswith("*.") and not product.wildcard_allowed:

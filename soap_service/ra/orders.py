@@ -7,7 +7,6 @@ under the same CSR, key and name rules as a reissue.
 from __future__ import annotations
 
 import dataclasses
-import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,6 +18,16 @@ from soap_service.errors import InvalidField, OrderNotFound
 from soap_service.ra.audit import Subject
 from soap_service.ra.auth import is_clean_text
 from soap_service.ra.catalogue import PRODUCTS_BY_CODE, ProductSpec
+from soap_service.ra.fields import (
+    MAX_EMAIL_CHARS,
+    MAX_PARTNER_CODE_CHARS,
+    MAX_PARTNER_ORDER_ID_CHARS,
+    MAX_PRODUCT_CODE_CHARS,
+    bounded,
+    checked_partner_order_id,
+    is_country_code,
+    is_email,
+)
 from soap_service.ra.issuance import chain_of, examine_csr, issue_for_order, refuse_blocked_key
 from soap_service.ra.names import order_names, requested_names
 from soap_service.ra.reissue import run_audited
@@ -28,8 +37,24 @@ from soap_service.storage import audit, certificates, orders, partners
 from soap_service.storage.models import Order, OrderContact, OrderName
 
 MAX_TERM_DAYS = 5 * 366
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+# The most characters of each organization field: the X.520 upper bound of the subject
+# attribute it becomes (ub-organization-name 64, ub-state-name and ub-locality-name 128),
+# or the column's where that is shorter (business category, registration number: 64).
+ORGANIZATION_FIELD_CHARS: dict[str, tuple[str, int]] = {
+    "name": ("Organization", 64),
+    "country": ("Country", 2),
+    "state": ("State", 128),
+    "locality": ("Locality", 128),
+    "business_category": ("BusinessCategory", 64),
+    "jurisdiction_country": ("JurisdictionCountry", 2),
+    "jurisdiction_state": ("JurisdictionState", 128),
+    "jurisdiction_locality": ("JurisdictionLocality", 128),
+    "registration_number": ("RegistrationNumber", 64),
+}
+
+# The most characters of a contact's fields (the columns' sizes); the e-mail address has its own rule.
+CONTACT_FIELD_CHARS: dict[str, int] = {"first_name": 100, "last_name": 100, "phone": 40}
 
 
 @dataclass(frozen=True)
@@ -62,18 +87,24 @@ def _check_organization(product: ProductSpec, organization: Organization | None)
     level = product.validation_level
     if level == "DV":
         return
-    if organization is None or not organization.name.strip():
+    if organization is None:
+        raise InvalidField(f"a {level} product needs the validated organization", field="Organization")
+    for attribute, (field_name, limit) in ORGANIZATION_FIELD_CHARS.items():
+        value = getattr(organization, attribute)
+        if value is not None:
+            bounded(value, limit, field_name)
+    if not organization.name.strip():
         raise InvalidField(f"a {level} product needs the validated organization", field="Organization")
     if not all(is_clean_text(value) for value in vars(organization).values() if value is not None):
         raise InvalidField("an organization field holds control or invalid characters", field="Organization")
-    if not _COUNTRY.match(organization.country):
+    if not is_country_code(organization.country):
         raise InvalidField("country is a two-letter ISO 3166 code in capitals", field="Country")
     if level in ("OV", "EV") and not (organization.state or organization.locality):
         raise InvalidField("an OV or EV order needs a state or a locality", field="Locality")
     if level == "EV":
         if not organization.business_category:
             raise InvalidField("an EV order needs a business category", field="BusinessCategory")
-        if not organization.jurisdiction_country or not _COUNTRY.match(organization.jurisdiction_country):
+        if not organization.jurisdiction_country or not is_country_code(organization.jurisdiction_country):
             raise InvalidField("an EV order needs a jurisdiction country", field="JurisdictionCountry")
         if not organization.registration_number:
             raise InvalidField("an EV order needs a registration number", field="RegistrationNumber")
@@ -82,12 +113,17 @@ def _check_organization(product: ProductSpec, organization: Organization | None)
 def _check_contacts(contacts: tuple[Contact, ...]) -> None:
     roles = {c.role for c in contacts}
     for contact in contacts:
+        if contact.role not in ("admin", "technical", "billing"):
+            raise InvalidField("unknown contact role: admin, technical or billing", field="Contacts")
+        bounded(contact.email, MAX_EMAIL_CHARS, "Email")
+        for attribute, limit in CONTACT_FIELD_CHARS.items():
+            value = getattr(contact, attribute)
+            if value is not None:
+                bounded(value, limit, "Contacts")
         for value in (contact.email, contact.first_name, contact.last_name, contact.phone):
             if value is not None and not is_clean_text(value):
                 raise InvalidField("a contact field holds control or invalid characters", field="Contacts")
-        if contact.role not in ("admin", "technical", "billing"):
-            raise InvalidField(f"unknown contact role {contact.role!r}", field="Contacts")
-        if not _EMAIL.match(contact.email):
+        if not is_email(contact.email):
             raise InvalidField(f"{contact.email!r} is not an e-mail address", field="Email")
     for needed in ("admin", "technical"):
         if needed not in roles:
@@ -101,12 +137,11 @@ def create_order(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
 
 
 def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
-    new = dataclasses.replace(new, partner_order_id=new.partner_order_id.strip())
-    product = PRODUCTS_BY_CODE.get(new.product)
+    bounded(new.partner_code, MAX_PARTNER_CODE_CHARS, "PartnerCode")
+    new = dataclasses.replace(new, partner_order_id=checked_partner_order_id(new.partner_order_id))
+    product = PRODUCTS_BY_CODE.get(bounded(new.product, MAX_PRODUCT_CODE_CHARS, "Product"))
     if product is None:
         raise InvalidField(f"unknown product {new.product!r}", field="Product")
-    if not new.partner_order_id or len(new.partner_order_id) > 64 or not is_clean_text(new.partner_order_id):
-        raise InvalidField("PartnerOrderID is 1-64 printable characters", field="PartnerOrderID")
     if not 1 <= new.term_days <= MAX_TERM_DAYS:
         raise InvalidField(f"the term is 1 to {MAX_TERM_DAYS} days", field="term-days")
     names = order_names(new.names, product)
@@ -179,6 +214,7 @@ def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
 
 def show_order(ra: RegistrationAuthority, *, partner_id: int, partner_order_id: str) -> OrderView:
     """The order with its whole certificate history; another partner's order is not found."""
+    bounded(partner_order_id, MAX_PARTNER_ORDER_ID_CHARS, "PartnerOrderID")
     with ra.readers() as session:
         order = orders.find_order(session, partner_id=partner_id, partner_order_id=partner_order_id)
         if order is None:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from soap_service.config import Secret
 from soap_service.errors import InvalidField
-from soap_service.ra.auth import hash_password
+from soap_service.ra.auth import hash_password, is_clean_text
+from soap_service.ra.fields import MAX_PARTNER_NAME_CHARS, bounded, is_partner_code, is_user_name
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.storage import audit, partners
-
-_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
-_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -25,11 +22,13 @@ class PartnerCreated:
 def create_partner(
     ra: RegistrationAuthority, *, code: str, name: str, username: str, password: Secret
 ) -> PartnerCreated:
-    if not _CODE.match(code):
+    if not is_partner_code(code):
         raise InvalidField("a partner code is 2-64 letters, digits, '.', '_' or '-'", field="PartnerCode")
-    if not name.strip():
+    if not bounded(name, MAX_PARTNER_NAME_CHARS, "name").strip():
         raise InvalidField("a partner needs a name", field="name")
-    if not _USERNAME.match(username):
+    if not is_clean_text(name):
+        raise InvalidField("a partner name holds control or invalid characters", field="name")
+    if not is_user_name(username):
         raise InvalidField("a user name is 1-128 letters, digits, '.', '_', '@' or '-'", field="UserName")
     password_hash = hash_password(password)
     now = ra.clock()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +27,18 @@ from soap_service.ra.audit import Subject, record_outcome
 from soap_service.ra.auth import Credentials, is_clean_text
 from soap_service.ra.authorities import LoadedCA
 from soap_service.ra.catalogue import PRODUCTS_BY_CODE, ProductSpec
-from soap_service.ra.csr import ParsedCSR
+from soap_service.ra.csr import ParsedCSR, check_csr_size
+from soap_service.ra.fields import (
+    MAX_DNS_NAME_CHARS,
+    MAX_EMAIL_CHARS,
+    MAX_PARTNER_ORDER_ID_CHARS,
+    MAX_REQUEST_NAMES,
+    MAX_SIGNATURE_HASH_CHARS,
+    bounded,
+    bounded_count,
+    checked_email,
+    checked_partner_order_id,
+)
 from soap_service.ra.incidents import new_incident_id
 from soap_service.ra.issuance import ExaminedCSR, chain_of, examine_csr, issue_for_order, refuse_blocked_key
 from soap_service.ra.names import requested_names
@@ -40,7 +50,6 @@ from soap_service.storage.models import Certificate, Order
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 SIGNATURE_HASHES = {"SHA256", "SHA2-256", "SHA-256", "SHA384", "SHA2-384", "SHA-384", "SHA512", "SHA-512"}
 
 T = TypeVar("T")
@@ -104,27 +113,37 @@ def check_reissuable(order: Order, current: Certificate | None, now: datetime) -
 
 
 def check_request_fields(request: ReissueRequest) -> None:
+    """The request's own fields, each measured against its bound before anything reads it.
+
+    Bounds first (docs/design.md, "Request fields"): the CSR's size, then the PartnerOrderID,
+    SignatureHashAlgorithm and ReissueEmail lengths, the number of DNSNames entries and each
+    entry's length; then control characters; then the shapes, with plain string code. No
+    message quotes a value the caller sent.
+    """
+    check_csr_size(request.csr)
+    bounded(request.partner_order_id, MAX_PARTNER_ORDER_ID_CHARS, "PartnerOrderID")
+    bounded(request.signature_hash_algorithm or "", MAX_SIGNATURE_HASH_CHARS, "SignatureHashAlgorithm")
+    bounded(request.reissue_email or "", MAX_EMAIL_CHARS, "ReissueEmail")
+    dns_names = bounded_count(request.dns_names or (), MAX_REQUEST_NAMES, "DNSNames")
+    for name in dns_names:
+        bounded(name, MAX_DNS_NAME_CHARS + 1, "DNSNames")  # a final dot may follow the 253 characters
     texts = [("PartnerOrderID", request.partner_order_id), ("CSR", request.csr),
              ("SignatureHashAlgorithm", request.signature_hash_algorithm or ""),
              ("ReissueEmail", request.reissue_email or "")]
-    texts += [("DNSNames", name) for name in request.dns_names or ()]
+    texts += [("DNSNames", name) for name in dns_names]
     for field_name, value in texts:
         if not is_clean_text(value.replace("\n", "").replace("\r", "").replace("\t", "")):
             raise InvalidField(f"{field_name} holds control or invalid characters", field=field_name)
-    if not request.partner_order_id or not request.partner_order_id.strip():
-        raise InvalidField("PartnerOrderID is missing", field="PartnerOrderID")
-    if len(request.partner_order_id) > 64:
-        raise InvalidField("PartnerOrderID is longer than 64 characters", field="PartnerOrderID")
+    checked_partner_order_id(request.partner_order_id)
     if not request.csr or not request.csr.strip():
         raise InvalidField("CSR is missing", field="CSR")
     hash_name = request.signature_hash_algorithm
     if hash_name and hash_name.strip().upper() not in SIGNATURE_HASHES:
         raise InvalidField(
-            f"SignatureHashAlgorithm {hash_name!r} is not supported: use SHA256 or SHA384",
-            field="SignatureHashAlgorithm",
+            "SignatureHashAlgorithm is not supported: use SHA256 or SHA384", field="SignatureHashAlgorithm"
         )
-    if request.reissue_email and not _EMAIL.match(request.reissue_email.strip()):
-        raise InvalidField("ReissueEmail is not an e-mail address", field="ReissueEmail")
+    if request.reissue_email:
+        checked_email(request.reissue_email, "ReissueEmail")
 
 
 class Reissuer:
