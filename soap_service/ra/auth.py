@@ -1,8 +1,22 @@
 """Partner credentials: argon2id hashes, a lockout counted in the database, and a
-short in-memory cache of verified credentials so steady traffic skips the hash."""
+short in-memory cache of verified credentials so steady traffic skips the hash.
+
+Two rules hold here (docs/design.md, authentication; issue 6):
+
+- Every failure does the same work as a wrong password: exactly one argon2
+  verification, against the user's hash or an equal-cost dummy, whatever failed
+  (unknown partner or user, wrong or over-long password, inactive or locked account,
+  unclean fields). Timing does not tell which accounts exist.
+- The lockout is strict on every backend and across processes, and no database lock is
+  held through a hash: an attempt is reserved in one short write transaction (counted
+  with the account's failures; refused at the threshold), the password verified outside
+  any transaction, and the attempt settled in a second short write transaction. An
+  attempt whose worker dies in between stays pending and counts as a failure.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -13,7 +27,6 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy.orm import Session
 
 from soap_service.config import Secret, Settings
 from soap_service.errors import AccountLocked, AuthenticationFailed, InvalidField, ServiceError
@@ -22,6 +35,11 @@ from soap_service.storage import audit, partners
 from soap_service.storage.db import SessionFactory
 
 MIN_PASSWORD_LENGTH = 12
+# Bounds checked before anything else looks at a credential: the columns' widths, and a
+# password length no partner needs (a longer one fails like a wrong password).
+MAX_PARTNER_CODE_LENGTH = 64
+MAX_USERNAME_LENGTH = 128
+MAX_PASSWORD_LENGTH = 1024
 
 
 @dataclass(frozen=True)
@@ -42,6 +60,47 @@ class AuthenticatedUser:
 
 
 @dataclass(frozen=True)
+class _Login:
+    """The credentials as read, bounded first. Not ``acceptable`` (empty, over-long or
+    unclean): it fails, after the same work as a wrong password."""
+
+    code: str
+    username: str
+    password: str
+    acceptable: bool
+
+    @classmethod
+    def read(cls, credentials: Credentials) -> _Login:
+        code, username = credentials.partner_code, credentials.username
+        password = credentials.password.reveal()
+        bounded = (
+            len(code) <= MAX_PARTNER_CODE_LENGTH
+            and len(username) <= MAX_USERNAME_LENGTH
+            and len(password) <= MAX_PASSWORD_LENGTH
+        )
+        code, username = code[:MAX_PARTNER_CODE_LENGTH].strip(), username[:MAX_USERNAME_LENGTH].strip()
+        acceptable = (
+            bounded
+            and bool(code and username and password)
+            and all(is_clean_text(value) for value in (code, username, password))
+        )
+        return cls(code, username, password if acceptable else "", acceptable)
+
+    def __repr__(self) -> str:
+        return f"_Login(code={self.code!r}, username={self.username!r}, acceptable={self.acceptable})"
+
+
+@dataclass(frozen=True)
+class _Reservation:
+    """What the reservation found: the attempt's id (``None``: the account is locked) and
+    the hash to verify (``None``: no such active user, the dummy is verified instead)."""
+
+    attempt_id: int | None
+    user: AuthenticatedUser | None
+    password_hash: str | None
+
+
+@dataclass(frozen=True)
 class _CachedCredential:
     password_digest: bytes
     password_hash: str
@@ -52,6 +111,8 @@ def hash_password(password: Secret) -> str:
     value = password.reveal()
     if len(value) < MIN_PASSWORD_LENGTH:
         raise InvalidField(f"a password needs at least {MIN_PASSWORD_LENGTH} characters", field="Password")
+    if len(value) > MAX_PASSWORD_LENGTH:
+        raise InvalidField(f"a password has at most {MAX_PASSWORD_LENGTH} characters", field="Password")
     return PasswordHasher().hash(value)
 
 
@@ -72,10 +133,15 @@ _STRIPES = 64
 class Authenticator:
     """Checks partner code, user name and password; one error for any wrong part.
 
-    The failure count, the verification and the record of a failure happen under a
-    per-account lock (a lock stripe in this process, an advisory lock on PostgreSQL),
-    so parallel guesses cannot overrun the lockout. The argon2 hash is never computed
-    while SQLite's write lock is held.
+    An uncached login: reserve the attempt (a short write transaction that counts the
+    account's failures and pending attempts in the window, under SQLite's write lock or
+    PostgreSQL's advisory lock on the account), verify one hash with no transaction
+    open, settle the attempt (a second short write transaction: a success deletes it, a
+    failure keeps it and is audited). Within a process, the uncached logins of one
+    account (a lock stripe) wait for each other, so a burst of right passwords costs one
+    hash and cannot lock itself out with its own pending attempts. A cached login is a
+    read (``readers``) that still honours the lockout; every write goes through
+    ``sessions``.
     """
 
     def __init__(self, sessions: SessionFactory, readers: SessionFactory, settings: Settings, clock: Clock) -> None:
@@ -84,100 +150,121 @@ class Authenticator:
         self._settings = settings
         self._clock = clock
         self._hasher = PasswordHasher()
-        # Verifying against this when the user does not exist keeps the timing alike.
-        self._decoy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        # Verified when there is no user's hash to verify: the same argon2 parameters as the
+        # hashes hash_password makes, so the same cost.
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
         self._cache: dict[tuple[str, str], _CachedCredential] = {}
         self._cache_key = secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
 
     def authenticate(self, credentials: Credentials, *, channel: str) -> AuthenticatedUser:
-        code, username = credentials.partner_code.strip(), credentials.username.strip()
-        password = credentials.password.reveal()
-        acceptable = bool(code and username and password) and all(
-            is_clean_text(value) for value in (code, username, password)
-        )
-        now = self._clock()
-        since = now - timedelta(seconds=self._settings.lockout_window_seconds)
-        threshold = self._settings.lockout_threshold
-        failure: ServiceError | None = None
-        user: AuthenticatedUser | None = None
-        stripe = self._stripes[hash((code, username)) % _STRIPES]
-        with stripe:
-            with self._readers() as session, session.begin():
-                found = partners.get_api_user(session, code, username) if acceptable else None
-                active = found is not None and found[0].status == "active" and found[1].status == "active"
-                if found is not None and active and self._cached(code, username, password, found[1].password_hash):
-                    if partners.count_failures_since(session, partner_code=code, username=username,
-                                                     since=since) < threshold:
-                        return AuthenticatedUser(partner_id=found[0].id, partner_code=code, username=username)
-                partners.lock_account(session, partner_code=code, username=username)
-                recent = partners.count_failures_since(session, partner_code=code, username=username, since=since)
-                if recent >= threshold:
-                    failure = AccountLocked()
-                elif found is not None and active and self._verify(code, username, password, found[1].password_hash):
-                    user = AuthenticatedUser(partner_id=found[0].id, partner_code=code, username=username)
-                else:
-                    self._verify_decoy(password if acceptable else "-")
-                    failure = AuthenticationFailed()
-                if failure is not None and not self._settings.is_sqlite:
-                    self._record(session, failure, code, username, channel, now)
-            if failure is not None and self._settings.is_sqlite:
-                # SQLite: a separate write transaction; its write lock is never held over a hash.
-                with self._sessions() as session, session.begin():
-                    self._record(session, failure, code, username, channel, now)
+        login = _Login.read(credentials)
+        user = self._from_cache(login)
+        if user is not None:
+            return user
+        with self._stripes[hash((login.code, login.username)) % _STRIPES]:
+            user = self._from_cache(login)  # verified by another thread while this one waited
+            if user is not None:
+                return user
+            now = self._clock()
+            reservation = self._reserve(login, now)
+            verified = self._verify_once(login, reservation.password_hash)
+            failure: ServiceError | None = None
+            if reservation.attempt_id is None:
+                failure = AccountLocked()
+            elif not verified or reservation.user is None:
+                failure = AuthenticationFailed()
+            self._settle(login, reservation, failure, channel, now)
         if failure is not None:
             raise failure
-        assert user is not None
-        return user
+        assert reservation.user is not None and reservation.password_hash is not None
+        self._remember(login, reservation.password_hash)
+        return reservation.user
 
-    @staticmethod
-    def _record(
-        session: Session, failure: ServiceError, code: str, username: str, channel: str, now: datetime
+    def _reserve(self, login: _Login, now: datetime) -> _Reservation:
+        """The first short write transaction: the attempt reserved (or refused) and the user read."""
+        since = now - timedelta(seconds=self._settings.lockout_window_seconds)
+        with self._sessions() as session, session.begin():
+            attempt_id = partners.reserve_attempt(
+                session, partner_code=login.code, username=login.username, at=now, since=since,
+                threshold=self._settings.lockout_threshold,
+            )
+            found = partners.get_api_user(session, login.code, login.username) if login.acceptable else None
+            if found is None or found[0].status != "active" or found[1].status != "active":
+                return _Reservation(attempt_id, None, None)
+            user = AuthenticatedUser(partner_id=found[0].id, partner_code=login.code, username=login.username)
+            return _Reservation(attempt_id, user, found[1].password_hash)
+
+    def _settle(
+        self, login: _Login, reservation: _Reservation, failure: ServiceError | None, channel: str, now: datetime
     ) -> None:
-        if isinstance(failure, AuthenticationFailed):
-            partners.record_failure(session, partner_code=code, username=username, at=now)
-        audit.append_event(
-            session,
-            at=now,
-            channel=channel,
-            action="authenticate",
-            outcome="refused",
-            code=failure.code,
-            partner_code=code or None,
-            username=username or None,
-            detail=failure.message,
-        )
-
-    def _digest(self, code: str, username: str, password: str) -> bytes:
-        message = "\x00".join((code, username, password)).encode()
-        return hmac.new(self._cache_key, message, hashlib.sha256).digest()
-
-    def _cached(self, code: str, username: str, password: str, password_hash: str) -> bool:
-        with self._lock:
-            cached = self._cache.get((code, username))
-        return (
-            cached is not None
-            and cached.expires > time.monotonic()
-            and cached.password_hash == password_hash
-            and hmac.compare_digest(cached.password_digest, self._digest(code, username, password))
-        )
-
-    def _verify(self, code: str, username: str, password: str, password_hash: str) -> bool:
-        try:
-            self._hasher.verify(password_hash, password)
-        except (VerificationError, InvalidHashError):
-            return False
-        if self._settings.auth_cache_seconds > 0:
-            digest = self._digest(code, username, password)
-            with self._lock:
-                self._cache[(code, username)] = _CachedCredential(
-                    digest, password_hash, time.monotonic() + self._settings.auth_cache_seconds
+        """The second short write transaction: the attempt's outcome, and the audit of a refusal."""
+        with self._sessions() as session, session.begin():
+            if reservation.attempt_id is not None:
+                partners.settle_attempt(session, reservation.attempt_id, failed=failure is not None)
+            if failure is not None:
+                audit.append_event(
+                    session,
+                    at=now,
+                    channel=channel,
+                    action="authenticate",
+                    outcome="refused",
+                    code=failure.code,
+                    partner_code=login.code or None,
+                    username=login.username or None,
+                    detail=failure.message,
                 )
-        return True
 
-    def _verify_decoy(self, password: str) -> None:
+    def _verify_once(self, login: _Login, password_hash: str | None) -> bool:
+        """Exactly one argon2 verification: the user's hash, or the dummy when there is none
+        (which never verifies). A stored hash argon2 cannot read costs the dummy too."""
         try:
-            self._hasher.verify(self._decoy_hash, password or "-")
+            self._hasher.verify(password_hash or self._dummy_hash, login.password or "-")
         except VerificationError:
-            pass
+            return False
+        except InvalidHashError:
+            with contextlib.suppress(VerificationError):
+                self._hasher.verify(self._dummy_hash, "-")
+            return False
+        return password_hash is not None
+
+    def _from_cache(self, login: _Login) -> AuthenticatedUser | None:
+        """The user, when these exact credentials were verified lately, the stored hash is
+        the one verified, the account is active and not locked. A read, no hash."""
+        if not login.acceptable:
+            return None
+        with self._lock:
+            cached = self._cache.get((login.code, login.username))
+        if (
+            cached is None
+            or cached.expires <= time.monotonic()
+            or not hmac.compare_digest(cached.password_digest, self._digest(login))
+        ):
+            return None
+        since = self._clock() - timedelta(seconds=self._settings.lockout_window_seconds)
+        with self._readers() as session, session.begin():
+            found = partners.get_api_user(session, login.code, login.username)
+            if (
+                found is None
+                or found[0].status != "active"
+                or found[1].status != "active"
+                or found[1].password_hash != cached.password_hash
+                or partners.count_failures_since(session, partner_code=login.code, username=login.username,
+                                                 since=since) >= self._settings.lockout_threshold
+            ):
+                return None
+            return AuthenticatedUser(partner_id=found[0].id, partner_code=login.code, username=login.username)
+
+    def _remember(self, login: _Login, password_hash: str) -> None:
+        if self._settings.auth_cache_seconds <= 0:
+            return
+        entry = _CachedCredential(
+            self._digest(login), password_hash, time.monotonic() + self._settings.auth_cache_seconds
+        )
+        with self._lock:
+            self._cache[(login.code, login.username)] = entry
+
+    def _digest(self, login: _Login) -> bytes:
+        message = "\x00".join((login.code, login.username, login.password)).encode()
+        return hmac.new(self._cache_key, message, hashlib.sha256).digest()

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -96,15 +97,23 @@ class ApiUser(Base):
 
 
 class AuthenticationFailure(Base):
-    """One failed login, counted for the lockout across processes."""
+    """One failed login, or a login attempt still being checked (``pending``): both count
+    for the lockout, across processes. Rows older than the lockout window are pruned (by
+    ``at``); the audit trail keeps its own record of every failure."""
 
     __tablename__ = "authentication_failures"
-    __table_args__ = (Index("ix_authentication_failures_account", "partner_code", "username", "at"),)
+    __table_args__ = (
+        Index("ix_authentication_failures_account", "partner_code", "username", "at"),
+        Index("ix_authentication_failures_at", "at"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     partner_code: Mapped[str] = mapped_column(String(64))
     username: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Reserved before the password hash and settled after it; a crash in between leaves it
+    # pending, and it counts as a failure.
+    pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Order(Base):
