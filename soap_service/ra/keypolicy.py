@@ -1,13 +1,22 @@
-"""Which public keys the CA certifies (DESIGN section 3, rule 4). Pure policy: no database.
+"""Which public keys the CA certifies (docs/design.md section 3, rule 4). Pure policy: no database.
 
 Accepted: RSA with a modulus of exactly 2048, 3072 or 4096 bits, odd, public exponent 65537,
-passing the weak-key checks of ``badkeys``; ECDSA on P-256 or P-384 (cryptography has already
-checked that the point is on the curve when it loaded the key).  Everything else is refused
-with :class:`KeyRefused` and a message that names the problem.
+whose private key cannot be computed by the checks below; ECDSA on P-256 or P-384 (cryptography
+has already checked that the point is on the curve, and not the point at infinity, when it
+loaded the key) that is not a small multiple of the generator.  Everything else is refused with
+:class:`KeyRefused` (-4009) and a message that names the problem, never the key.
 
-The badkeys checks run on every RSA key (about 0.4 ms for RSA-2048, most of it ``sharedprimes``):
+First our own arithmetic (:mod:`soap_service.ra.weakkeys`, which says exactly what it does and
+does not catch, and ``bench/key_checks.py`` for its cost): an RSA modulus that is a perfect
+power, has a prime factor below 2^20, is prime, or has a prime factor p with p - 1 smooth
+(Pollard p - 1, B1 = 300); an EC point k*G with 0 < |k| <= 2^20.  Its tables are built by
+:func:`prepare` when a worker starts (about 0.1 s), or on the first check.
 
-- ``rsainvalid``, ``smallfactors``, ``rsapoly``, ``fermat``, ``roca``: pure arithmetic on n;
+Then the badkeys checks, on every RSA key (about 0.4 ms for RSA-2048, most of it ``sharedprimes``):
+
+- ``rsainvalid``, ``rsapoly``, ``fermat``, ``roca``: pure arithmetic on n (badkeys's
+  ``smallfactors``, primes up to 65,537, is left out: the gcd with the primes below 2^20 above
+  finds all of them and more);
 - ``sharedprimes``: gcd with the product of primes of known factored keys, when the data file
   that ships inside the badkeys package is present;
 - ``blocklist`` (Debian weak keys, keys whose private half was published): only when badkeys's
@@ -38,7 +47,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from soap_service.errors import KeyRefused
+from soap_service.ra import weakkeys
 from soap_service.ra.csr import key_facts
+from soap_service.ra.weakkeys import RSAWeakness
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +61,34 @@ _ACCEPTED = "only RSA 2048, 3072 or 4096 bits and ECDSA P-256 or P-384 keys are 
 
 # badkeys checks on n (and e) that need no data beyond the package's code, in the order the
 # refusal is reported when several fire.
-_ARITHMETIC_CHECKS = ("rsainvalid", "smallfactors", "rsapoly", "fermat", "roca")
+_ARITHMETIC_CHECKS = ("rsainvalid", "rsapoly", "fermat", "roca")
+
+_WEAKNESS_MESSAGES: Mapping[RSAWeakness, str] = {
+    RSAWeakness.PERFECT_POWER: (
+        "RSA key refused: its modulus is a perfect power (such as p^2 or p^3), not a product of two "
+        "distinct primes, so anyone can compute its private key"
+    ),
+    RSAWeakness.SMALL_FACTOR: (
+        "RSA key refused: its modulus has a small prime factor (below 2^20), so it is not a valid RSA key "
+        "and anyone can compute its private key"
+    ),
+    RSAWeakness.PRIME: (
+        "RSA key refused: its modulus is a prime number, not a product of two primes, so anyone can "
+        "compute its private key"
+    ),
+    RSAWeakness.SMOOTH_FACTOR: (
+        "RSA key refused: its modulus is factored at once by Pollard's p-1 method (a prime factor p "
+        "with p-1 a product of small primes), so anyone can compute its private key; generate a new key"
+    ),
+}
+
+_SMALL_MULTIPLE_MESSAGE = (
+    "EC key refused: its private key is a small number (the point is k*G for a small k), so anyone "
+    "can compute it; generate a new key"
+)
 
 _RSA_MESSAGES: Mapping[str, str] = {
     "rsainvalid": "RSA key refused: its public values are invalid",
-    "smallfactors": "RSA key refused: its modulus has a small prime factor, so it is not a valid RSA key",
     "rsapoly": (
         "RSA key refused: its modulus has a pattern of zero bits that lets it be factored "
         "(a known flawed key generator)"
@@ -86,7 +120,8 @@ def check_key(public_key: PublicKeyTypes) -> None:
 
 
 def prepare() -> None:
-    """Load what the checks need (badkeys's tables, the blocklist) before the first request."""
+    """Load what the checks need (our tables, badkeys's, the blocklist) before the first request."""
+    weakkeys.prepare()
     blocklist_available()
     warm = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     check_key(warm)
@@ -103,6 +138,9 @@ def _check_rsa(public_key: rsa.RSAPublicKey) -> None:
     if e != RSA_EXPONENT:
         shown = str(e) if e.bit_length() <= 64 else f"of {e.bit_length()} bits"
         raise KeyRefused(f"RSA public exponent {shown}: only 65537 is accepted")
+    weakness = weakkeys.rsa_weakness(n)
+    if weakness is not None:
+        raise KeyRefused(_WEAKNESS_MESSAGES[weakness])
     checks: list[str] = [*_ARITHMETIC_CHECKS]
     if _sharedprimes_available(bits):
         checks.append("sharedprimes")
@@ -120,8 +158,11 @@ def _check_ec(public_key: ec.EllipticCurvePublicKey) -> None:
     _, _, curve = key_facts(public_key)
     if curve is None or curve not in EC_CURVES or not isinstance(public_key.curve, EC_CURVES[curve]):
         raise KeyRefused(f"EC key on curve {curve}: only P-256 and P-384 are accepted")
+    point = public_key.public_numbers()
+    if weakkeys.is_small_multiple(curve, point.x, point.y):
+        raise KeyRefused(_SMALL_MULTIPLE_MESSAGE)
     if blocklist_available():
-        x = public_key.public_numbers().x
+        x = point.x
         findings = _run_badkeys(lambda: checkall(x, checks=["blocklist"]))
         if "blocklist" in findings:
             raise KeyRefused(_blocklist_message(findings["blocklist"]))

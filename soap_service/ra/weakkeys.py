@@ -1,0 +1,230 @@
+"""Public keys whose private key anyone can compute, found by arithmetic on the public key alone.
+
+Pure arithmetic with ``gmpy2``, no policy: :mod:`soap_service.ra.keypolicy` decides what to refuse
+and says why (docs/design.md section 3, rule 4; docs/security.md).  BR 6.1.1.3 asks a CA to reject
+keys that a demonstrated method exposes; these are the methods, each within a fixed budget.
+
+RSA modulus n (:func:`rsa_weakness`), cheapest first.  Each of the first three is exact: a key
+that has the property is always found, a key that does not never is.
+
+- **perfect power** n = r^k, k >= 2 (``gmpy2.is_power``, ~20 us): r^2, p^3, ...; the k-th root
+  gives the factorization.
+- **small factor**: any prime factor below :data:`SMALL_FACTOR_BOUND` = 2^20, by one gcd with the
+  product of all 82,025 primes below 2^20 (a 1.5-Mbit number, 184 KiB, built once per process in
+  ~20 ms).  The BR floor is 752; badkeys stops at 65,537 (so a factor 65,539 passed).
+- **prime**: n a (BPSW) probable prime; then d = e^-1 mod (n - 1) is the private key.  BPSW
+  has no known counterexample; a real RSA modulus fails its first (base-2) step.  This one
+  modular exponentiation of |n| bits is the dominant cost and cannot be made cheaper: it is
+  the price of the "prime modulus" refusal.
+- **smooth factor**: Pollard's p - 1, stage 1 only, with bound :data:`PM1_B1`: finds every prime
+  factor p such that p - 1 is a product of prime powers each at most B1 (more exactly: the
+  order of 2 modulo p divides lcm(1..B1)), whatever the size of p.  One modular exponentiation
+  of ~1.44 * B1 bits, within the ~2 ms per CSR budget on RSA-2048 (``bench/key_checks.py``).
+
+What is NOT caught, on purpose, because no per-request budget allows it: a prime factor above
+2^20 whose p - 1 has a prime power factor above B1.  That is nearly every prime: a random
+64-bit prime factor of a 2048-bit modulus is caught with a probability of about 10^-6 (the
+chance that p - 1 is B1-smooth); finding it needs ECM (about 70 curves with B1 = 11,000 for a
+20-digit factor: seconds to minutes of CPU per key, not milliseconds).  Pollard's rho is not
+run: within 2 ms it only finds factors below about 2^19, all of which the gcd already finds
+exactly.  Fermat's method for close primes is badkeys's job (``fermat``, 100 rounds).
+
+ECDSA point Q on P-256 or P-384 (:func:`is_small_multiple`): refused when Q = k*G for
+0 < |k| <= :data:`EC_SMALL_MULTIPLE_BOUND` (2^20 and a little more), by baby-step giant-step:
+the x-coordinates of j*G, 1 <= j <= 2^13, built once per process per curve, and 64 giant steps
+per check.  Comparing x-coordinates covers k and -k at once.  The point at infinity and points
+off the curve never get here: cryptography refuses them when it loads the key.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from dataclasses import dataclass
+
+import gmpy2
+
+SMALL_FACTOR_BOUND = 1 << 20
+"""Every prime factor below this is found (the product of all primes below it is kept)."""
+
+PM1_B1 = 300
+"""Pollard p - 1 stage 1 bound: the exponent lcm(1..300) has 432 bits (bench/key_checks.py)."""
+
+EC_SMALL_MULTIPLE_BOUND = 1 << 20
+"""Points k*G with 0 < |k| <= this (and up to :func:`ec_bound_covered`) are found."""
+
+_BABY_STEPS = 1 << 13
+"""x(j*G) for 1 <= j <= this are kept per curve; each giant step then covers 2 * this + 1 values of k."""
+
+
+class RSAWeakness(enum.Enum):
+    """Why an RSA modulus gives its private key away."""
+
+    PERFECT_POWER = "perfect power"
+    SMALL_FACTOR = "small factor"
+    PRIME = "prime"
+    SMOOTH_FACTOR = "smooth factor"
+
+
+def rsa_weakness(n: int) -> RSAWeakness | None:
+    """The first weakness of the modulus ``n`` that the checks above find, or None."""
+    modulus = gmpy2.mpz(n)
+    if gmpy2.is_power(modulus):
+        return RSAWeakness.PERFECT_POWER
+    # Reducing the 1.5-Mbit product modulo n first is ~30% faster than gmpy2.gcd on it directly.
+    if gmpy2.gcd(_small_primes_product() % modulus, modulus) != 1:
+        return RSAWeakness.SMALL_FACTOR
+    if gmpy2.is_bpsw_prp(modulus):
+        return RSAWeakness.PRIME
+    if gmpy2.gcd(gmpy2.powmod(2, _pm1_exponent(), modulus) - 1, modulus) != 1:
+        return RSAWeakness.SMOOTH_FACTOR
+    return None
+
+
+@functools.cache
+def _small_primes_product() -> object:
+    """The product of all primes below :data:`SMALL_FACTOR_BOUND` (2^20 is not prime)."""
+    return gmpy2.primorial(SMALL_FACTOR_BOUND - 1)
+
+
+@functools.cache
+def _pm1_exponent() -> object:
+    """lcm(1..PM1_B1): each prime up to B1 to the highest power not above B1."""
+    exponent = gmpy2.mpz(1)
+    prime = 2
+    while prime <= PM1_B1:
+        power = prime
+        while power * prime <= PM1_B1:
+            power *= prime
+        exponent *= power
+        prime = int(gmpy2.next_prime(prime))
+    return exponent
+
+
+# ------------------------------------------------------------------------------- ECDSA
+
+Point = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class _Curve:
+    """A short Weierstrass curve y^2 = x^3 - 3x + b over GF(p), as P-256 and P-384 are."""
+
+    prime: int
+    generator: Point
+
+
+# FIPS 186-4, D.1.2.3 and D.1.2.4 (the same values as SEC 2).
+_CURVES: dict[str, _Curve] = {
+    "P-256": _Curve(
+        prime=0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF,
+        generator=(
+            0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
+            0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5,
+        ),
+    ),
+    "P-384": _Curve(
+        prime=0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFFFF0000000000000000FFFFFFFF,
+        generator=(
+            0xAA87CA22BE8B05378EB1C71EF320AD746E1D3B628BA79B9859F741E082542A385502F25DBF55296C3A545E3872760AB7,
+            0x3617DE4A96262C6F5D9E98BF9292DC29F8F41DBD289A147CE9DA3113B5F0B8C00A60B1CE1D7E819D7A431D7C90EA0E5F,
+        ),
+    ),
+}
+
+EC_CURVES = tuple(_CURVES)
+"""The curves :func:`is_small_multiple` knows: "P-256", "P-384"."""
+
+
+@dataclass(frozen=True)
+class _SmallMultiples:
+    """Baby steps x(j*G), 1 <= j <= h, and giant steps T_i = i*(2h + 1)*G, 1 <= i <= m."""
+
+    baby_x: frozenset[int]
+    giants: tuple[Point, ...]
+
+
+def is_small_multiple(curve: str, x: int, y: int) -> bool:
+    """Whether the point (x, y), on ``curve``, is k*G for some 0 < |k| <= EC_SMALL_MULTIPLE_BOUND.
+
+    The point must be on the curve (cryptography checked it when loading the key).  Q = +-T_i +- j*G
+    for some i in 0..m and j in 0..h exactly when x(Q), or x(Q + T_i) or x(Q - T_i) for some i, is
+    among the baby steps' x, or x(Q) = x(T_i); that covers every |k| <= m*(2h + 1) + h.
+    """
+    prime = _CURVES[curve].prime
+    table = _small_multiples(curve)
+    baby_x = table.baby_x
+    if x in baby_x:
+        return True
+    qx, qy = gmpy2.mpz(x), gmpy2.mpz(y)
+    for tx, ty in table.giants:
+        if tx == qx:
+            return True  # Q = +-T_i
+        inverse = gmpy2.invert(tx - qx, prime)
+        slope_sum = (ty - qy) * inverse % prime  # Q + T_i
+        slope_difference = (-ty - qy) * inverse % prime  # Q - T_i = Q + (tx, -ty)
+        if int((slope_sum * slope_sum - qx - tx) % prime) in baby_x:
+            return True
+        if int((slope_difference * slope_difference - qx - tx) % prime) in baby_x:
+            return True
+    return False
+
+
+def ec_bound_covered() -> int:
+    """The largest K such that every k*G with 0 < |k| <= K is found (at least EC_SMALL_MULTIPLE_BOUND)."""
+    return _giant_step_count() * (2 * _BABY_STEPS + 1) + _BABY_STEPS
+
+
+def _giant_step_count() -> int:
+    span = 2 * _BABY_STEPS + 1
+    return -(-(EC_SMALL_MULTIPLE_BOUND - _BABY_STEPS) // span)
+
+
+@functools.cache
+def _small_multiples(curve: str) -> _SmallMultiples:
+    """Built once per process and curve: h point additions, then m for the giant steps."""
+    spec = _CURVES[curve]
+    prime, generator = spec.prime, spec.generator
+    baby_x: set[int] = set()
+    point: Point | None = generator
+    for _ in range(_BABY_STEPS):
+        assert point is not None  # j*G is never the point at infinity for j below the order
+        baby_x.add(int(point[0]))
+        last = point
+        point = _add(point, generator, prime)
+    # last = h*G; the giant step is (2h + 1)*G = 2*(h*G) + G.
+    step = _add(_add(last, last, prime), generator, prime)
+    assert step is not None
+    giants: list[Point] = []
+    giant: Point | None = step
+    for _ in range(_giant_step_count()):
+        assert giant is not None
+        giants.append((gmpy2.mpz(giant[0]), gmpy2.mpz(giant[1])))
+        giant = _add(giant, step, prime)
+    return _SmallMultiples(frozenset(baby_x), tuple(giants))
+
+
+def _add(first: Point | None, second: Point | None, prime: int) -> Point | None:
+    """Affine point addition on y^2 = x^3 - 3x + b (None is the point at infinity)."""
+    if first is None:
+        return second
+    if second is None:
+        return first
+    x1, y1 = first
+    x2, y2 = second
+    if x1 == x2:
+        if (y1 + y2) % prime == 0:
+            return None
+        slope = (3 * x1 * x1 - 3) * gmpy2.invert(2 * y1, prime) % prime
+    else:
+        slope = (y2 - y1) * gmpy2.invert(x2 - x1, prime) % prime
+    x3 = (slope * slope - x1 - x2) % prime
+    return x3, (slope * (x1 - x3) - y1) % prime
+
+
+def prepare() -> None:
+    """Build the tables (small primes' product, p - 1 exponent, both curves' steps) before serving."""
+    _small_primes_product()
+    _pm1_exponent()
+    for curve in _CURVES:
+        _small_multiples(curve)
