@@ -268,7 +268,8 @@ def test_a_header_block_marked_must_understand_gets_a_must_understand_fault(serv
 
     mark = server.log_mark()
     answer = post(server, with_header('soapenv:mustUnderstand="1"'), soap_action='"Hello"')
-    assert "Security" in assert_client_fault(answer, faultcode="MustUnderstand")
+    message = assert_client_fault(answer, faultcode="MustUnderstand")
+    assert "header block 1 " in message and "Security" not in message and "urn:w" not in message
     assert fault_of(answer)[0] == "soap11env:MustUnderstand"
     assert_logged(server, mark, "fault:MustUnderstand")
     for attributes in ('soapenv:mustUnderstand="0"', 'soapenv:actor="urn:other" soapenv:mustUnderstand="1"'):
@@ -284,17 +285,18 @@ def test_a_message_that_breaks_the_schema_gets_a_client_fault(server: RunningSer
     mark = server.log_mark()
     missing_csr = envelope("ParseCSR", f"<o:Request>{header}</o:Request>")
     message = assert_client_fault(post(server, missing_csr, soap_action='"ParseCSR"'), "SchemaValidationError")
-    assert "CSR" in message
+    assert message.endswith("ParseCSR/Request: a required element is missing (expected: CSR)"), message
     extra_element = envelope("Hello", "<o:Input>x</o:Input><o:Extra>1</o:Extra>")
     message = assert_client_fault(post(server, extra_element), "SchemaValidationError")
-    assert "Extra" in message
+    # The element's name is the client's: the fault says where and what, not which name.
+    assert message.endswith("Hello: unexpected element not in the schema (nothing more belongs here)"), message
     not_a_boolean = envelope(
         "GetOrderByPartnerOrderID",
         f"<o:Request>{header}<o:PartnerOrderID>O-1</o:PartnerOrderID><o:OrderQueryOptions>"
         "<o:ReturnCertificateInfo>maybe</o:ReturnCertificateInfo></o:OrderQueryOptions></o:Request>",
     )
     message = assert_client_fault(post(server, not_a_boolean), "SchemaValidationError")
-    assert "ReturnCertificateInfo" in message and "boolean" in message
+    assert "ReturnCertificateInfo" in message and "boolean" in message and "maybe" not in message
     assert_logged(server, mark, *["fault:Client.SchemaValidationError"] * 3)
     assert_still_serving(server)
 
