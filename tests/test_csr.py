@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import random
+import re
 import textwrap
 
 import pytest
@@ -286,6 +288,29 @@ def test_pem_body_that_is_not_base64_is_refused(rsa_csr: x509.CertificateSigning
     lines = kf.csr_pem(rsa_csr).splitlines()
     lines[2] = lines[2][:10] + "!*" + lines[2][12:]
     _unreadable("\n".join(lines), "PEM block is not valid base64")
+
+
+# The pattern the PEM reader used until issue 6: a lazy body under DOTALL, quadratic on
+# "-----BEGIN A" repeated. The linear scan must find exactly the blocks it found.
+_OLD_PEM_BLOCK = re.compile(
+    r"-----BEGIN (?P<label>[A-Z0-9 ]{1,40})-----(?P<body>.*?)-----END (?P<end>[A-Z0-9 ]{1,40})-----",
+    re.DOTALL,
+)
+_PEM_PIECES = (
+    "-----BEGIN ", "-----END ", "-----", "----", "-", "CERTIFICATE REQUEST", "A", "a", " ", "\n", "AB0",
+    "X" * 41, "MIIB", "=", "-----BEGIN CERTIFICATE REQUEST-----", "-----END CERTIFICATE REQUEST-----",
+)
+
+
+def test_the_linear_pem_scan_finds_what_the_old_pattern_found() -> None:
+    from soap_service.ra.csr import _pem_blocks
+
+    generator = random.Random(6)
+    for _ in range(20_000):
+        text = "".join(generator.choice(_PEM_PIECES) for _ in range(generator.randint(0, 12)))
+        expected = [(m.start(), m.end(), m["label"], m["end"], m["body"]) for m in _OLD_PEM_BLOCK.finditer(text)]
+        found = [(b.start, b.end, b.label, b.end_label, b.body) for b in _pem_blocks(text)]
+        assert found == expected, text
 
 
 def test_invalid_ec_point_is_a_refused_key() -> None:
