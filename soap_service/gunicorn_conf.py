@@ -5,21 +5,28 @@ override them); plain gunicorn takes them too::
 
     gunicorn -c python:soap_service.gunicorn_conf soap_service.wsgi:application
 
-- gthread workers: a few threads per process share one registration authority (its
-  credential cache, CA keys and linter), and keep-alive connections are served.
+- Workers: :class:`soap_service.worker.HeadBufferingWorker`, gunicorn's gthread worker
+  whose threads only get a connection once its request line and headers have arrived
+  whole (read on the worker's main loop, without blocking): a few threads per process
+  share one registration authority (its credential cache, CA keys and linter), and
+  keep-alive connections are served. ``worker_connections`` (100) bounds the
+  connections a worker holds in any state; at the cap it stops accepting.
 - No ``--preload`` (see ``soap_service.wsgi``): each worker builds its own RA after
   the fork, in ``post_worker_init``, before it accepts a request.
-- Timeouts: each read of a request body and each write of an answer must make
+- Timeouts: a request's line and headers must arrive whole within
+  ``SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS`` (default 10, counted from the accept or
+  from the first byte of a kept-alive connection's next request), or the connection is
+  closed: a client that sends half a head, or trickles it, holds no thread and is cut at
+  the deadline. Each read of a request body and each write of an answer must make
   progress within ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS`` (default 10; set on the
   client's socket in ``pre_request``): a client that announces more body than it
   sends gets a ``Client.RequestTimeout`` fault and its thread is free again (the
-  connection is shut in ``post_request``, not left to gunicorn's 2 s linger on the
-  worker's main loop). This bounds each read, not the request, and not the reading of
-  the request line and headers (gunicorn's, on a blocking socket). gunicorn's
-  ``timeout`` does *not* bound a request with gthread workers (the worker's main loop
-  keeps the arbiter informed while its threads wait): it only replaces a worker whose
-  main loop hangs. On SIGTERM or SIGINT workers finish their requests within
-  ``graceful_timeout``; idle keep-alive connections close after ``keepalive`` seconds.
+  connection is shut in ``post_request``). This bounds each read of the body, not the
+  whole body. gunicorn's ``timeout`` does *not* bound a request with these workers (the
+  worker's main loop keeps the arbiter informed while its threads wait): it only
+  replaces a worker whose main loop hangs. On SIGTERM or SIGINT workers finish their
+  requests within ``graceful_timeout``; idle keep-alive connections close after
+  ``keepalive`` seconds.
 - Limits: request line and header sizes here; the body limit (1 MiB) is enforced
   by the application's guard, which answers a SOAP fault rather than an HTML page.
 - ``control_socket_disable``: gunicorn 27 otherwise opens a control socket in the
@@ -54,25 +61,38 @@ _LOG_LEVEL = (os.environ.get("SOAP_SERVICE_LOG_LEVEL") or "INFO").upper()
 BODY_READ_TIMEOUT_VARIABLE = "SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS"
 DEFAULT_BODY_READ_TIMEOUT = 10.0
 MAX_BODY_READ_TIMEOUT = 300.0
+HEADER_READ_TIMEOUT_VARIABLE = "SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS"
+DEFAULT_HEADER_READ_TIMEOUT = 10.0
+MAX_HEADER_READ_TIMEOUT = 300.0
+
+
+def _seconds(environ: Mapping[str, str] | None, variable: str, default: float, maximum: float) -> float:
+    env = os.environ if environ is None else environ
+    raw = (env.get(variable) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= maximum:
+        raise ConfigurationError(
+            f"{variable} must be a number of seconds above 0 and at most {maximum:g}, got {raw!r}"
+        )
+    return value
 
 
 def body_read_timeout(environ: Mapping[str, str] | None = None) -> float:
     """Seconds a read of the request body (or a write of the answer) may wait for the client:
     ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS``, default 10."""
-    env = os.environ if environ is None else environ
-    raw = (env.get(BODY_READ_TIMEOUT_VARIABLE) or "").strip()
-    if not raw:
-        return DEFAULT_BODY_READ_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= MAX_BODY_READ_TIMEOUT:
-        raise ConfigurationError(
-            f"{BODY_READ_TIMEOUT_VARIABLE} must be a number of seconds above 0 and at most "
-            f"{MAX_BODY_READ_TIMEOUT:g}, got {raw!r}"
-        )
-    return value
+    return _seconds(environ, BODY_READ_TIMEOUT_VARIABLE, DEFAULT_BODY_READ_TIMEOUT, MAX_BODY_READ_TIMEOUT)
+
+
+def header_read_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds a request's line and headers may take to arrive whole, from the connection's
+    accept (or the first byte of a kept-alive connection's next request):
+    ``SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS``, default 10 (see ``soap_service.worker``)."""
+    return _seconds(environ, HEADER_READ_TIMEOUT_VARIABLE, DEFAULT_HEADER_READ_TIMEOUT, MAX_HEADER_READ_TIMEOUT)
 
 
 @functools.cache
@@ -82,9 +102,12 @@ def _worker_body_read_timeout() -> float:
 
 wsgi_app = "soap_service.wsgi:application"
 bind = ["127.0.0.1:8080"]
-worker_class = "gthread"
+worker_class = "soap_service.worker.HeadBufferingWorker"
 workers = 2
 threads = 4
+# Connections a worker holds in any state (head being read, in a thread, kept alive, closing);
+# at the cap it stops accepting and the listen backlog holds the rest.
+worker_connections = 100
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

@@ -117,6 +117,7 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
         settings = load_settings()
         logging.basicConfig(level=settings.log_level, stream=sys.stderr, format=LOG_FORMAT)
         gunicorn_conf.body_read_timeout()
+        gunicorn_conf.header_read_timeout()
         _preflight(settings)
     except ConfigurationError as error:
         print(f"error: {error}", file=sys.stderr)

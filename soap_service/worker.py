@@ -1,0 +1,377 @@
+"""The gunicorn worker of the Order API: gunicorn's gthread worker, except that no thread
+waits on a slow client (docs/design.md, serving; docs/security.md, slow clients).
+
+gthread hands a connection to a thread as soon as it is readable, and the thread reads
+the request line and headers on a blocking socket: a few connections that send half a
+head and wait hold every thread, and every other client waits behind them. This worker
+reads the head on its main loop instead (the poller that already watches the listeners
+and the kept-alive connections), non-blocking, into a buffer per connection:
+
+- a connection reaches a thread only when its head has arrived whole (up to the blank
+  line), or when it cannot be a valid head (a bare LF, more than the size limits allow):
+  the buffered bytes are given back to gunicorn's parser, which parses (or refuses) them
+  in the thread exactly as before;
+- each head must arrive within ``SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS`` (default 10,
+  counted from the accept, or from the first byte of a kept-alive connection's next
+  request): past it the connection is closed, whatever it trickled meanwhile;
+- the same for every request of a keep-alive connection, pipelined requests included;
+- the "graceful" close of a connection (half-close, drain what the client still sends,
+  at most 2 s) happens on the poller too: gthread does it on its main loop, blocking,
+  and a client that never closes stopped the worker's accepts for 2 s each time;
+- the worker holds at most ``worker_connections`` connections (gunicorn_conf: 100) in
+  any state; at the cap it stops accepting and new connections wait in the listen
+  backlog, as with gthread.
+
+Bodies are still read by the thread, each read bounded by the body read timeout
+(``soap_service.gunicorn_conf.pre_request``). TLS, cleartext HTTP/2 and the PROXY protocol
+are refused at start: their handshakes and prefaces would be read in a thread again
+(terminate TLS at the proxy in front).
+"""
+
+from __future__ import annotations
+
+import errno
+import selectors
+import socket
+import time
+from enum import Enum
+from functools import partial
+from typing import Any
+
+from gunicorn import util
+from gunicorn.http import message
+from gunicorn.http.errors import LimitRequestHeaders
+from gunicorn.http.unreader import SocketUnreader
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
+
+from soap_service.gunicorn_conf import DEFAULT_HEADER_READ_TIMEOUT, header_read_timeout
+
+MAX_REQUEST_LINE: int = message.MAX_REQUEST_LINE
+MAX_HEADERS: int = message.MAX_HEADERS
+DEFAULT_MAX_HEADERFIELD_SIZE: int = message.DEFAULT_MAX_HEADERFIELD_SIZE
+RECEIVE_SIZE = 65536
+"""Largest read of a head on the main loop (what follows the head is kept for the body)."""
+UNLIMITED_REQUEST_LINE = 1024 * 1024
+"""The request line's bound when ``limit_request_line`` is 0 ("unlimited"), as gunicorn's C parser has it."""
+CLOSE_LINGER_SECONDS = 2.0
+CLOSE_MAX_DRAIN = 65536
+"""A graceful close waits this long at most for the client to close, reading this much at most
+(gunicorn's ``util.close_graceful``)."""
+
+
+class HeadState(Enum):
+    INCOMPLETE = "incomplete"
+    COMPLETE = "complete"
+    MALFORMED = "malformed"
+    TOO_LARGE = "too large"
+
+
+def request_line_limit(cfg: Any) -> int:
+    """The longest request line gunicorn's parser takes (``limit_request_line``, as it reads it)."""
+    line = int(cfg.limit_request_line)
+    if line < 0 or line > MAX_REQUEST_LINE:
+        return MAX_REQUEST_LINE
+    return line if line > 0 else UNLIMITED_REQUEST_LINE
+
+
+def head_size_limit(cfg: Any) -> int:
+    """The most bytes a head can have under gunicorn's limits: an optional leading CRLF, the
+    request line and the header block (``limit_request_fields`` x ``limit_request_field_size``,
+    as gunicorn's parser bounds it)."""
+    fields = int(cfg.limit_request_fields)
+    if fields <= 0 or fields > MAX_HEADERS:
+        fields = MAX_HEADERS
+    field_size = int(cfg.limit_request_field_size)
+    if field_size <= 0:
+        field_size = DEFAULT_MAX_HEADERFIELD_SIZE
+    return 2 + request_line_limit(cfg) + 2 + fields * (field_size + 2) + 4
+
+
+class RequestHead:
+    """The bytes of one request head as they arrive. Each byte is looked at once, whatever the
+    pieces it comes in (a client that sends one byte at a time costs no rescans)."""
+
+    __slots__ = ("_line_ended", "_scanned", "data", "limit", "line_limit")
+
+    def __init__(self, limit: int, line_limit: int) -> None:
+        self.data = bytearray()
+        self.limit = limit
+        self.line_limit = line_limit
+        self._scanned = 0
+        self._line_ended = False
+
+    def feed(self, chunk: bytes) -> HeadState:
+        """Add ``chunk``; whether the head is now whole (its blank line has arrived), can no
+        longer be a head (a line ends in a bare LF), or is too large: a request line over
+        ``line_limit``, or ``limit`` bytes without the end. gunicorn's parser refuses the last
+        two from these bytes alone, without reading more."""
+        data = self.data
+        data += chunk
+        start = 2 if data.startswith(b"\r\n") else 0  # RFC 9112 section 2.2: one empty line first
+        newline = data.find(b"\n", self._scanned)
+        while newline >= 0:
+            if newline == 0 or data[newline - 1] != 0x0D:
+                return HeadState.MALFORMED
+            if not self._line_ended and newline > 1:
+                self._line_ended = True
+                if newline - 1 - start > self.line_limit:
+                    return HeadState.TOO_LARGE
+            if newline >= 3 and data[newline - 2] == 0x0A and data[newline - 3] == 0x0D:
+                return HeadState.COMPLETE
+            newline = data.find(b"\n", newline + 1)
+        self._scanned = len(data)
+        if len(data) >= self.limit or (not self._line_ended and len(data) - start - 2 > self.line_limit):
+            return HeadState.TOO_LARGE
+        return HeadState.INCOMPLETE
+
+
+class HeadUnreader(SocketUnreader):  # type: ignore[misc]
+    """The connection's unreader: the worker puts a request's head in its buffer before the
+    parser runs. While the parser reads the head (``head_only``), needing more than that means
+    the head was cut at the size limit: gunicorn's 431, instead of a blocking read."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self.head_only = False
+
+    def chunk(self, size_hint: int | None = None) -> bytes:
+        if self.head_only:
+            raise LimitRequestHeaders("max buffer headers")
+        data: bytes = super().chunk(size_hint)
+        return data
+
+
+class HeadConn(TConn):  # type: ignore[misc]
+    """A client connection, with the head being read and the deadline of what it waits for."""
+
+    def __init__(self, cfg: Any, sock: socket.socket, client: Any, server: Any) -> None:
+        super().__init__(cfg, sock, client, server)
+        self.head: RequestHead | None = None
+        self.deadline = 0.0
+        self.drained = 0
+
+    def init(self) -> None:
+        first = not self.initialized
+        super().init()
+        if first:
+            self.parser.unreader = HeadUnreader(self.sock)
+
+
+class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
+    """gthread whose threads only ever get connections with a whole request head (module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = DEFAULT_HEADER_READ_TIMEOUT
+        self.head_limit = head_size_limit(self.cfg)
+        self.line_limit = request_line_limit(self.cfg)
+        # Connections whose head is being read, and connections being closed, each with its
+        # deadline. Every deadline of a table is "now + the same delay" when it is added, so
+        # insertion order is deadline order: the sweep stops at the first one still running.
+        self.reading_heads: dict[HeadConn, float] = {}
+        self.closing: dict[HeadConn, float] = {}
+
+    @classmethod
+    def check_config(cls, cfg: Any, log: Any) -> None:
+        super().check_config(cfg, log)
+        refused = []
+        if cfg.is_ssl:
+            refused.append("TLS (certfile, keyfile): terminate TLS at the proxy in front")
+        if getattr(cfg, "http2_cleartext", "off") != "off":
+            refused.append("cleartext HTTP/2 (http2_cleartext)")
+        if getattr(cfg, "proxy_protocol", "off") != "off":
+            refused.append("the PROXY protocol (proxy_protocol)")
+        if getattr(cfg, "protocol", "http") != "http":
+            refused.append(f"protocol {cfg.protocol}")
+        if refused:
+            log.error("%s.%s serves plain HTTP/1.x only; refused: %s", cls.__module__, cls.__name__,
+                      "; ".join(refused))
+            raise SystemExit(1)
+
+    def init_process(self) -> None:
+        self.header_timeout = header_read_timeout()  # a bad setting stops the worker's boot
+        super().init_process()
+
+    # -- connections arrive ---------------------------------------------------------------
+
+    def accept(self, listener: socket.socket) -> None:
+        try:
+            client_sock, client_addr = listener.accept()
+            conn = HeadConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        self.await_head(conn)
+
+    def on_client_socket_readable(self, conn: HeadConn, client: socket.socket) -> None:
+        """A kept-alive connection's next request begins: read its head here, not in a thread."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self.await_head(conn)
+
+    # -- heads are read -------------------------------------------------------------------
+
+    def await_head(self, conn: HeadConn, buffered: bytes = b"") -> None:
+        """Start reading a request head on ``conn`` (``buffered``: what was already read of it)."""
+        conn.head = RequestHead(self.head_limit, self.line_limit)
+        conn.deadline = time.monotonic() + self.header_timeout
+        try:
+            conn.sock.setblocking(False)
+        except OSError:
+            self.drop(conn)
+            return
+        state = conn.head.feed(buffered) if buffered else self.receive_head(conn)
+        if state is None:
+            return
+        if state is not HeadState.INCOMPLETE:
+            self.hand_off(conn)
+            return
+        self.reading_heads[conn] = conn.deadline
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_head_readable, conn))
+
+    def receive_head(self, conn: HeadConn) -> HeadState | None:
+        """Read what has arrived of the head; None when the connection ended (and is dropped)."""
+        assert conn.head is not None
+        try:
+            data = conn.sock.recv(RECEIVE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return HeadState.INCOMPLETE
+        except OSError:
+            data = b""
+        if not data:
+            self.drop(conn)
+            return None
+        return conn.head.feed(data)
+
+    def on_head_readable(self, conn: HeadConn, client: socket.socket) -> None:
+        state = self.receive_head(conn)
+        if state is None or state is HeadState.INCOMPLETE:
+            return
+        self.poller.unregister(client)
+        del self.reading_heads[conn]
+        self.hand_off(conn)
+
+    def hand_off(self, conn: HeadConn) -> None:
+        """Give the head to gunicorn's parser (in front of anything it holds) and the connection
+        to a thread."""
+        assert conn.head is not None
+        head, conn.head = bytes(conn.head.data), None
+        try:
+            conn.init()  # the parser, on the connection's first request
+            unreader = conn.parser.unreader
+            unreader.unread(head)
+            unreader.head_only = True
+        except Exception:
+            self.log.exception("Cannot hand a request over to a thread")
+            self.drop(conn)
+            return
+        conn.data_ready = True
+        self.enqueue_req(conn)
+
+    def handle_request(self, req: Any, conn: HeadConn) -> bool:
+        """In the thread, once the head is parsed: the body is read from the socket."""
+        conn.parser.unreader.head_only = False
+        keep_alive: bool = super().handle_request(req, conn)
+        return keep_alive
+
+    # -- requests end ---------------------------------------------------------------------
+
+    def finish_request(self, conn: HeadConn, fs: Any) -> None:
+        """On the main loop, after a thread served a request: keep the connection for its next
+        request, or close it without blocking the loop."""
+        try:
+            keep_alive = bool(fs.result()) if not fs.cancelled() else False
+        except Exception:  # noqa: BLE001 - the thread failed outside gunicorn's own handling: close, as gthread
+            self.drop(conn)
+            return
+        if not keep_alive:
+            self.close_gracefully(conn)
+            return
+        try:
+            # A body drain can read ahead into the next request: its head starts there.
+            pending: bytes = conn.parser.unreader.take_buffered()
+            if pending:
+                self.await_head(conn, pending)
+                return
+            conn.sock.setblocking(False)
+            conn.set_timeout()
+            if not self.alive:
+                conn.timeout = min(conn.timeout, time.monotonic() + STOP_KEEPALIVE_LINGER)
+            self.keepalived_conns.append(conn)
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
+        except Exception:  # noqa: BLE001 - the socket is gone (closed by the thread): close, as gthread
+            self.drop(conn)
+
+    def close_gracefully(self, conn: HeadConn) -> None:
+        """RFC 9112 section 9.6 as gunicorn's ``util.close_graceful`` does it (send FIN, read
+        until the client closes, then close, so the answer is not cut by a reset), on the poller."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+            conn.sock.setblocking(False)
+        except OSError:
+            self.drop(conn)
+            return
+        conn.drained = 0
+        conn.deadline = time.monotonic() + CLOSE_LINGER_SECONDS
+        self.closing[conn] = conn.deadline
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_closing_readable, conn))
+
+    def on_closing_readable(self, conn: HeadConn, client: socket.socket) -> None:
+        try:
+            data = client.recv(RECEIVE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        conn.drained += len(data)
+        if not data or conn.drained >= CLOSE_MAX_DRAIN:
+            self.drop(conn)
+
+    def drop(self, conn: HeadConn) -> None:
+        """Close ``conn`` now, wherever it is on the main loop."""
+        self.reading_heads.pop(conn, None)
+        self.closing.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        self.nr_conns -= 1
+        util.close(conn.sock)
+
+    # -- deadlines ------------------------------------------------------------------------
+
+    def murder_pending(self) -> None:
+        """Called by the main loop after each wait (and while it stops): close the connections
+        whose head or close is past its deadline."""
+        super().murder_pending()
+        now = time.monotonic()
+        while self.reading_heads:
+            conn, deadline = next(iter(self.reading_heads.items()))
+            if deadline > now:
+                break
+            received = len(conn.head.data) if conn.head is not None else 0
+            log = self.log.info if received else self.log.debug
+            log("Closed the connection of %s: no whole request head within %gs (%d bytes received)",
+                _address(conn.client), self.header_timeout, received)
+            self.drop(conn)
+        while self.closing:
+            conn, deadline = next(iter(self.closing.items()))
+            if deadline > now:
+                break
+            self.drop(conn)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        """Wake up for the next deadline too, not only every second."""
+        now = time.monotonic()
+        for table in (self.reading_heads, self.closing):
+            if table:
+                timeout = min(timeout, max(0.0, next(iter(table.values())) - now))
+        super().wait_for_and_dispatch_events(timeout)
+
+
+def _address(client: Any) -> str:
+    if isinstance(client, tuple) and client:
+        return str(client[0])
+    return "?"

@@ -1,0 +1,340 @@
+"""Slow clients do not stall the server (issue 6, defect 4): real gunicorn on loopback.
+
+gthread gave a connection to a thread as soon as it was readable, and the thread read the
+request line and headers on a blocking socket: 24 connections that sent half a head held
+every thread of the default server (2 workers x 4 threads) and a Hello waited until they
+closed. ``soap_service.worker`` reads heads on the worker's main loop and closes a
+connection whose head is not whole within ``SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS``.
+
+The servers run on SQLite only: what is tested here lives below the database. Time limits
+are hang detectors (a Hello takes milliseconds), and the deadlines are checked within a
+wide margin.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api_support import (
+    SERVICE_PATH,
+    START_TIMEOUT,
+    Answer,
+    RunningServer,
+    connect,
+    hello_envelope,
+    http_answers,
+    request,
+    running_server,
+    server_environment,
+)
+from conftest import TestInstallation as Installation
+from conftest import build_installation, database_environment
+
+HEADER_DEADLINE = 2.0
+HANG = 10.0
+"""Hang detection: far above what a Hello or a deadline's sweep takes."""
+STALLED = 50
+UTF8 = "text/xml; charset=utf-8"
+HALF_HEAD = f"POST {SERVICE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty".encode()
+
+
+@pytest.fixture(scope="module")
+def sqlite_installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
+    for environ in database_environment("sqlite", tmp_path_factory.mktemp("slow-clients"), "slow"):
+        installation = build_installation(environ, "sqlite")
+        try:
+            yield installation
+        finally:
+            installation.ra.close()
+
+
+@pytest.fixture(scope="module")
+def patient_server(
+    sqlite_installation: Installation, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """The default shape (2 workers x 4 threads), with a head deadline longer than the test."""
+    yield from running_server(sqlite_installation, tmp_path_factory, workers=2, threads=4,
+                              extra_env={"SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS": "120"})
+
+
+@pytest.fixture(scope="module")
+def strict_server(
+    sqlite_installation: Installation, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    yield from running_server(sqlite_installation, tmp_path_factory, workers=2, threads=4,
+                              extra_env={"SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS": str(HEADER_DEADLINE)})
+
+
+def hello_request(text: str, *, close: bool = False) -> bytes:
+    body = hello_envelope(text)
+    connection = "close" if close else "keep-alive"
+    head = (f"POST {SERVICE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {UTF8}\r\n"
+            f'SOAPAction: "Hello"\r\nConnection: {connection}\r\nContent-Length: {len(body)}\r\n\r\n')
+    return head.encode() + body
+
+
+def timed_hello(server: RunningServer, text: str) -> float:
+    started = time.monotonic()
+    status, _headers, body = request(server, "POST", SERVICE_PATH, hello_envelope(text),
+                                     {"Content-Type": UTF8, "SOAPAction": '"Hello"'}, timeout=HANG)
+    assert status == 200 and text.encode() in body
+    return time.monotonic() - started
+
+
+def read_answers(sock: socket.socket, count: int) -> list[Answer]:
+    """The next ``count`` HTTP answers on a kept-alive connection (each has a Content-Length)."""
+    received = b""
+    while True:
+        if _whole_answers(received) >= count:
+            return http_answers(received)
+        data = sock.recv(65536)
+        assert data, f"the server closed the connection after {received[:300]!r}"
+        received += data
+
+
+def _whole_answers(raw: bytes) -> int:
+    whole = 0
+    while raw:
+        head, separator, rest = raw.partition(b"\r\n\r\n")
+        if not separator:
+            break
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        if len(rest) < length:
+            break
+        whole, raw = whole + 1, rest[length:]
+    return whole
+
+
+def seconds_until_closed(sock: socket.socket, limit: float) -> float:
+    """How long the server took to close ``sock`` (sending nothing); fails after ``limit``."""
+    started = time.monotonic()
+    sock.settimeout(limit)
+    try:
+        data = sock.recv(65536)
+    except ConnectionResetError:
+        data = b""
+    except TimeoutError:
+        raise AssertionError(f"the server kept the connection open for {limit}s") from None
+    assert data == b"", f"the server answered {data[:200]!r}"
+    return time.monotonic() - started
+
+
+def is_open(sock: socket.socket) -> bool:
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return True
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except ConnectionResetError:
+        return False
+
+
+def open_stalled(server: RunningServer, count: int, head: bytes = HALF_HEAD) -> list[socket.socket]:
+    stalled = []
+    for _ in range(count):
+        sock = connect(server, timeout=HANG)
+        if head:
+            sock.sendall(head)
+        stalled.append(sock)
+    return stalled
+
+
+def test_hello_is_answered_while_50_connections_hold_half_a_head(patient_server: RunningServer) -> None:
+    """The attack of the review, twice over: on gthread the Hellos time out."""
+    mark = patient_server.log_mark()
+    stalled = open_stalled(patient_server, STALLED)
+    try:
+        time.sleep(0.3)  # the workers have accepted them
+        waited = [timed_hello(patient_server, f"hello-{i}") for i in range(8)]
+        assert max(waited) < HANG, waited
+        assert all(is_open(sock) for sock in stalled), "the stalled connections must still be open"
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert "Traceback" not in patient_server.log(mark)
+
+
+def test_a_half_head_and_a_silent_connection_are_closed_at_the_deadline(strict_server: RunningServer) -> None:
+    stalled = open_stalled(strict_server, 10) + open_stalled(strict_server, 2, head=b"")
+    try:
+        for sock in stalled:
+            closed_after = seconds_until_closed(sock, HEADER_DEADLINE + HANG)
+            assert closed_after < HEADER_DEADLINE + HANG
+        assert timed_hello(strict_server, "after-the-cut") < HANG
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_a_head_trickled_a_byte_a_second_is_cut_at_the_deadline(strict_server: RunningServer) -> None:
+    """The deadline is for the whole head, not for each read: every byte arrives well within it."""
+    sock = connect(strict_server, timeout=HANG)
+    started = time.monotonic()
+    sent = 0
+    try:
+        while time.monotonic() - started < HEADER_DEADLINE + HANG:
+            try:
+                sock.sendall(HALF_HEAD[sent:sent + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += 1
+            readable, _, _ = select.select([sock], [], [], 1.0)
+            if readable and not is_open(sock):
+                break
+        elapsed = time.monotonic() - started
+    finally:
+        sock.close()
+    assert elapsed < HEADER_DEADLINE + HANG, "the trickling connection was never closed"
+    assert elapsed > HEADER_DEADLINE - 0.5, elapsed
+    assert 2 <= sent < len(HALF_HEAD)
+
+
+def test_the_next_head_on_a_kept_alive_connection_has_the_same_deadline(strict_server: RunningServer) -> None:
+    sock = connect(strict_server, timeout=HANG)
+    try:
+        sock.sendall(hello_request("first"))
+        (answer,) = read_answers(sock, 1)
+        assert answer.status == 200 and b"first" in answer.body
+        sock.sendall(HALF_HEAD)
+        assert seconds_until_closed(sock, HEADER_DEADLINE + HANG) < HEADER_DEADLINE + HANG
+    finally:
+        sock.close()
+
+
+def test_heads_in_pieces_pipelined_and_kept_alive_are_served(strict_server: RunningServer) -> None:
+    sock = connect(strict_server, timeout=HANG)
+    try:
+        # A head in pieces, each well within the deadline.
+        first = hello_request("in-pieces")
+        for start in range(0, 120, 40):
+            sock.sendall(first[start:start + 40])
+            time.sleep(0.1)
+        sock.sendall(first[120:])
+        (answer,) = read_answers(sock, 1)
+        assert answer.status == 200 and b"in-pieces" in answer.body
+        # Two requests in one write, the third's head cut in two behind them.
+        third = hello_request("third")
+        sock.sendall(hello_request("second-a") + hello_request("second-b") + third[:30])
+        time.sleep(0.2)
+        sock.sendall(third[30:])
+        answers = read_answers(sock, 3)
+        assert [a.status for a in answers] == [200, 200, 200]
+        assert [t in a.body for t, a in zip((b"second-a", b"second-b", b"third"), answers, strict=True)] == [
+            True, True, True]
+        # A chunked body.
+        body = hello_envelope("chunked")
+        head = (f"POST {SERVICE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {UTF8}\r\n"
+                'SOAPAction: "Hello"\r\nTransfer-Encoding: chunked\r\n\r\n').encode()
+        sock.sendall(head + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+        (answer,) = read_answers(sock, 1)
+        assert answer.status == 200 and b"chunked" in answer.body
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize(("head", "status"), [
+    # 64 headers of 8190 bytes at most (gunicorn_conf): this head can never end.
+    (f"POST {SERVICE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode() + b"X-Filler: " + b"a" * 8000 + b"\r\n"
+     + b"".join(b"X-Filler-%d: %s\r\n" % (i, b"a" * 8100) for i in range(70)), 431),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n", 414),
+    (f"POST {SERVICE_PATH} HTTP/1.1\nHost: 127.0.0.1\n".encode(), 400),
+])
+def test_heads_that_cannot_be_served_get_gunicorns_answer_at_once(
+    strict_server: RunningServer, head: bytes, status: int
+) -> None:
+    sock = connect(strict_server, timeout=HANG)
+    started = time.monotonic()
+    try:
+        try:
+            sock.sendall(head)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the answer may come before the whole head is sent
+        received = b""
+        while not received.endswith(b"\r\n\r\n") and b"\r\n\r\n" not in received:
+            data = sock.recv(65536)
+            if not data:
+                break
+            received += data
+    finally:
+        sock.close()
+    assert received.startswith(f"HTTP/1.1 {status} ".encode()), received[:200]
+    assert time.monotonic() - started < HEADER_DEADLINE, "answered only at the deadline"
+
+
+def test_closing_connections_do_not_hold_up_the_worker(strict_server: RunningServer) -> None:
+    """An answer with "Connection: close" is followed by a graceful close: wait (2 s at most) for the
+    client to close. gthread waited on its main loop, blocking: 20 clients that never close held up
+    every accept and every answer of the worker for 2 s each."""
+    clients = open_stalled(strict_server, 20, head=b"")
+    started = time.monotonic()
+    try:
+        for i, sock in enumerate(clients):
+            sock.sendall(hello_request(f"closing-{i}", close=True))
+        for i, sock in enumerate(clients):
+            (answer,) = read_answers(sock, 1)
+            assert answer.status == 200 and f"closing-{i}".encode() in answer.body
+        timed_hello(strict_server, "after-the-closing-ones")
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in clients:
+            sock.close()
+    assert elapsed < HANG / 2, elapsed
+
+
+def test_a_worker_at_its_connection_cap_stops_accepting_until_a_deadline_frees_a_slot(
+    sqlite_installation: Installation, tmp_path: Path
+) -> None:
+    """Plain gunicorn with this package's configuration, one worker capped at 10 connections."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.set_inheritable(True)
+    log_path = tmp_path / "server.log"
+    deadline = {"SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS": str(HEADER_DEADLINE)}
+    environ = server_environment(sqlite_installation, deadline)
+    command = [sys.executable, "-m", "gunicorn", "-c", "python:soap_service.gunicorn_conf",
+               "--bind", f"fd://{listener.fileno()}", "--workers", "1", "--worker-connections", "10",
+               "soap_service.wsgi:application"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=tmp_path, env=environ, stdout=log, stderr=subprocess.STDOUT,
+                                   pass_fds=[listener.fileno()])
+    port = listener.getsockname()[1]
+    listener.close()
+    server = RunningServer(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        _wait_until_serving(server)
+        stalled = open_stalled(server, 10)
+        opened = time.monotonic()
+        try:
+            timed_hello(server, "over-the-cap")
+            # Only the deadline of the stalled connections made room for it.
+            assert time.monotonic() - opened > HEADER_DEADLINE - 0.5
+            assert all(not is_open(sock) for sock in stalled)
+        finally:
+            for sock in stalled:
+                sock.close()
+    finally:
+        assert server.stop() == 0, server.log()
+    assert "Traceback" not in server.log()
+
+
+def _wait_until_serving(server: RunningServer) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert server.alive(), server.log()
+        try:
+            timed_hello(server, "up")
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"the server did not answer within {START_TIMEOUT}s:\n{server.log()}")
