@@ -60,6 +60,10 @@ RULES: dict[int, str] = {
 OTHER_RULE = "does not follow the schema"
 INVALID_VALUE = "is not a valid value of its type"
 ATTRIBUTE_VALUE = "carries an attribute whose value is not valid"
+MISSING = "a required element is missing"
+UNEXPECTED = "unexpected element"
+NOT_IN_SCHEMA = "not in the schema"
+NOTHING_MORE = "(nothing more belongs here)"
 VALUE_KINDS = {
     "xs:boolean": "is not a boolean (true, false, 1 or 0)",
     "xs:int": "is not a 32-bit integer",
@@ -70,6 +74,12 @@ VALUE_KINDS = {
     "xs:decimal": "is not a decimal number",
 }
 """The built-in types lxml names at the end of a datatype error -> the rule a refusal names."""
+
+PHRASES = frozenset(
+    {*RULES.values(), *VALUE_KINDS.values(), OTHER_RULE, INVALID_VALUE, ATTRIBUTE_VALUE, MISSING, UNEXPECTED,
+     NOT_IN_SCHEMA, NOTHING_MORE, UNKNOWN_ELEMENT}
+)
+"""Every fixed phrase a schema refusal is made of (the rest: the schema's element names)."""
 
 _DATATYPE_ERRORS = frozenset(
     {
@@ -165,21 +175,21 @@ class OperationSchema:
         element = chain[-1]
         if error.type == _TYPE.SCHEMAV_ELEMENT_CONTENT:
             expected = self._expected(error.message)
-            wanted = f" (expected: {' or '.join(expected)})" if expected else ""
+            wanted = f"(expected: {' or '.join(expected)})" if expected else ""
             if resolved and self._known(element):
                 # The message starts with the element's name, which is then one of the schema's.
                 said = error.message.removeprefix(f"Element '{{{TNS}}}{etree.QName(element).localname}': ")
                 if said.startswith("Missing child"):
-                    return SchemaBreach(self._where(chain, True), f"a required element is missing{wanted}")
+                    return SchemaBreach(self._where(chain, True), f"{MISSING} {wanted}".rstrip())
                 if not said.startswith("This element is not expected"):
                     return SchemaBreach(self._where(chain, True), OTHER_RULE)
-                parents, what = chain[:-1], f"element {etree.QName(element).localname}"
+                parents, what = chain[:-1], f"{UNEXPECTED} {etree.QName(element).localname}"
             else:
                 # Not one of the schema's elements: unexpected wherever it is (the walk stopped at
                 # its parent when libxml2's path could not be followed to it).
-                parents, what = (chain[:-1] if resolved else chain), "element not in the schema"
+                parents, what = (chain[:-1] if resolved else chain), f"{UNEXPECTED} {NOT_IN_SCHEMA}"
             where = self._where(parents, True) if parents else self._label(payload)
-            return SchemaBreach(where, f"unexpected {what}{wanted or ' (nothing more belongs here)'}")
+            return SchemaBreach(where, f"{what} {wanted or NOTHING_MORE}")
         where = self._where(chain, resolved)
         if error.type in _DATATYPE_ERRORS:
             if resolved and self._known(element) and error.message.startswith(
