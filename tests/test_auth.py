@@ -8,15 +8,15 @@ import logging
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from factory import new_partner
 from soap_service.config import Secret
 from soap_service.errors import AccountLocked, AuthenticationFailed, InvalidField
-from soap_service.ra.auth import Credentials
+from soap_service.ra.auth import MAX_PASSWORD_LENGTH, Authenticator, Credentials
 from soap_service.ra.partners import create_partner
 from soap_service.ra.service import RegistrationAuthority
-from soap_service.storage.models import ApiUser, AuditEvent, Partner
+from soap_service.storage.models import ApiUser, AuditEvent, AuthenticationFailure, Partner
 
 
 def authenticate(ra: RegistrationAuthority, credentials: Credentials):
@@ -128,3 +128,111 @@ def test_credentials_never_print_the_password(ra, caplog):
         with pytest.raises(AuthenticationFailed):
             authenticate(ra, credentials)
     assert "very-secret-password" not in caplog.text
+
+
+# ------------------------------------------------------- one hash on every path (issue 6, defect 3)
+
+
+def counted_hashes(monkeypatch) -> list[int]:
+    """A list that grows by one per argon2 computation (PasswordHasher.verify's, not its parsing)."""
+    from argon2 import _password_hasher
+
+    calls: list[int] = []
+    real = _password_hasher.verify_secret
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_password_hasher, "verify_secret", counting)
+    return calls
+
+
+def uncached(ra: RegistrationAuthority, **changes) -> Authenticator:
+    settings = dataclasses.replace(ra.settings, auth_cache_seconds=0, **changes)
+    return Authenticator(ra.sessions, ra.readers, settings, ra.clock)
+
+
+def suspend(ra: RegistrationAuthority, partner, *, user: bool = False) -> None:
+    with ra.sessions() as session, session.begin():
+        partner_id = session.scalar(select(Partner.id).where(Partner.code == partner.code))
+        if user:
+            session.execute(update(ApiUser).where(ApiUser.partner_id == partner_id).values(status="disabled"))
+        else:
+            session.execute(update(Partner).where(Partner.id == partner_id).values(status="suspended"))
+
+
+def store_hash(ra: RegistrationAuthority, partner, password_hash: str) -> None:
+    with ra.sessions() as session, session.begin():
+        partner_id = session.scalar(select(Partner.id).where(Partner.code == partner.code))
+        session.execute(update(ApiUser).where(ApiUser.partner_id == partner_id).values(password_hash=password_hash))
+
+
+FAILURE_PATHS = {
+    "unknown partner": lambda ra, p: Credentials("NOSUCH" + p.code, p.username, Secret(p.password)),
+    "unknown user": lambda ra, p: Credentials(p.code, "nobody", Secret(p.password)),
+    "wrong password": lambda ra, p: p.credentials(password="not-the-password"),
+    "empty partner code": lambda ra, p: Credentials("", p.username, Secret(p.password)),
+    "empty user name": lambda ra, p: Credentials(p.code, " ", Secret(p.password)),
+    "empty password": lambda ra, p: p.credentials(password=""),
+    "over-long partner code": lambda ra, p: Credentials(p.code + "X" * 64, p.username, Secret(p.password)),
+    "over-long user name": lambda ra, p: Credentials(p.code, p.username + "u" * 128, Secret(p.password)),
+    "over-long password": lambda ra, p: p.credentials(password=p.password + "p" * MAX_PASSWORD_LENGTH),
+    "huge password": lambda ra, p: p.credentials(password="p" * 1_000_000),
+    "control character": lambda ra, p: p.credentials(password=p.password + "\n"),
+    "lone surrogate": lambda ra, p: p.credentials(password=p.password + "\ud800"),
+    "suspended partner": lambda ra, p: (suspend(ra, p), p.credentials())[1],
+    "disabled user": lambda ra, p: (suspend(ra, p, user=True), p.credentials())[1],
+    "unreadable stored hash": lambda ra, p: (store_hash(ra, p, "not-an-argon2-hash"), p.credentials())[1],
+}
+
+
+@pytest.mark.parametrize("path", FAILURE_PATHS)
+def test_every_failure_costs_exactly_one_hash(ra, monkeypatch, path):
+    """Whatever failed, one argon2 verification (the user's hash or the dummy): the time of
+    an answer does not tell which part was wrong, nor whether the account exists."""
+    partner = new_partner(ra)
+    credentials = FAILURE_PATHS[path](ra, partner)
+    authenticator = uncached(ra)
+    hashes = counted_hashes(monkeypatch)
+    with pytest.raises(AuthenticationFailed):
+        authenticator.authenticate(credentials, channel="api")
+    assert len(hashes) == 1
+
+
+def test_a_locked_account_costs_exactly_one_hash_too(ra, monkeypatch):
+    partner = new_partner(ra)
+    authenticator = uncached(ra, lockout_threshold=1)
+    with pytest.raises(AuthenticationFailed):
+        authenticator.authenticate(partner.credentials(password="not-the-password"), channel="api")
+    hashes = counted_hashes(monkeypatch)
+    for credentials in (partner.credentials(), partner.credentials(password="still-wrong")):
+        with pytest.raises(AccountLocked):
+            authenticator.authenticate(credentials, channel="api")
+    assert len(hashes) == 2
+
+
+def test_the_right_password_costs_one_hash_and_records_no_failure(ra, monkeypatch):
+    partner = new_partner(ra)
+    hashes = counted_hashes(monkeypatch)
+    assert uncached(ra).authenticate(partner.credentials(), channel="api").partner_code == partner.code
+    assert len(hashes) == 1
+    with ra.readers() as session:
+        rows = session.scalar(select(func.count()).select_from(AuthenticationFailure)
+                              .where(AuthenticationFailure.partner_code == partner.code))
+    assert rows == 0
+
+
+def test_an_over_long_password_is_refused_at_creation(ra):
+    with pytest.raises(InvalidField):
+        create_partner(ra, code="LONGPW", name="Long", username="api",
+                       password=Secret("p" * (MAX_PASSWORD_LENGTH + 1)))
+
+
+def test_an_over_long_password_counts_as_a_failure_of_the_account(ra):
+    partner = new_partner(ra)
+    authenticator = uncached(ra, lockout_threshold=1)
+    with pytest.raises(AuthenticationFailed):
+        authenticator.authenticate(partner.credentials(password="p" * 5000), channel="api")
+    with pytest.raises(AccountLocked):
+        authenticator.authenticate(partner.credentials(), channel="api")
