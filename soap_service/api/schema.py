@@ -113,7 +113,7 @@ class OperationSchema:
         self._xsd = xsd
         document = etree.fromstring(xsd, _safe_parser())
         names = {element.get("name") for element in document.iter(f"{{{XS}}}element")}
-        self.element_names = frozenset(name for name in names if name)
+        self.element_names = frozenset(name for name in names if name and name.isascii() and name.isidentifier())
         """The local names of every element the schema declares (in its one namespace)."""
         self._local = threading.local()
 
@@ -146,11 +146,11 @@ class OperationSchema:
         if not self._known(element):
             return UNKNOWN_ELEMENT
         local = str(etree.QName(element).localname)
-        parent = element.getparent()
-        if parent is None:
-            return local
-        same = [sibling for sibling in parent if sibling.tag == element.tag]
-        return local if len(same) == 1 else f"{local}[{same.index(element) + 1}]"
+        # Counted by libxml2's XPath engine, no Python object per sibling; ``local`` is a name the
+        # schema declares (an NCName of ours), so it may be written into the expression.
+        before = element.xpath(f"count(preceding-sibling::tns:{local})", namespaces={"tns": TNS})
+        after = element.xpath(f"boolean(following-sibling::tns:{local})", namespaces={"tns": TNS})
+        return f"{local}[{int(before) + 1}]" if before or after else local
 
     def _where(self, chain: list[etree._Element], resolved: bool) -> str:
         labels = [self._label(element) for element in chain]
@@ -216,7 +216,9 @@ def resolve_path(payload: etree._Element, path: str) -> tuple[list[etree._Elemen
     A step is ``prefix:name``, ``name`` (no namespace) or ``*`` (the default namespace), with
     ``[n]`` when the element has siblings it counts: for ``*``, every element sibling; else
     the siblings of the same name and prefix. A step that does not resolve (libxml2 cuts a
-    long ``prefix:name``) ends the walk. Each step reads its element's children once."""
+    long ``prefix:name``) ends the walk. Each step is one XPath step of libxml2's, matching on
+    ``name()`` (the prefix as written) as libxml2 counted: linear, and no Python object per
+    sibling (40,000 siblings took 0.5 s as a Python loop)."""
     chain = [payload]
     steps = path.split("/")[2:] if path.startswith("/") else []
     for step in steps:
@@ -226,15 +228,13 @@ def resolve_path(payload: etree._Element, path: str) -> tuple[list[etree._Elemen
             if not number.isdigit():
                 return chain, False
             index = int(number)
-        children = [child for child in chain[-1] if isinstance(child.tag, str)]
         if name == "*":
-            candidates = children
+            found = chain[-1].xpath("*[$i]", i=index)
         elif ":" in name:
-            prefix, _colon, local = name.partition(":")
-            candidates = [c for c in children if c.prefix == prefix and etree.QName(c).localname == local]
+            found = chain[-1].xpath("*[name() = $n][$i]", n=name, i=index)
         else:
-            candidates = [c for c in children if c.tag == name]
-        if not 1 <= index <= len(candidates):
+            found = chain[-1].xpath("*[name() = $n and namespace-uri() = ''][$i]", n=name, i=index)
+        if not isinstance(found, list) or len(found) != 1 or not isinstance(found[0], etree._Element):
             return chain, False
-        chain.append(candidates[index - 1])
+        chain.append(found[0])
     return chain, True
