@@ -34,6 +34,7 @@ import errno
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from enum import Enum
 from functools import partial
 from typing import Any
@@ -41,6 +42,7 @@ from typing import Any
 from gunicorn import util
 from gunicorn.http import message
 from gunicorn.http.errors import LimitRequestHeaders
+from gunicorn.http.message import Request
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
@@ -91,20 +93,22 @@ class RequestHead:
     """The bytes of one request head as they arrive. Each byte is looked at once, whatever the
     pieces it comes in (a client that sends one byte at a time costs no rescans)."""
 
-    __slots__ = ("_line_ended", "_scanned", "data", "limit", "line_limit")
+    __slots__ = ("_line_ended", "_scanned", "data", "limit", "line_is_valid", "line_limit")
 
-    def __init__(self, limit: int, line_limit: int) -> None:
+    def __init__(self, limit: int, line_limit: int, line_is_valid: Callable[[bytes], bool] | None = None) -> None:
         self.data = bytearray()
         self.limit = limit
         self.line_limit = line_limit
+        self.line_is_valid = line_is_valid
         self._scanned = 0
         self._line_ended = False
 
     def feed(self, chunk: bytes) -> HeadState:
         """Add ``chunk``; whether the head is now whole (its blank line has arrived), can no
-        longer be a head (a line ends in a bare LF), or is too large: a request line over
-        ``line_limit``, or ``limit`` bytes without the end. gunicorn's parser refuses the last
-        two from these bytes alone, without reading more."""
+        longer be a head (a line ends in a bare LF, or ``line_is_valid`` refuses the request
+        line), or is too large: a request line over ``line_limit``, or ``limit`` bytes without
+        the end. gunicorn's parser refuses the last three from these bytes alone, without
+        reading more, as it did when it read them itself."""
         data = self.data
         data += chunk
         start = 2 if data.startswith(b"\r\n") else 0  # RFC 9112 section 2.2: one empty line first
@@ -116,6 +120,8 @@ class RequestHead:
                 self._line_ended = True
                 if newline - 1 - start > self.line_limit:
                     return HeadState.TOO_LARGE
+                if self.line_is_valid is not None and not self.line_is_valid(bytes(data[start:newline - 1])):
+                    return HeadState.MALFORMED
             if newline >= 3 and data[newline - 2] == 0x0A and data[newline - 3] == 0x0D:
                 return HeadState.COMPLETE
             newline = data.find(b"\n", newline + 1)
@@ -123,6 +129,22 @@ class RequestHead:
         if len(data) >= self.limit or (not self._line_ended and len(data) - start - 2 > self.line_limit):
             return HeadState.TOO_LARGE
         return HeadState.INCOMPLETE
+
+
+def request_line_check(cfg: Any) -> Callable[[bytes], bool]:
+    """Whether gunicorn's parser takes a request line, by its own rules (method, target, version):
+    it refuses a bad line as soon as the line has arrived, before the headers."""
+
+    def line_is_valid(line: bytes) -> bool:
+        probe = Request.__new__(Request)  # the parser's checks, without its reading
+        probe.cfg = cfg
+        try:
+            probe.parse_request_line(line)
+        except Exception:  # noqa: BLE001 - any refusal: the parser will raise it again, and answer it
+            return False
+        return True
+
+    return line_is_valid
 
 
 class HeadUnreader(SocketUnreader):  # type: ignore[misc]
@@ -165,6 +187,7 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
         self.header_timeout = DEFAULT_HEADER_READ_TIMEOUT
         self.head_limit = head_size_limit(self.cfg)
         self.line_limit = request_line_limit(self.cfg)
+        self.line_is_valid = request_line_check(self.cfg)
         # Connections whose head is being read, and connections being closed, each with its
         # deadline. Every deadline of a table is "now + the same delay" when it is added, so
         # insertion order is deadline order: the sweep stops at the first one still running.
@@ -215,7 +238,7 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
 
     def await_head(self, conn: HeadConn, buffered: bytes = b"") -> None:
         """Start reading a request head on ``conn`` (``buffered``: what was already read of it)."""
-        conn.head = RequestHead(self.head_limit, self.line_limit)
+        conn.head = RequestHead(self.head_limit, self.line_limit, self.line_is_valid)
         conn.deadline = time.monotonic() + self.header_timeout
         try:
             conn.sock.setblocking(False)

@@ -33,3 +33,12 @@ def test_serve_refuses_to_start_without_the_key_blocklist_when_it_is_required(tm
     assert done.returncode == 2
     assert "badkeys --update-bl" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serve_refuses_a_bad_header_deadline(tmp_path):
+    environ = {**os.environ, "SOAP_SERVICE_DATA_DIR": str(tmp_path), "SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS": "0"}
+    done = subprocess.run([sys.executable, "-m", "soap_service.main", "serve"], capture_output=True, text=True,
+                          env=environ, timeout=120)
+    assert done.returncode == 2
+    assert "SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS must be a number of seconds above 0" in done.stderr
+    assert "Traceback" not in done.stderr
