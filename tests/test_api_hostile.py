@@ -234,6 +234,33 @@ def test_what_spyne_answers_is_what_the_guard_read(server: RunningServer) -> Non
     assert "op=Hello " in server.log(mark)
 
 
+def test_a_boolean_with_whitespace_is_read_as_the_schema_reads_it(
+    server: RunningServer, installation: Installation
+) -> None:
+    """xs:boolean collapses whitespace: the schema accepts " true ", which spyne read as false
+    (and answered without the CertificateInfo that was asked for)."""
+    partner = new_partner(installation.ra)
+    order = new_order(installation.ra, partner).order
+    body = envelope(
+        "GetOrderByPartnerOrderID",
+        f"<o:Request><o:QueryRequestHeader><o:PartnerCode>{partner.code}</o:PartnerCode><o:AuthToken>"
+        f"<o:UserName>{partner.username}</o:UserName><o:Password>{escape(partner.password)}</o:Password>"
+        f"</o:AuthToken></o:QueryRequestHeader><o:PartnerOrderID>{order.partner_order_id}</o:PartnerOrderID>"
+        "<o:OrderQueryOptions><o:ReturnCertificateInfo>\n  true \t</o:ReturnCertificateInfo>"
+        "<o:ReturnFulfillment> 0 </o:ReturnFulfillment><o:ReturnCACerts> 1</o:ReturnCACerts>"
+        "</o:OrderQueryOptions></o:Request>",
+    )
+    answer = post(server, body, soap_action='"GetOrderByPartnerOrderID"')
+    assert answer.status == 200 and answer.root is not None, answer.body[:300]
+    assert answer.root.findtext(f".//{{{TNS}}}SuccessCode") == "0"
+    detail = answer.root.find(f".//{{{TNS}}}OrderDetail")
+    assert detail is not None
+    assert detail.find(f"{{{TNS}}}CertificateInfo") is not None
+    fulfillment = detail.find(f"{{{TNS}}}Fulfillment")
+    assert fulfillment is not None and fulfillment.find(f"{{{TNS}}}ServerCertificate") is None
+    assert fulfillment.find(f"{{{TNS}}}CACertificates") is not None
+
+
 @pytest.mark.parametrize(
     ("text", "encoding", "content_type"),
     [

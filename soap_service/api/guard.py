@@ -86,6 +86,7 @@ CHARSETS = {
 """The charsets a request may be written in: Python codec name -> its name in messages."""
 SOAP_ACTOR_NEXT = "http://schemas.xmlsoap.org/soap/actor/next"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+XML_SPACE = " \t\r\n"
 
 Headers = list[tuple[str, str]]
 Response = tuple[str, Headers, bytes]
@@ -300,7 +301,7 @@ def refuse_mandatory_headers(envelope: etree._Element) -> None:
             )
 
 
-def spyne_envelope(request: SOAPRequest) -> bytes:
+def spyne_envelope(request: SOAPRequest, booleans: frozenset[str] = frozenset()) -> bytes:
     """What spyne reads: a SOAP 1.1 envelope whose Body holds a copy of the checked operation
     element, in UTF-8. The namespaces in scope of the operation element are declared on the
     envelope, so that a QName in a value still resolves.
@@ -308,10 +309,16 @@ def spyne_envelope(request: SOAPRequest) -> bytes:
     The copy carries no ``xsi:type``: the schema accepted each one as the element's own type
     or one derived from it (``xs:token`` for an ``xs:string``), and spyne, which knows only its
     own classes, refused the others with a ``Client.ValidationError`` quoting the attribute.
-    spyne reads every element as the type the schema declares for it."""
+    spyne reads every element as the type the schema declares for it.
+
+    The value of an element of ours named in ``booleans`` loses the whitespace around it: the
+    schema accepts `` true `` (``xs:boolean`` collapses whitespace), which spyne read as false."""
     payload = copy.deepcopy(request.payload)
+    boolean_tags = {f"{{{TNS}}}{name}" for name in booleans}
     for element in payload.iter(etree.Element):
         element.attrib.pop(XSI_TYPE, None)
+        if element.tag in boolean_tags and element.text:
+            element.text = element.text.strip(XML_SPACE)
     envelope = etree.Element(f"{{{SOAP11_ENV}}}Envelope", nsmap=request.payload.nsmap)
     etree.SubElement(envelope, f"{{{SOAP11_ENV}}}Body").append(payload)
     return bytes(etree.tostring(envelope, encoding="UTF-8"))
@@ -452,7 +459,7 @@ class SOAPGuard:
             return _fault(fault_envelope(refusal.faultcode, refusal.message))
         # spyne reads the checked operation element and nothing else: not the client's bytes,
         # not its Content-Type (a charset to decode with again, a multipart to unpack).
-        envelope = spyne_envelope(request)
+        envelope = spyne_envelope(request, self._schema.boolean_names)
         environ["wsgi.input"] = io.BytesIO(envelope)
         environ["CONTENT_LENGTH"] = str(len(envelope))
         environ["CONTENT_TYPE"] = SPYNE_CONTENT_TYPE

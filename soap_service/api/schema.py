@@ -115,6 +115,12 @@ class OperationSchema:
         names = {element.get("name") for element in document.iter(f"{{{XS}}}element")}
         self.element_names = frozenset(name for name in names if name and name.isascii() and name.isidentifier())
         """The local names of every element the schema declares (in its one namespace)."""
+        types: dict[str, set[str | None]] = {}
+        for element in document.iter(f"{{{XS}}}element"):
+            types.setdefault(element.get("name") or "", set()).add(element.get("type"))
+        self.boolean_names = frozenset(name for name, kinds in types.items() if name and kinds == {"xs:boolean"})
+        """The local names the schema declares as ``xs:boolean`` only (whitespace around the value
+        is allowed: the type collapses it)."""
         self._local = threading.local()
 
     def _validator(self) -> etree.XMLSchema:
