@@ -224,4 +224,4 @@ def test_node_sends_xsi_nil_for_an_optional_element_given_as_null_and_gets_a_fau
     assert outcome["status"] == 500 and "result" not in outcome, outcome
     fault = outcome["fault"]
     assert fault["code"].split(":", 1)[1] == "Client.SchemaValidationError", fault
-    assert "not 'nillable'" in fault["string"]
+    assert "carries xsi:nil, which no element allows" in fault["string"]
