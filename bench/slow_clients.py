@@ -1,0 +1,174 @@
+"""Benchmark: the head-buffering worker against gunicorn's gthread worker.
+
+For each worker class, starts plain gunicorn with the package's configuration
+(``-c python:soap_service.gunicorn_conf --worker-class ...``) on a throw-away SQLite
+installation and prints:
+
+- Hello, a replayed Reissue (no signature) and a Reissue with a new key, from
+  ``--concurrency`` keep-alive clients (the series of bench/reissue_load.py): what the
+  worker costs on a plain load;
+- Hello latency, one client, new connection per call, first with no other client and
+  then while ``--stalled`` connections hold half a request head each (a call that takes
+  longer than ``--hang`` seconds counts as timed out).
+
+    .venv/bin/python bench/slow_clients.py --requests 400 --concurrency 4
+
+Not run by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from reissue_load import NAMES, envelope, free_listener, new_csr, reissue_body, run
+
+from soap_service.config import Secret, load_settings
+from soap_service.ra.installation import initialize
+from soap_service.ra.orders import Contact, NewOrder, create_order
+from soap_service.ra.partners import create_partner
+from soap_service.ra.service import RegistrationAuthority
+
+REPO = Path(__file__).resolve().parent.parent
+WORKERS = {"head-buffering": "soap_service.worker.HeadBufferingWorker", "gthread": "gthread"}
+HALF_HEAD = b"POST /api/order HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty"
+HELLO = envelope("Hello", "<o:Input>ping</o:Input>")
+
+
+def hello(port: int, timeout: float) -> float:
+    """One Hello on a new connection; its latency in seconds (raises on a timeout)."""
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("POST", "/api/order", body=HELLO,
+                           headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"Hello"'})
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"Hello: HTTP {response.status}")
+    finally:
+        connection.close()
+    return time.perf_counter() - started
+
+
+def hello_series(label: str, port: int, count: int, hang: float) -> None:
+    latencies: list[float] = []
+    timed_out = 0
+    for _ in range(count):
+        try:
+            latencies.append(hello(port, hang))
+        except TimeoutError:
+            timed_out += 1
+            if timed_out >= 3:
+                break
+    if not latencies:
+        print(f"{label:<44} every Hello timed out (> {hang:g} s); {timed_out} tried")
+        return
+    ms = sorted(x * 1000 for x in latencies)
+    q = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else [ms[0]] * 99
+    print(f"{label:<44} n={len(ms):<4} p50={q[49]:7.2f} ms  p95={q[94]:7.2f} ms  max={ms[-1]:7.2f} ms"
+          f"  timed out: {timed_out}")
+
+
+def start(
+    worker_class: str, environ: dict[str, str], workers: int, threads: int
+) -> tuple[subprocess.Popen[bytes], int]:
+    listener = free_listener()
+    port = listener.getsockname()[1]
+    command = [sys.executable, "-m", "gunicorn", "-c", "python:soap_service.gunicorn_conf",
+               "--bind", f"fd://{listener.fileno()}", "--workers", str(workers), "--threads", str(threads),
+               "--worker-class", worker_class, "soap_service.wsgi:application"]
+    server = subprocess.Popen(command, env=environ, cwd=REPO, pass_fds=[listener.fileno()])
+    listener.close()
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            hello(port, 5)
+            return server, port
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise SystemExit("the server did not start") from None
+            time.sleep(0.2)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=400, help="calls per load series (default 400)")
+    parser.add_argument("--concurrency", type=int, default=4, help="load clients, one order each (default 4)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--stalled", type=int, default=50, help="connections holding half a head (default 50)")
+    parser.add_argument("--hellos", type=int, default=200, help="Hellos per latency series (default 200)")
+    parser.add_argument("--hang", type=float, default=5.0, help="a Hello slower than this times out (default 5 s)")
+    parser.add_argument("--only", choices=sorted(WORKERS), help="measure one worker class only")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="soap-bench-") as directory:
+        environ = {"SOAP_SERVICE_DATA_DIR": directory, "SOAP_SERVICE_CA_PASSPHRASE": secrets.token_urlsafe(16),
+                   "SOAP_SERVICE_LOG_LEVEL": "WARNING"}
+        ra = RegistrationAuthority.from_settings(load_settings(environ))
+        initialize(ra)
+        code, password = "BENCH" + secrets.token_hex(3).upper(), secrets.token_urlsafe(18)
+        create_partner(ra, code=code, name="Bench", username="api", password=Secret(password))
+        orders = []
+        for _ in range(args.concurrency):
+            partner_order_id = "BENCH-" + secrets.token_hex(4)
+            contacts = (Contact("admin", "a@example.com"), Contact("technical", "t@example.com"))
+            create_order(ra, NewOrder(partner_code=code, partner_order_id=partner_order_id, product="QuickSSLPremium",
+                                      names=NAMES, csr=new_csr("ec"), contacts=contacts))
+            orders.append(partner_order_id)
+        ra.close()
+        per_thread = max(1, args.requests // args.concurrency)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SOAP_SERVICE_")} | environ
+        chosen = [args.only] if args.only else list(WORKERS)
+        for name in chosen:
+            csrs = [[new_csr("ec") for _ in range(per_thread + 1)] for _ in orders]
+            plan = list(zip(orders, csrs, strict=True))
+
+            def each(make: Callable[[str, list[str]], list[tuple[str, bytes]]],
+                     plan: list[tuple[str, list[str]]] = plan) -> list[list[tuple[str, bytes]]]:
+                return [make(order, order_csrs) for order, order_csrs in plan]
+
+            print(f"--- {name} ({WORKERS[name]}), {args.workers} workers x {args.threads} threads", flush=True)
+            server, port = start(WORKERS[name], env, args.workers, args.threads)
+            try:
+                warm = args.workers * args.threads * 2
+                run("warm-up", port,
+                    each(lambda o, c, warm=warm: [("Reissue", reissue_body(code, password, o, c[0]))] * warm))
+                run("Hello (keep-alive load)", port, each(lambda o, c: [("Hello", HELLO)] * per_thread))
+                run("Reissue, replayed (no signature)", port,
+                    each(lambda o, c: [("Reissue", reissue_body(code, password, o, c[0]))] * per_thread))
+                run("Reissue, new EC key (signed, linted)", port,
+                    each(lambda o, c: [("Reissue", reissue_body(code, password, o, csr)) for csr in c[1:]]))
+                hello_series("Hello, new connection, alone", port, args.hellos, args.hang)
+                stalled = []
+                for _ in range(args.stalled):
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+                    sock.sendall(HALF_HEAD)
+                    stalled.append(sock)
+                time.sleep(0.3)
+                hello_series(f"Hello, new connection, {args.stalled} stalled heads", port, args.hellos, args.hang)
+                for sock in stalled:
+                    sock.close()
+            finally:
+                server.terminate()
+                try:
+                    server.wait(60)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
