@@ -9,7 +9,9 @@ RSA-2048 key pays for one generation.  Use ``index`` to get a *different* key of
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
+import hashlib
 import secrets
 import textwrap
 from collections.abc import Sequence
@@ -294,3 +296,209 @@ def broken_signature_csr_der(key: CertificateIssuerPrivateKeyTypes | None = None
 
 def broken_signature_csr_pem(key: CertificateIssuerPrivateKeyTypes | None = None) -> str:
     return der_to_pem(broken_signature_csr_der(key))
+
+
+# ------------------------------------- keys whose private key anyone can compute, as raw numbers
+#
+# cryptography will not build these (its RSA keys are products of two distinct primes it
+# checks), so they are plain numbers: the modulus n and an exponent d with x^(e*d) = x mod n
+# for every x the signature uses, which is all a CSR's self-signature needs.
+
+
+@dataclasses.dataclass(frozen=True)
+class RawRSAKey:
+    """An "RSA" key as numbers: n, e and a working private exponent d (see the section above)."""
+
+    n: int
+    d: int
+    e: int = 65537
+
+    def public_key(self) -> rsa.RSAPublicKey:
+        return rsa.RSAPublicNumbers(self.e, self.n).public_key()
+
+
+def _random_of_bits(bits: int) -> int:
+    """A random number of exactly ``bits`` bits, top two bits set."""
+    return secrets.randbits(bits) | (0b11 << (bits - 2))
+
+
+def _prime_of_bits(bits: int, e: int = 65537) -> int:
+    """A random prime of exactly ``bits`` bits (top two set) with gcd(p - 1, e) = 1."""
+    while True:
+        p = int(gmpy2.next_prime(_random_of_bits(bits)))
+        if p.bit_length() == bits and int(gmpy2.gcd(p - 1, e)) == 1:
+            return p
+
+
+@functools.cache
+def prime_modulus_rsa_key(bits: int = 2048) -> RawRSAKey:
+    """n prime: d = e^-1 mod (n - 1) signs and decrypts (the issue 6 reproducer)."""
+    n = _prime_of_bits(bits)
+    return RawRSAKey(n, pow(65537, -1, n - 1))
+
+
+@functools.cache
+def prime_power_rsa_key(bits: int = 2048, power: int = 3) -> RawRSAKey:
+    """n = p^power of exactly ``bits`` bits: d = e^-1 mod p^(power-1) * (p - 1)."""
+    low = int(gmpy2.iroot(gmpy2.mpz(1) << (bits - 1), power)[0]) + 1
+    high = int(gmpy2.iroot((gmpy2.mpz(1) << bits) - 1, power)[0])
+    while True:
+        p = int(gmpy2.next_prime(low + secrets.randbelow(high - low)))
+        n = p**power
+        if n.bit_length() == bits and int(gmpy2.gcd(p - 1, 65537)) == 1:
+            return RawRSAKey(n, pow(65537, -1, p ** (power - 1) * (p - 1)))
+
+
+def _two_prime_key(p: int, q: int) -> RawRSAKey:
+    lam = (p - 1) * (q - 1) // int(gmpy2.gcd(p - 1, q - 1))
+    return RawRSAKey(p * q, pow(65537, -1, lam))
+
+
+def _with_cofactor(p: int, bits: int) -> RawRSAKey:
+    """p times a random prime q chosen so that p*q has exactly ``bits`` bits."""
+    low, high = -(-(1 << (bits - 1)) // p), ((1 << bits) - 1) // p
+    while True:
+        q = int(gmpy2.next_prime(low + secrets.randbelow(high - low)))
+        if (p * q).bit_length() == bits and int(gmpy2.gcd(q - 1, 65537)) == 1:
+            return _two_prime_key(p, q)
+
+
+@functools.cache
+def small_prime_factor_rsa_key(small_prime: int = 65539, bits: int = 2048) -> RawRSAKey:
+    """n = small_prime * q (65539: the first prime above badkeys's 65537, the issue 6 reproducer)."""
+    assert gmpy2.is_prime(small_prime) and int(gmpy2.gcd(small_prime - 1, 65537)) == 1
+    return _with_cofactor(small_prime, bits)
+
+
+def _primes_up_to(bound: int) -> list[int]:
+    return [p for p in range(2, bound + 1) if gmpy2.is_prime(p)]
+
+
+def _lcm_up_to(bound: int) -> int:
+    exponent = 1
+    for p in _primes_up_to(bound):
+        power = p
+        while power * p <= bound:
+            power *= p
+        exponent *= power
+    return exponent
+
+
+@functools.cache
+def smooth_factor_rsa_key(factor_bits: int = 64, smoothness: int = 300, bits: int = 2048) -> RawRSAKey:
+    """n = p*q, p of ``factor_bits`` bits with p - 1 = 2 * (distinct primes <= ``smoothness``).
+
+    Pollard's p - 1 with B1 >= ``smoothness`` factors it at once, whatever the size of p.
+    """
+    odd_primes = _primes_up_to(smoothness)[1:]
+    while True:
+        m = 1
+        for prime in sorted(odd_primes, key=lambda _: secrets.randbits(32)):
+            if (m * prime).bit_length() > factor_bits - 1:
+                continue
+            m *= prime
+            if m.bit_length() == factor_bits - 1:
+                break
+        p = 2 * m + 1
+        if p.bit_length() == factor_bits and gmpy2.is_prime(p, 50):
+            return _with_cofactor(p, bits)
+
+
+@functools.cache
+def random_factor_rsa_key(factor_bits: int = 64, smoothness: int = 300, bits: int = 2048) -> RawRSAKey:
+    """n = p*q, p a random prime of ``factor_bits`` bits that Pollard's p - 1 with B1 = ``smoothness``
+    does NOT find (the order of 2 modulo p does not divide lcm(1..smoothness)): only ECM would."""
+    exponent = _lcm_up_to(smoothness)
+    while True:
+        p = _prime_of_bits(factor_bits)
+        if pow(2, exponent, p) != 1:
+            return _with_cofactor(p, bits)
+
+
+def small_multiple_ec_key(k: int, curve_name: str = "P-256") -> ec.EllipticCurvePrivateKey:
+    """The EC key whose private value is ``k`` (1, 2, ...): its public point is k*G."""
+    return ec.derive_private_key(k, _CURVES[curve_name]())
+
+
+# ------------------------------------------------------------------ CSRs built at the DER level
+
+_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
+_SHA256_WITH_RSA = "1.2.840.113549.1.1.11"
+_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+_ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2"
+_CURVE_OIDS = {"P-256": "1.2.840.10045.3.1.7", "P-384": "1.3.132.0.34"}
+_SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
+
+
+def der_integer(value: int) -> bytes:
+    """A non-negative INTEGER, with the leading zero octet DER needs when the top bit is set."""
+    return der_tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def der_children(der: bytes) -> list[bytes]:
+    """The complete TLVs inside one constructed DER element (its header is skipped)."""
+    def header(at: int) -> tuple[int, int]:
+        first = der[at + 1]
+        if first < 0x80:
+            return at + 2, first
+        count = first & 0x7F
+        return at + 2 + count, int.from_bytes(der[at + 2 : at + 2 + count], "big")
+
+    start, length = header(0)
+    children, at = [], start
+    while at < start + length:
+        content, size = header(at)
+        children.append(der[at : content + size])
+        at = content + size
+    return children
+
+
+def rsa_spki_der(n: int, e: int = 65537) -> bytes:
+    algorithm = der_sequence(der_oid(_RSA_ENCRYPTION), der_null())
+    return der_sequence(algorithm, der_bit_string(der_sequence(der_integer(n), der_integer(e))))
+
+
+def ec_spki_der(point: bytes, curve_name: str = "P-256") -> bytes:
+    """SubjectPublicKeyInfo of an EC "point" given as raw octets (which may be invalid: b"\\x00")."""
+    algorithm = der_sequence(der_oid(_EC_PUBLIC_KEY), der_oid(_CURVE_OIDS[curve_name]))
+    return der_sequence(algorithm, der_bit_string(point))
+
+
+def request_info_with_key(spki: bytes, names: Sequence[str] = ("example.com",)) -> bytes:
+    """A CertificationRequestInfo for ``names`` (CN = the first) whose key is the given SPKI.
+
+    The subject and the extensionRequest come from an ordinary CSR made by cryptography; only
+    the SubjectPublicKeyInfo is replaced.
+    """
+    template = make_csr(ec_key(), names, common_name=names[0] if names else None).tbs_certrequest_bytes
+    version, subject, _spki, attributes = der_children(template)
+    return der_sequence(version, subject, spki, attributes)
+
+
+def raw_rsa_csr_der(key: RawRSAKey, names: Sequence[str] = ("example.com",)) -> bytes:
+    """A CSR for ``key``, signed sha256WithRSAEncryption (PKCS #1 v1.5) by raw arithmetic.
+
+    The signature verifies: s^e = EM mod n, because x^(e*d) = x mod n for ``key``'s d.
+    """
+    info = request_info_with_key(rsa_spki_der(key.n, key.e), names)
+    size = (key.n.bit_length() + 7) // 8
+    digest = hashlib.sha256(info).digest()
+    encoded = _SHA256_DIGEST_INFO + digest
+    message = b"\x00\x01" + b"\xff" * (size - len(encoded) - 3) + b"\x00" + encoded
+    signature = pow(int.from_bytes(message, "big"), key.d, key.n).to_bytes(size, "big")
+    return assemble_csr(info, _SHA256_WITH_RSA, signature, null_params=True)
+
+
+def raw_rsa_csr_pem(key: RawRSAKey, names: Sequence[str] = ("example.com",)) -> str:
+    return der_to_pem(raw_rsa_csr_der(key, names))
+
+
+def raw_ec_csr_der(point: bytes, curve_name: str = "P-256", names: Sequence[str] = ("example.com",)) -> bytes:
+    """A CSR whose EC key is the raw ``point`` octets, with a placeholder ECDSA signature.
+
+    For points cryptography must refuse when loading the key (the point at infinity, a point off
+    the curve): no private key exists to sign with, and the key is judged before the signature.
+    """
+    info = request_info_with_key(ec_spki_der(point, curve_name), names)
+    signature = der_sequence(der_integer(1), der_integer(1))
+    return assemble_csr(info, _ECDSA_WITH_SHA256, signature, null_params=False)
