@@ -1,4 +1,11 @@
-"""The append-only audit trail."""
+"""The append-only audit trail.
+
+The database enforces it: triggers refuse UPDATE and DELETE of ``audit_events`` on
+every backend and, on PostgreSQL, TRUNCATE (migrations 0001 and 0002; on SQLite a
+DELETE without WHERE fires the DELETE trigger). Nothing here prunes events: the
+failed-login rows that the lockout counts are pruned past its window, their audit
+events stay (docs/security.md).
+"""
 
 from __future__ import annotations
 
