@@ -11,9 +11,9 @@ credential cache is off, so the right password pays its hash too.
 In process (the RA's ``Authenticator``, no HTTP): unknown partner, unknown user, wrong
 password, a locked account, a suspended partner, an over-long password, and the right
 password. Then the two short write transactions of an uncached login (the attempt's
-reservation and its settlement), timed alone. With ``--http``, the first three paths
-again through a real ``soap-service serve`` (one worker) on a loopback port, as a
-stranger would time them.
+reservation and its settlement), timed within those logins and then alone, back to
+back. With ``--http``, the first three paths again through a real ``soap-service
+serve`` (one worker) on a loopback port, as a stranger would time them.
 
 Makes a throw-away SQLite installation in a temporary directory unless a database URL
 is given (it must be an empty database).
@@ -139,6 +139,32 @@ def write_transactions(authenticator: Authenticator, code: str, password: str, s
     for name, ms in timed.items():
         print(f"  write transaction {name:<8} median {statistics.median(ms):6.2f} ms  max {max(ms):6.2f} ms "
               f"({len(ms)} logins)")
+    for name, method in originals.items():
+        setattr(authenticator, "_" + name, method)
+    isolated_transactions(authenticator, code, samples * 20)
+
+
+def isolated_transactions(authenticator: Authenticator, code: str, count: int) -> None:
+    """The same two transactions back to back, no hash between them (so no argon2 competing
+    for the cores): a failed attempt reserved, then settled with its audit event."""
+    from soap_service.errors import AuthenticationFailed
+    from soap_service.ra.auth import _Login
+
+    reserve: list[float] = []
+    settle: list[float] = []
+    for n in range(count):
+        login = _Login.read(Credentials(code, f"bench-{n % 50}", Secret("wrong")))
+        now = authenticator._clock()
+        start = time.perf_counter()
+        reservation = authenticator._reserve(login, now)
+        middle = time.perf_counter()
+        authenticator._settle(login, reservation, AuthenticationFailed(), "api", now)
+        reserve.append((middle - start) * 1000)
+        settle.append((time.perf_counter() - middle) * 1000)
+    for name, ms in (("reserve", reserve), ("settle", settle)):
+        ordered = sorted(ms)
+        print(f"  {name} alone: median {statistics.median(ordered):5.2f} ms  "
+              f"p95 {ordered[int(len(ordered) * 0.95)]:5.2f} ms ({count} in a row, no hash)")
 
 
 def envelope(code: str, user: str, password: str) -> bytes:
