@@ -165,3 +165,19 @@ def test_the_worker_refuses_what_would_be_read_in_a_thread_again(
 def test_the_worker_takes_the_service_configuration() -> None:
     HeadBufferingWorker.check_config(service_config(), logging.getLogger("test"))
     assert gunicorn_conf.worker_class == "soap_service.worker.HeadBufferingWorker"
+
+
+@pytest.mark.parametrize("tail", [
+    "a" * 1_000_000,  # no ": " at all: the whole message is the "address"
+    ":" * 1_000_000,
+    "1" * 64 + "!" + ": x",
+])
+def test_the_invalid_request_filter_takes_any_message_in_linear_time(tail: str) -> None:
+    """gunicorn_conf's one pattern (the address of "Invalid request from ip=..."): a bounded
+    character class matched whole, which cannot backtrack; 1 MB of input is refused at once."""
+    record = logging.LogRecord("gunicorn.error", logging.WARNING, __file__, 1,
+                               "Invalid request from ip=" + tail, None, None)
+    started = time.perf_counter()
+    assert gunicorn_conf.InvalidRequestFilter().filter(record)
+    assert time.perf_counter() - started < 1.0
+    assert record.getMessage() == "Invalid request from ip=?: invalid request (what was read is not logged)"
