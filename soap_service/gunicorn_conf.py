@@ -205,9 +205,11 @@ def pre_request(worker: Any, req: Any) -> None:
 
 def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
     """Close now, in this thread, a connection whose body could not be read (it stopped
-    arriving, its chunks were malformed): gunicorn closes it anyway, but "gracefully", on the
-    worker's main loop, waiting up to 2 s for the client to close first; a client that never
-    does would hold up every accept of the worker for that long. The answer is already sent."""
+    arriving, its chunks were malformed): the worker closes it anyway, but "gracefully",
+    waiting up to 2 s for the client to close first (gthread did that on its main loop,
+    blocking every accept of the worker; ``soap_service.worker`` does it on the poller, but
+    the connection still counts against ``worker_connections`` meanwhile). The answer is
+    already sent."""
     if getattr(getattr(req, "body", None), "failed", False) is not True:
         return
     sock = getattr(getattr(req, "unreader", None), "sock", None)
