@@ -2,38 +2,44 @@
 
 Pure arithmetic with ``gmpy2``, no policy: :mod:`soap_service.ra.keypolicy` decides what to refuse
 and says why (docs/design.md section 3, rule 4; docs/security.md).  BR 6.1.1.3 asks a CA to reject
-keys that a demonstrated method exposes; these are the methods, each within a fixed budget.
+keys that a demonstrated method exposes; these are the methods, each within a fixed cost.  Costs
+below are medians on the 2-core reference machine, RSA-2048 / 3072 / 4096; ``bench/key_checks.py``
+measures them again.
 
-RSA modulus n (:func:`rsa_weakness`), cheapest first.  Each of the first three is exact: a key
-that has the property is always found, a key that does not never is.
+RSA modulus n (:func:`rsa_weakness`), cheapest first.  The first three are exact: a modulus with
+the property is always found, one without it never is.
 
-- **perfect power** n = r^k, k >= 2 (``gmpy2.is_power``, ~20 us): r^2, p^3, ...; the k-th root
-  gives the factorization.
-- **small factor**: any prime factor below :data:`SMALL_FACTOR_BOUND` = 2^20, by one gcd with the
+- **perfect power** n = r^k, k >= 2 (``gmpy2.is_power``, 0.02 ms): p^2, p^3, ...; the k-th root
+  factors it.
+- **small factor**: every prime factor below :data:`SMALL_FACTOR_BOUND` = 2^20, by one gcd with the
   product of all 82,025 primes below 2^20 (a 1.5-Mbit number, 184 KiB, built once per process in
-  ~20 ms).  The BR floor is 752; badkeys stops at 65,537 (so a factor 65,539 passed).
-- **prime**: n a (BPSW) probable prime; then d = e^-1 mod (n - 1) is the private key.  BPSW
-  has no known counterexample; a real RSA modulus fails its first (base-2) step.  This one
-  modular exponentiation of |n| bits is the dominant cost and cannot be made cheaper: it is
-  the price of the "prime modulus" refusal.
-- **smooth factor**: Pollard's p - 1, stage 1 only, with bound :data:`PM1_B1`: finds every prime
-  factor p such that p - 1 is a product of prime powers each at most B1 (more exactly: the
-  order of 2 modulo p divides lcm(1..B1)), whatever the size of p.  One modular exponentiation
-  of ~1.44 * B1 bits, within the ~2 ms per CSR budget on RSA-2048 (``bench/key_checks.py``).
+  about 20 ms): 0.8 / 1.0 / 1.3 ms.  The BR floor is 752; badkeys stops at 65,537 (so a factor
+  65,539 passed).
+- **prime**: n a BPSW probable prime, whose private exponent is d = e^-1 mod (n - 1).  BPSW has no
+  known counterexample; a real RSA modulus fails its first step (a strong test to base 2).  That
+  step is one modular exponentiation with an |n|-bit exponent, about four RSA signatures' worth:
+  2.7 / 8.5 / 19 ms, the dominant cost, and no cheaper test of primality exists.
+- **smooth factor**: Pollard's p - 1, stage 1 only, with B1 = :data:`PM1_B1` = 300 (exponent
+  lcm(1..300), 432 bits): 0.6 / 1.2 / 2.0 ms.  Finds every prime factor p for which the order of 2
+  modulo p divides lcm(1..300), in particular every p whose p - 1 is a product of prime powers
+  each at most 300, whatever the size of p.
 
-What is NOT caught, on purpose, because no per-request budget allows it: a prime factor above
-2^20 whose p - 1 has a prime power factor above B1.  That is nearly every prime: a random
-64-bit prime factor of a 2048-bit modulus is caught with a probability of about 10^-6 (the
-chance that p - 1 is B1-smooth); finding it needs ECM (about 70 curves with B1 = 11,000 for a
-20-digit factor: seconds to minutes of CPU per key, not milliseconds).  Pollard's rho is not
-run: within 2 ms it only finds factors below about 2^19, all of which the gcd already finds
-exactly.  Fermat's method for close primes is badkeys's job (``fermat``, 100 rounds).
+NOT caught, because no per-request budget allows it: a prime factor above 2^20 whose p - 1 has a
+prime power factor above 300.  That is nearly every prime.  A random 64-bit prime factor of a
+2048-bit modulus (the issue's last reproducer) is caught only if p - 1 happens to be 300-smooth,
+about one chance in 10^8; finding it takes ECM (some 70 curves with B1 = 11,000 for a 20-digit
+factor: tens of seconds of CPU per key, not milliseconds).  Pollard's rho is not run: in 2 ms it
+finds factors below about 2^19, all of which the gcd already finds exactly.  Primes close to
+each other (Fermat's method) are badkeys's ``fermat`` check; other structured moduli (p^2 * q,
+shared primes beyond badkeys's table) are not looked for.
 
-ECDSA point Q on P-256 or P-384 (:func:`is_small_multiple`): refused when Q = k*G for
-0 < |k| <= :data:`EC_SMALL_MULTIPLE_BOUND` (2^20 and a little more), by baby-step giant-step:
-the x-coordinates of j*G, 1 <= j <= 2^13, built once per process per curve, and 64 giant steps
-per check.  Comparing x-coordinates covers k and -k at once.  The point at infinity and points
-off the curve never get here: cryptography refuses them when it loads the key.
+ECDSA point Q on P-256 or P-384 (:func:`is_small_multiple`): found when Q = k*G for
+0 < |k| <= :func:`ec_bound_covered` (1,056,832, above :data:`EC_SMALL_MULTIPLE_BOUND` = 2^20), by
+baby-step giant-step: the x-coordinates of j*G for 1 <= j <= 2^13, built once per process per curve
+(about 40 ms for P-256, 50 ms for P-384), and 64 giant steps per check (0.2-0.3 ms).  Comparing
+x-coordinates covers k and -k at once.  Private keys above the bound are not looked for.  The
+point at infinity and points off the curve never get here: cryptography refuses them when it
+loads the key.
 """
 
 from __future__ import annotations
