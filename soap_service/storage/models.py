@@ -233,7 +233,7 @@ class BlockedKey(Base):
 
 
 class AuditEvent(Base):
-    """Append-only: the migrations add triggers that refuse UPDATE and DELETE."""
+    """Append-only: the migrations add triggers that refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL)."""
 
     __tablename__ = "audit_events"
 
