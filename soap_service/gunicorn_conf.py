@@ -6,8 +6,8 @@ override them); plain gunicorn takes them too::
     gunicorn -c python:soap_service.gunicorn_conf soap_service.wsgi:application
 
 - Workers: :class:`soap_service.worker.HeadBufferingWorker`, gunicorn's gthread worker
-  whose threads only get a connection once its request line and headers have arrived
-  whole (read on the worker's main loop, without blocking): a few threads per process
+  whose threads only get a connection once its request line, headers and body have
+  arrived whole (read on the worker's main loop, without blocking): a few threads per process
   share one registration authority (its credential cache, CA keys and linter), and
   keep-alive connections are served. ``worker_connections`` (100) bounds the
   connections a worker holds in any state; at the cap it stops accepting.
@@ -17,12 +17,13 @@ override them); plain gunicorn takes them too::
   ``SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS`` (default 10, counted from the accept or
   from the first byte of a kept-alive connection's next request), or the connection is
   closed: a client that sends half a head, or trickles it, holds no thread and is cut at
-  the deadline. Each read of a request body and each write of an answer must make
-  progress within ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS`` (default 10; set on the
-  client's socket in ``pre_request``): a client that announces more body than it
-  sends gets a ``Client.RequestTimeout`` fault and its thread is free again (the
-  connection is shut in ``post_request``). This bounds each read of the body, not the
-  whole body. gunicorn's ``timeout`` does *not* bound a request with these workers (the
+  the deadline. The whole body (Content-Length up to 1 MiB, or chunked) must then arrive
+  within ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS`` (default 10, counted from the end of
+  the head): a client that announces more body than it sends, or trickles it, holds no
+  thread either, and at the deadline gets a ``Client.RequestTimeout`` fault (the
+  connection is then shut in ``post_request``). The same setting bounds each write of an
+  answer (set on the client's socket in ``pre_request``): a client that does not read its
+  answer frees the thread after that long. gunicorn's ``timeout`` does *not* bound a request with these workers (the
   worker's main loop keeps the arbiter informed while its threads wait): it only
   replaces a worker whose main loop hangs. On SIGTERM or SIGINT workers finish their
   requests within ``graceful_timeout``; idle keep-alive connections close after
@@ -83,8 +84,9 @@ def _seconds(environ: Mapping[str, str] | None, variable: str, default: float, m
 
 
 def body_read_timeout(environ: Mapping[str, str] | None = None) -> float:
-    """Seconds a read of the request body (or a write of the answer) may wait for the client:
-    ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS``, default 10."""
+    """Seconds a request's whole body may take to arrive, from the end of its head (and that a
+    write of the answer may wait for the client): ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS``,
+    default 10 (see ``soap_service.worker``)."""
     return _seconds(environ, BODY_READ_TIMEOUT_VARIABLE, DEFAULT_BODY_READ_TIMEOUT, MAX_BODY_READ_TIMEOUT)
 
 
@@ -192,11 +194,13 @@ def post_worker_init(worker: Any) -> None:
 
 
 def pre_request(worker: Any, req: Any) -> None:
-    """Bound every read of this request's body and every write of its answer: gthread reads
-    the body on a blocking socket, so a client that announces more than it sends would hold
-    the thread for good (gunicorn's ``timeout`` never fires for it). The guard answers a read
-    that times out with ``Client.RequestTimeout``; gunicorn resets the socket to blocking
-    before it reads the next request of a keep-alive connection."""
+    """Bound every write of this request's answer, and every read of its body that the worker
+    left to the thread (``soap_service.worker`` buffers bodies on its main loop, and bounds
+    what a thread still reads by the body's whole deadline; under plain gthread this is the
+    only bound): a client that does not read, or announces more than it sends, would
+    otherwise hold the thread for good (gunicorn's ``timeout`` never fires for it). The guard
+    answers a read that times out with ``Client.RequestTimeout``; gunicorn resets the socket
+    to blocking before it reads the next request of a keep-alive connection."""
     sock = getattr(getattr(req, "unreader", None), "sock", None)
     settimeout = getattr(sock, "settimeout", None)
     if settimeout is not None:

@@ -2,10 +2,11 @@
 waits on a slow client (docs/design.md, serving; docs/security.md, slow clients).
 
 gthread hands a connection to a thread as soon as it is readable, and the thread reads
-the request line and headers on a blocking socket: a few connections that send half a
-head and wait hold every thread, and every other client waits behind them. This worker
-reads the head on its main loop instead (the poller that already watches the listeners
-and the kept-alive connections), non-blocking, into a buffer per connection:
+the request line, headers and body on a blocking socket: a few connections that send half
+a head, or trickle a body, hold every thread, and every other client waits behind them.
+This worker reads the head and the body on its main loop instead (the poller that already
+watches the listeners and the kept-alive connections), non-blocking, into a buffer per
+connection:
 
 - a connection reaches a thread only when its head has arrived whole (up to the blank
   line), or when it cannot be a valid head (a bare LF, more than the size limits allow):
@@ -14,6 +15,20 @@ and the kept-alive connections), non-blocking, into a buffer per connection:
 - each head must arrive within ``SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS`` (default 10,
   counted from the accept, or from the first byte of a kept-alive connection's next
   request): past it the connection is closed, whatever it trickled meanwhile;
+- then the body, as gunicorn's parser frames it (``soap_service.request_body``): a
+  Content-Length of at most the body limit (1 MiB, ``soap_service.api.guard``) or a
+  chunked body, read into the same buffer until it is whole, within
+  ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS`` (default 10) counted from the end of the
+  head: a deadline for the *whole* body, not for each read. Head and body then go to the
+  thread together, and the thread reads nothing from the socket for them. A body that
+  misses its deadline goes to a thread too, with what arrived of it: the thread's first
+  read of the socket fails at once and the client gets the SOAP fault
+  ``Client.RequestTimeout`` (then the connection is closed), as it did when a thread
+  waited. A longer Content-Length is not waited for (the guard refuses it by its length,
+  unread); nor are heads gunicorn refuses, nor bodies that cannot be whole (a malformed
+  chunk, more than the limit: refused from the buffer). A client that sends
+  ``Expect: 100-continue`` and waits gets "100 Continue" from the main loop (the thread
+  then does not send it again);
 - the same for every request of a keep-alive connection, pipelined requests included;
 - the "graceful" close of a connection (half-close, drain what the client still sends,
   at most 2 s) happens on the poller too: gthread does it on its main loop, blocking,
@@ -22,9 +37,16 @@ and the kept-alive connections), non-blocking, into a buffer per connection:
   any state; at the cap it stops accepting and new connections wait in the listen
   backlog, as with gthread.
 
-Bodies are still read by the thread, each read bounded by the body read timeout
-(``soap_service.gunicorn_conf.pre_request``). TLS, cleartext HTTP/2 and the PROXY protocol
-are refused at start: their handshakes and prefaces would be read in a thread again
+Memory: a connection's buffer holds at most a head (gunicorn's limits: about 0.5 MiB) and
+a body (1 MiB, plus 64 KiB of chunk framing), and only what the client actually sent,
+for at most the two deadlines; so a worker holds at most ``worker_connections`` x 1.6 MiB
+(about 106 MiB with ordinary heads at the default cap of 100). Lower ``worker_connections``
+on a small machine.
+
+A socket read the thread still makes for a request (the drain of a body the application
+did not read, before the next request on the connection) is bounded by what is left of
+the body's deadline (``HeadUnreader``). TLS, cleartext HTTP/2 and the PROXY protocol are
+refused at start: their handshakes and prefaces would be read in a thread again
 (terminate TLS at the proxy in front).
 """
 
@@ -46,13 +68,23 @@ from gunicorn.http.message import Request
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
-from soap_service.gunicorn_conf import DEFAULT_HEADER_READ_TIMEOUT, header_read_timeout
+from soap_service.api.guard import MAX_BODY_BYTES
+from soap_service.gunicorn_conf import (
+    DEFAULT_BODY_READ_TIMEOUT,
+    DEFAULT_HEADER_READ_TIMEOUT,
+    body_read_timeout,
+    header_read_timeout,
+)
+from soap_service.request_body import BodyState, ChunkedFramingTooLarge, RequestBody, body_to_buffer
 
 MAX_REQUEST_LINE: int = message.MAX_REQUEST_LINE
 MAX_HEADERS: int = message.MAX_HEADERS
 DEFAULT_MAX_HEADERFIELD_SIZE: int = message.DEFAULT_MAX_HEADERFIELD_SIZE
 RECEIVE_SIZE = 65536
 """Largest read of a head on the main loop (what follows the head is kept for the body)."""
+BODY_RECEIVE_SIZE = 256 * 1024
+"""Largest read of a body on the main loop (never past the end of a Content-Length body)."""
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 UNLIMITED_REQUEST_LINE = 1024 * 1024
 """The request line's bound when ``limit_request_line`` is 0 ("unlimited"), as gunicorn's C parser has it."""
 CLOSE_LINGER_SECONDS = 2.0
@@ -93,7 +125,7 @@ class RequestHead:
     """The bytes of one request head as they arrive. Each byte is looked at once, whatever the
     pieces it comes in (a client that sends one byte at a time costs no rescans)."""
 
-    __slots__ = ("_line_ended", "_scanned", "data", "limit", "line_is_valid", "line_limit")
+    __slots__ = ("_line_ended", "_scanned", "data", "end", "limit", "line_is_valid", "line_limit")
 
     def __init__(self, limit: int, line_limit: int, line_is_valid: Callable[[bytes], bool] | None = None) -> None:
         self.data = bytearray()
@@ -102,6 +134,8 @@ class RequestHead:
         self.line_is_valid = line_is_valid
         self._scanned = 0
         self._line_ended = False
+        self.end = -1
+        """Once the head is whole: the offset just past its blank line (what follows is body)."""
 
     def feed(self, chunk: bytes) -> HeadState:
         """Add ``chunk``; whether the head is now whole (its blank line has arrived), can no
@@ -123,6 +157,7 @@ class RequestHead:
                 if self.line_is_valid is not None and not self.line_is_valid(bytes(data[start:newline - 1])):
                     return HeadState.MALFORMED
             if newline >= 3 and data[newline - 2] == 0x0A and data[newline - 3] == 0x0D:
+                self.end = newline + 1
                 return HeadState.COMPLETE
             newline = data.find(b"\n", newline + 1)
         self._scanned = len(data)
@@ -148,28 +183,54 @@ def request_line_check(cfg: Any) -> Callable[[bytes], bool]:
 
 
 class HeadUnreader(SocketUnreader):  # type: ignore[misc]
-    """The connection's unreader: the worker puts a request's head in its buffer before the
-    parser runs. While the parser reads the head (``head_only``), needing more than that means
-    the head was cut at the size limit: gunicorn's 431, instead of a blocking read."""
+    """The connection's unreader: the worker puts a request's head (and body) in its buffer
+    before the parser runs. While the parser reads the head (``head_only``), needing more than
+    that means the head was cut at the size limit: gunicorn's 431, instead of a blocking read.
+    After it, a read of the socket is bounded by what is left until ``deadline`` (the body's,
+    a ``time.monotonic()`` value), and fails at once with :class:`TimeoutError` past it;
+    ``refusal``, when set, is raised instead of any read."""
 
     def __init__(self, sock: socket.socket) -> None:
         super().__init__(sock)
         self.head_only = False
+        self.deadline: float | None = None
+        self.refusal: Exception | None = None
 
     def chunk(self, size_hint: int | None = None) -> bytes:
         if self.head_only:
             raise LimitRequestHeaders("max buffer headers")
-        data: bytes = super().chunk(size_hint)
+        if self.refusal is not None:
+            raise self.refusal
+        if self.deadline is None:
+            data: bytes = super().chunk(size_hint)
+            return data
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request body's deadline has passed")
+        prior = self.sock.gettimeout()
+        bounded = prior is None or prior > remaining
+        if bounded:
+            self.sock.settimeout(remaining)
+        try:
+            data = super().chunk(size_hint)
+        finally:
+            if bounded:
+                self.sock.settimeout(prior)  # the answer's writes keep their own timeout
         return data
 
 
 class HeadConn(TConn):  # type: ignore[misc]
-    """A client connection, with the head being read and the deadline of what it waits for."""
+    """A client connection, with the request being read (its head's buffer also holds the
+    body) and the deadline of what it waits for."""
 
     def __init__(self, cfg: Any, sock: socket.socket, client: Any, server: Any) -> None:
         super().__init__(cfg, sock, client, server)
         self.head: RequestHead | None = None
+        self.body: RequestBody | None = None
         self.deadline = 0.0
+        self.body_deadline = 0.0
+        self.continued = False
+        """"100 Continue" was sent for the request being read or served."""
         self.drained = 0
 
     def init(self) -> None:
@@ -180,11 +241,14 @@ class HeadConn(TConn):  # type: ignore[misc]
 
 
 class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
-    """gthread whose threads only ever get connections with a whole request head (module docstring)."""
+    """gthread whose threads only ever get connections with a whole request, head and body
+    (module docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = DEFAULT_HEADER_READ_TIMEOUT
+        self.body_timeout = DEFAULT_BODY_READ_TIMEOUT
+        self.body_limit = MAX_BODY_BYTES
         self.head_limit = head_size_limit(self.cfg)
         self.line_limit = request_line_limit(self.cfg)
         self.line_is_valid = request_line_check(self.cfg)
@@ -192,7 +256,10 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
         # deadline. Every deadline of a table is "now + the same delay" when it is added, so
         # insertion order is deadline order: the sweep stops at the first one still running.
         self.reading_heads: dict[HeadConn, float] = {}
+        self.reading_bodies: dict[HeadConn, float] = {}
         self.closing: dict[HeadConn, float] = {}
+        self.receive_buffer = bytearray(BODY_RECEIVE_SIZE)
+        self.receive_view = memoryview(self.receive_buffer)
 
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:
@@ -213,6 +280,7 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
 
     def init_process(self) -> None:
         self.header_timeout = header_read_timeout()  # a bad setting stops the worker's boot
+        self.body_timeout = body_read_timeout()
         super().init_process()
 
     # -- connections arrive ---------------------------------------------------------------
@@ -248,6 +316,9 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
         state = conn.head.feed(buffered) if buffered else self.receive_head(conn)
         if state is None:
             return
+        if state is HeadState.COMPLETE:
+            self.await_body(conn)
+            return
         if state is not HeadState.INCOMPLETE:
             self.hand_off(conn)
             return
@@ -274,18 +345,91 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
             return
         self.poller.unregister(client)
         del self.reading_heads[conn]
-        self.hand_off(conn)
+        if state is HeadState.COMPLETE:
+            self.await_body(conn)
+        else:
+            self.hand_off(conn)
 
-    def hand_off(self, conn: HeadConn) -> None:
-        """Give the head to gunicorn's parser (in front of anything it holds) and the connection
-        to a thread."""
+    # -- bodies are read ------------------------------------------------------------------
+
+    def await_body(self, conn: HeadConn) -> None:
+        """The head is whole: wait for the body it announces (what already followed the head is
+        in the buffer), or hand the request over when there is nothing to wait for."""
         assert conn.head is not None
-        head, conn.head = bytes(conn.head.data), None
+        head = conn.head
+        conn.continued = False
+        conn.body_deadline = time.monotonic() + self.body_timeout
+        body = body_to_buffer(self.cfg, bytes(head.data[:head.end]), conn.client, self.body_limit)
+        if body is None:
+            self.hand_off(conn)
+            return
+        state = body.scan(head.data)
+        if state is not BodyState.INCOMPLETE:
+            self.hand_off(conn, state)
+            return
+        if body.expects_continue and len(head.data) == body.start and not self.send_continue(conn):
+            return
+        conn.body = body
+        self.reading_bodies[conn] = conn.body_deadline
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_body_readable, conn))
+
+    def send_continue(self, conn: HeadConn) -> bool:
+        """Send "100 Continue" (gunicorn's thread would, once the body is read: too late for a
+        client that waits for it). False when it cannot go whole at once (the client does not
+        read what it is sent): the connection is dropped."""
+        try:
+            sent = conn.sock.send(CONTINUE)
+        except OSError:
+            sent = 0
+        if sent != len(CONTINUE):
+            self.log.debug("Closed the connection of %s: cannot send 100 Continue", _address(conn.client))
+            self.drop(conn)
+            return False
+        conn.continued = True
+        return True
+
+    def on_body_readable(self, conn: HeadConn, client: socket.socket) -> None:
+        assert conn.head is not None and conn.body is not None
+        data = conn.head.data
+        missing = conn.body.missing(data)
+        size = BODY_RECEIVE_SIZE if missing is None else min(missing, BODY_RECEIVE_SIZE)
+        try:
+            received = client.recv_into(self.receive_view, size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            received = 0
+        if received:
+            data += self.receive_view[:received]
+            state = conn.body.scan(data)
+            if state is BodyState.INCOMPLETE:
+                return
+        else:
+            state = BodyState.INCOMPLETE  # the client closed its side: the thread finds the body short
+        self.poller.unregister(client)
+        del self.reading_bodies[conn]
+        self.hand_off(conn, state)
+
+    # -- requests go to a thread ----------------------------------------------------------
+
+    def hand_off(self, conn: HeadConn, body: BodyState | None = None) -> None:
+        """Give the buffered head and body to gunicorn's parser (in front of anything it holds)
+        and the connection to a thread. ``body``: where the body stood (None: not waited for)."""
+        assert conn.head is not None
+        head, conn.head, conn.body = bytes(conn.head.data), None, None
+        if body is None:
+            conn.continued = False
+            conn.body_deadline = time.monotonic() + self.body_timeout
         try:
             conn.init()  # the parser, on the connection's first request
             unreader = conn.parser.unreader
             unreader.unread(head)
             unreader.head_only = True
+            unreader.deadline = conn.body_deadline
+            unreader.refusal = None
+            if body is BodyState.FRAMING_TOO_LARGE:
+                unreader.refusal = ChunkedFramingTooLarge(
+                    "the chunked request body carries more chunk framing than the server buffers")
         except Exception:
             self.log.exception("Cannot hand a request over to a thread")
             self.drop(conn)
@@ -294,8 +438,11 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
         self.enqueue_req(conn)
 
     def handle_request(self, req: Any, conn: HeadConn) -> bool:
-        """In the thread, once the head is parsed: the body is read from the socket."""
+        """In the thread, once the head is parsed: the body is read from the buffer."""
         conn.parser.unreader.head_only = False
+        if conn.continued:
+            req._expected_100_continue = False  # the main loop sent it
+            conn.continued = False
         keep_alive: bool = super().handle_request(req, conn)
         return keep_alive
 
@@ -355,6 +502,7 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
     def drop(self, conn: HeadConn) -> None:
         """Close ``conn`` now, wherever it is on the main loop."""
         self.reading_heads.pop(conn, None)
+        self.reading_bodies.pop(conn, None)
         self.closing.pop(conn, None)
         try:
             self.poller.unregister(conn.sock)
@@ -367,7 +515,8 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
 
     def murder_pending(self) -> None:
         """Called by the main loop after each wait (and while it stops): close the connections
-        whose head or close is past its deadline."""
+        whose head or close is past its deadline; hand the requests whose body is past its
+        deadline to a thread, which answers ``Client.RequestTimeout``."""
         super().murder_pending()
         now = time.monotonic()
         while self.reading_heads:
@@ -379,6 +528,18 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
             log("Closed the connection of %s: no whole request head within %gs (%d bytes received)",
                 _address(conn.client), self.header_timeout, received)
             self.drop(conn)
+        while self.reading_bodies:
+            conn, deadline = next(iter(self.reading_bodies.items()))
+            if deadline > now:
+                break
+            del self.reading_bodies[conn]
+            try:
+                self.poller.unregister(conn.sock)
+            except (KeyError, ValueError, OSError):
+                pass
+            self.log.debug("The request body of %s missed its deadline of %gs", _address(conn.client),
+                           self.body_timeout)
+            self.hand_off(conn, BodyState.INCOMPLETE)
         while self.closing:
             conn, deadline = next(iter(self.closing.items()))
             if deadline > now:
@@ -388,7 +549,7 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         """Wake up for the next deadline too, not only every second."""
         now = time.monotonic()
-        for table in (self.reading_heads, self.closing):
+        for table in (self.reading_heads, self.reading_bodies, self.closing):
             if table:
                 timeout = min(timeout, max(0.0, next(iter(table.values())) - now))
         super().wait_for_and_dispatch_events(timeout)

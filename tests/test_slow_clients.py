@@ -17,6 +17,7 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +63,8 @@ def patient_server(
 ) -> Iterator[RunningServer]:
     """The default shape (2 workers x 4 threads), with a head deadline longer than the test."""
     yield from running_server(sqlite_installation, tmp_path_factory, workers=2, threads=4,
-                              extra_env={"SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS": "120"})
+                              extra_env={"SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS": "120",
+                                         "SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS": "120"})
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +340,61 @@ def _wait_until_serving(server: RunningServer) -> None:
         except OSError:
             time.sleep(0.2)
     raise AssertionError(f"the server did not answer within {START_TIMEOUT}s:\n{server.log()}")
+
+
+# ------------------------------------------------------------------------------------ bodies
+
+TRICKLING = 40
+
+
+def trickled_head(content_length: int, extra: str = "") -> bytes:
+    """A valid head of a Hello POST announcing ``content_length`` bytes of body."""
+    return (f"POST {SERVICE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {UTF8}\r\n"
+            f'SOAPAction: "Hello"\r\nContent-Length: {content_length}\r\n{extra}\r\n').encode()
+
+
+class Trickle:
+    """Sends one byte of body on each of ``socks`` every ``interval`` seconds, in a thread, until stopped."""
+
+    def __init__(self, socks: list[socket.socket], interval: float = 1.0) -> None:
+        self.socks = socks
+        self.interval = interval
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Trickle:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(HANG)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for sock in self.socks:
+                try:
+                    sock.sendall(b"<")
+                except OSError:
+                    continue
+            self.sent += 1
+
+
+def test_hello_is_answered_while_40_connections_trickle_their_bodies(patient_server: RunningServer) -> None:
+    """The follow-up attack: valid heads announcing 100,000 bytes, then one body byte a second.
+    gthread, and the worker that buffered heads only, gave each of them a thread that read the
+    body (each read well within the body read timeout): the Hellos timed out."""
+    mark = patient_server.log_mark()
+    trickling = open_stalled(patient_server, TRICKLING, head=trickled_head(100_000))
+    try:
+        with Trickle(trickling) as trickle:
+            time.sleep(1.5)  # the workers have accepted them and the first bytes have gone
+            waited = [timed_hello(patient_server, f"hello-{i}") for i in range(8)]
+            assert trickle.sent >= 1
+        assert max(waited) < HANG, waited
+        assert all(is_open(sock) for sock in trickling), "the trickling connections must still be open"
+    finally:
+        for sock in trickling:
+            sock.close()
+    assert "Traceback" not in patient_server.log(mark)
