@@ -183,22 +183,42 @@ def request_line_check(cfg: Any) -> Callable[[bytes], bool]:
 
 
 class HeadUnreader(SocketUnreader):  # type: ignore[misc]
-    """The connection's unreader: the worker puts a request's head (and body) in its buffer
-    before the parser runs. While the parser reads the head (``head_only``), needing more than
-    that means the head was cut at the size limit: gunicorn's 431, instead of a blocking read.
-    After it, a read of the socket is bounded by what is left until ``deadline`` (the body's,
-    a ``time.monotonic()`` value), and fails at once with :class:`TimeoutError` past it;
-    ``refusal``, when set, is raised instead of any read."""
+    """The connection's unreader: the worker puts a request's head in its buffer before the
+    parser runs, and what followed the head (the body, and any pipelined request behind it)
+    in :attr:`pending`. While the parser reads the head (``head_only``), needing more than the
+    buffer means the head was cut at the size limit: gunicorn's 431, instead of a blocking read.
+    After it, reads take :attr:`pending` first, in the pieces a read of the socket would
+    return (gunicorn's chunked reader copies what follows each chunk in the piece it holds:
+    one piece of a whole body would cost it time in the square of the number of chunks).
+    Then a read of the socket is bounded by what is left until ``deadline`` (the body's, a
+    ``time.monotonic()`` value) and fails at once with :class:`TimeoutError` past it;
+    ``refusal``, when set, is raised instead of any read of the socket."""
 
     def __init__(self, sock: socket.socket) -> None:
         super().__init__(sock)
         self.head_only = False
+        self.pending = b""
+        self.pending_at = 0
         self.deadline: float | None = None
         self.refusal: Exception | None = None
+
+    def take_buffered(self) -> bytes:
+        data: bytes = super().take_buffered()
+        rest, self.pending, self.pending_at = self.pending[self.pending_at:], b"", 0
+        return data + rest
 
     def chunk(self, size_hint: int | None = None) -> bytes:
         if self.head_only:
             raise LimitRequestHeaders("max buffer headers")
+        if self.pending_at < len(self.pending):
+            size = self.mxchunk  # as SocketUnreader.chunk sizes its reads
+            if size_hint and size_hint > size:
+                size = min(size_hint, self.max_body_chunk)
+            piece = self.pending[self.pending_at:self.pending_at + size]
+            self.pending_at += len(piece)
+            if self.pending_at == len(self.pending):
+                self.pending, self.pending_at = b"", 0
+            return piece
         if self.refusal is not None:
             raise self.refusal
         if self.deadline is None:
@@ -308,6 +328,8 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
         """Start reading a request head on ``conn`` (``buffered``: what was already read of it)."""
         conn.head = RequestHead(self.head_limit, self.line_limit, self.line_is_valid)
         conn.deadline = time.monotonic() + self.header_timeout
+        conn.body_deadline = conn.deadline + self.body_timeout
+        conn.continued = False
         try:
             conn.sock.setblocking(False)
         except OSError:
@@ -320,7 +342,7 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
             self.await_body(conn)
             return
         if state is not HeadState.INCOMPLETE:
-            self.hand_off(conn)
+            self.hand_off(conn, _no_reads())
             return
         self.reading_heads[conn] = conn.deadline
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_head_readable, conn))
@@ -348,7 +370,7 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
         if state is HeadState.COMPLETE:
             self.await_body(conn)
         else:
-            self.hand_off(conn)
+            self.hand_off(conn, _no_reads())
 
     # -- bodies are read ------------------------------------------------------------------
 
@@ -357,15 +379,14 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
         in the buffer), or hand the request over when there is nothing to wait for."""
         assert conn.head is not None
         head = conn.head
-        conn.continued = False
         conn.body_deadline = time.monotonic() + self.body_timeout
         body = body_to_buffer(self.cfg, bytes(head.data[:head.end]), conn.client, self.body_limit)
         if body is None:
-            self.hand_off(conn)
+            self.hand_off(conn, _no_reads())
             return
         state = body.scan(head.data)
         if state is not BodyState.INCOMPLETE:
-            self.hand_off(conn, state)
+            self.hand_off(conn, _refusal(state))
             return
         if body.expects_continue and len(head.data) == body.start and not self.send_continue(conn):
             return
@@ -399,37 +420,40 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
             return
         except OSError:
             received = 0
+        refusal = None  # the client closed its side: the thread reads that and finds the body short
         if received:
             data += self.receive_view[:received]
             state = conn.body.scan(data)
             if state is BodyState.INCOMPLETE:
                 return
-        else:
-            state = BodyState.INCOMPLETE  # the client closed its side: the thread finds the body short
+            refusal = _refusal(state)
         self.poller.unregister(client)
         del self.reading_bodies[conn]
-        self.hand_off(conn, state)
+        self.hand_off(conn, refusal)
 
     # -- requests go to a thread ----------------------------------------------------------
 
-    def hand_off(self, conn: HeadConn, body: BodyState | None = None) -> None:
+    def hand_off(self, conn: HeadConn, refusal: Exception | None) -> None:
         """Give the buffered head and body to gunicorn's parser (in front of anything it holds)
-        and the connection to a thread. ``body``: where the body stood (None: not waited for)."""
+        and the connection to a thread. ``refusal``: raised in the thread instead of any read of
+        the socket for this request, when the worker stopped waiting for the body before its
+        end, or did not wait for it (past its deadline, over the limit, malformed, no body):
+        what the thread needs is buffered, and past it the connection is closed, not drained.
+        None when the body is whole (no read expected) or the client closed its side: reads
+        then end at the body's deadline."""
         assert conn.head is not None
-        head, conn.head, conn.body = bytes(conn.head.data), None, None
-        if body is None:
-            conn.continued = False
-            conn.body_deadline = time.monotonic() + self.body_timeout
+        data, end = conn.head.data, conn.head.end
+        if end < 0:  # a head that cannot be served: the parser refuses it from these bytes
+            end = len(data)
+        conn.head = conn.body = None
         try:
             conn.init()  # the parser, on the connection's first request
             unreader = conn.parser.unreader
-            unreader.unread(head)
+            unreader.unread(bytes(data[:end]))
+            unreader.pending, unreader.pending_at = bytes(data[end:]), 0
             unreader.head_only = True
             unreader.deadline = conn.body_deadline
-            unreader.refusal = None
-            if body is BodyState.FRAMING_TOO_LARGE:
-                unreader.refusal = ChunkedFramingTooLarge(
-                    "the chunked request body carries more chunk framing than the server buffers")
+            unreader.refusal = refusal
         except Exception:
             self.log.exception("Cannot hand a request over to a thread")
             self.drop(conn)
@@ -539,7 +563,7 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
                 pass
             self.log.debug("The request body of %s missed its deadline of %gs", _address(conn.client),
                            self.body_timeout)
-            self.hand_off(conn, BodyState.INCOMPLETE)
+            self.hand_off(conn, TimeoutError("the request body's deadline has passed"))
         while self.closing:
             conn, deadline = next(iter(self.closing.items()))
             if deadline > now:
@@ -553,6 +577,20 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
             if table:
                 timeout = min(timeout, max(0.0, next(iter(table.values())) - now))
         super().wait_for_and_dispatch_events(timeout)
+
+
+def _no_reads() -> TimeoutError:
+    """What the thread raises for a read of the socket the worker did not expect it to make."""
+    return TimeoutError("the worker reads no more of this request")
+
+
+def _refusal(state: BodyState) -> Exception | None:
+    """What the thread raises instead of reading the socket, once a body stands at ``state``."""
+    if state is BodyState.COMPLETE:
+        return None
+    if state is BodyState.FRAMING_TOO_LARGE:
+        return ChunkedFramingTooLarge("the chunked request body carries more framing than the server buffers")
+    return _no_reads()  # malformed or too large: refused from what is buffered
 
 
 def _address(client: Any) -> str:

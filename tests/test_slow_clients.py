@@ -5,6 +5,11 @@ request line and headers on a blocking socket: 24 connections that sent half a h
 every thread of the default server (2 workers x 4 threads) and a Hello waited until they
 closed. ``soap_service.worker`` reads heads on the worker's main loop and closes a
 connection whose head is not whole within ``SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS``.
+The same for bodies (the follow-up): a thread read the body, each read bounded by the body
+read timeout, so 40 connections that trickled a byte of body every few seconds held every
+thread; the worker now reads the body on its main loop too, and a body that is not whole
+within ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS`` (its whole deadline, not each read's) is
+answered ``Client.RequestTimeout``.
 
 The servers run on SQLite only: what is tested here lives below the database. Time limits
 are hang detectors (a Hello takes milliseconds), and the deadlines are checked within a
@@ -13,6 +18,7 @@ wide margin.
 
 from __future__ import annotations
 
+import http.client
 import select
 import socket
 import subprocess
@@ -40,6 +46,8 @@ from conftest import TestInstallation as Installation
 from conftest import build_installation, database_environment
 
 HEADER_DEADLINE = 2.0
+BODY_DEADLINE = 2.0
+ONE_MIB = 1024 * 1024
 HANG = 10.0
 """Hang detection: far above what a Hello or a deadline's sweep takes."""
 STALLED = 50
@@ -72,7 +80,8 @@ def strict_server(
     sqlite_installation: Installation, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     yield from running_server(sqlite_installation, tmp_path_factory, workers=2, threads=4,
-                              extra_env={"SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS": str(HEADER_DEADLINE)})
+                              extra_env={"SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS": str(HEADER_DEADLINE),
+                                         "SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS": str(BODY_DEADLINE)})
 
 
 def hello_request(text: str, *, close: bool = False) -> bytes:
@@ -398,3 +407,238 @@ def test_hello_is_answered_while_40_connections_trickle_their_bodies(patient_ser
         for sock in trickling:
             sock.close()
     assert "Traceback" not in patient_server.log(mark)
+
+
+def answer_within(sock: socket.socket, limit: float) -> tuple[Answer, float]:
+    """The one answer the server sends before it closes ``sock``, and how long it took."""
+    started = time.monotonic()
+    sock.settimeout(limit)
+    received = b""
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            received += data
+    except TimeoutError:
+        raise AssertionError(f"no answer and no close within {limit}s: {received[:200]!r}") from None
+    except ConnectionResetError:
+        pass
+    (answer,) = http_answers(received)
+    return answer, time.monotonic() - started
+
+
+def fault_code(answer: Answer) -> str:
+    """The faultcode of a SOAP fault answer."""
+    assert answer.status == 500 and answer.content_type.startswith("text/xml"), answer
+    code = answer.body.split(b"<faultcode>", 1)[1].split(b"</faultcode>", 1)[0]
+    return code.decode()
+
+
+def chunked(body: bytes, size: int, *, extension: bytes = b"", trailers: bytes = b"") -> bytes:
+    """``body`` as a chunked transfer coding, in chunks of ``size`` bytes."""
+    pieces = [b"%x%s\r\n%s\r\n" % (len(body[i:i + size]), extension, body[i:i + size])
+              for i in range(0, len(body), size)]
+    return b"".join(pieces) + b"0\r\n" + trailers + b"\r\n"
+
+
+def chunked_head(extra: str = "") -> bytes:
+    return (f"POST {SERVICE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {UTF8}\r\n"
+            f'SOAPAction: "Hello"\r\nTransfer-Encoding: chunked\r\n{extra}\r\n').encode()
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_trickled_body_is_answered_at_its_deadline_not_at_each_read(
+    strict_server: RunningServer, framing: str
+) -> None:
+    """A byte every 0.4 s: every read well within the body deadline, the body never whole. The
+    caller gets Client.RequestTimeout when the deadline of the whole body passes (with a
+    deadline per read it would never come), then the connection is closed."""
+    mark = strict_server.log_mark()
+    sock = connect(strict_server, timeout=HANG)
+    body = hello_envelope("trickled")
+    if framing == "chunked":
+        head, payload = chunked_head(), chunked(body, 16)
+    else:
+        head, payload = trickled_head(len(body)), body
+    sock.sendall(head)
+    started = time.monotonic()
+    sent = 0
+    try:
+        while time.monotonic() - started < BODY_DEADLINE + HANG:
+            readable, _, _ = select.select([sock], [], [], 0.4)
+            if readable:
+                break
+            try:
+                sock.sendall(payload[sent:sent + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += 1
+        answer, _ = answer_within(sock, HANG)
+        elapsed = time.monotonic() - started
+    finally:
+        sock.close()
+    assert fault_code(answer) == "soap11env:Client.RequestTimeout"
+    assert BODY_DEADLINE - 0.5 < elapsed < BODY_DEADLINE + HANG, elapsed
+    assert 2 <= sent < len(payload)
+    lines = strict_server.request_lines(mark)
+    assert sum("outcome=fault:Client.RequestTimeout" in line for line in lines) == 1, lines
+
+
+def test_a_body_that_never_comes_is_answered_at_its_deadline(strict_server: RunningServer) -> None:
+    socks = open_stalled(strict_server, 6, head=trickled_head(1000))
+    socks += open_stalled(strict_server, 2, head=trickled_head(1000) + b"<soapenv")
+    try:
+        for sock in socks:
+            answer, waited = answer_within(sock, BODY_DEADLINE + HANG)
+            assert fault_code(answer) == "soap11env:Client.RequestTimeout"
+        assert timed_hello(strict_server, "after-the-silent-ones") < HANG
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_bodies_in_pieces_kept_alive_and_pipelined_are_served(strict_server: RunningServer) -> None:
+    sock = connect(strict_server, timeout=HANG)
+    try:
+        # A body in pieces (the head apart), each well within the deadline; twice on one connection.
+        for text in ("pieces-1", "pieces-2"):
+            request_bytes = hello_request(text)
+            end = request_bytes.index(b"\r\n\r\n") + 4
+            sock.sendall(request_bytes[:end])
+            for start in range(end, len(request_bytes), 50):
+                time.sleep(0.05)
+                sock.sendall(request_bytes[start:start + 50])
+            (answer,) = read_answers(sock, 1)
+            assert answer.status == 200 and text.encode() in answer.body
+        # Three requests in one write, the third's body cut in two behind them.
+        third = hello_request("third")
+        sock.sendall(hello_request("second-a") + hello_request("second-b") + third[:-40])
+        time.sleep(0.3)
+        sock.sendall(third[-40:])
+        answers = read_answers(sock, 3)
+        assert [a.status for a in answers] == [200, 200, 200]
+        assert [t in a.body for t, a in zip((b"second-a", b"second-b", b"third"), answers, strict=True)] == [
+            True, True, True]
+        # A chunked body in pieces, with chunk extensions and a trailer, then a request behind it.
+        body = hello_envelope("chunked-pieces")
+        message = chunked_head() + chunked(body, 40, extension=b";step=1", trailers=b"X-Check: 1\r\n")
+        for start in range(0, len(message), 33):
+            sock.sendall(message[start:start + 33])
+            time.sleep(0.02)
+        sock.sendall(hello_request("after-chunked"))
+        answers = read_answers(sock, 2)
+        assert [a.status for a in answers] == [200, 200]
+        assert b"chunked-pieces" in answers[0].body and b"after-chunked" in answers[1].body
+    finally:
+        sock.close()
+
+
+def test_expect_100_continue_is_answered_before_the_body(strict_server: RunningServer) -> None:
+    """A client that waits for "100 Continue" before it sends the body (.NET does by default) gets
+    it from the worker's main loop, once; a client that sends its body at once gets it too, once,
+    as gunicorn always did."""
+    body = hello_envelope("continued")
+    sock = connect(strict_server, timeout=HANG)
+    try:
+        sock.sendall(trickled_head(len(body), "Expect: 100-continue\r\n"))
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            data = sock.recv(1)
+            assert data, "closed before 100 Continue"
+            interim += data
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        (answer,) = read_answers(sock, 1)
+        assert answer.status == 200 and b"continued" in answer.body
+        # The next request on the connection, body sent at once.
+        sock.sendall(trickled_head(len(body), "Expect: 100-continue\r\n") + body)
+        received = b""
+        while _whole_answers(received.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n")) < 1:
+            data = sock.recv(65536)
+            assert data, received
+            received += data
+        assert received.count(b"100 Continue") == 1
+        (answer,) = http_answers(received.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n"))
+        assert answer.status == 200 and b"continued" in answer.body
+    finally:
+        sock.close()
+
+
+def test_head_and_get_are_served_as_before(strict_server: RunningServer) -> None:
+    parts = strict_server.base_url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(parts[0], int(parts[1]), timeout=HANG)
+    try:
+        for method in ("HEAD", "GET", "HEAD"):
+            connection.request(method, SERVICE_PATH + "?wsdl")
+            response = connection.getresponse()
+            content = response.read()
+            assert response.status == 200
+            assert (content == b"") is (method == "HEAD")
+        connection.request("POST", SERVICE_PATH, body=hello_envelope("after-head"),
+                           headers={"Content-Type": UTF8, "SOAPAction": '"Hello"'})
+        response = connection.getresponse()
+        assert response.status == 200 and b"after-head" in response.read()
+    finally:
+        connection.close()
+
+
+def test_a_one_mib_body_in_pieces_is_served_and_one_over_is_refused_at_once(strict_server: RunningServer) -> None:
+    text = "y" * (ONE_MIB - len(hello_envelope("")))
+    body = hello_envelope(text)
+    assert len(body) == ONE_MIB
+    sock = connect(strict_server, timeout=HANG)
+    try:
+        sock.sendall(trickled_head(len(body)))
+        for start in range(0, len(body), 65536):
+            sock.sendall(body[start:start + 65536])
+            time.sleep(0.01)
+        (answer,) = read_answers(sock, 1)
+        assert answer.status == 200 and text.encode() in answer.body
+    finally:
+        sock.close()
+    # One byte over, announced and not sent: refused by its Content-Length, not at the deadline.
+    sock = connect(strict_server, timeout=HANG)
+    try:
+        sock.sendall(trickled_head(ONE_MIB + 1))
+        answer, waited = answer_within_kept_alive(sock)
+        assert fault_code(answer) == "soap11env:Client.RequestTooLarge"
+        assert waited < BODY_DEADLINE - 0.5, waited
+    finally:
+        sock.close()
+
+
+def answer_within_kept_alive(sock: socket.socket) -> tuple[Answer, float]:
+    """The next answer on ``sock`` (the server may keep the connection), and how long it took."""
+    started = time.monotonic()
+    (answer,) = read_answers(sock, 1)
+    return answer, time.monotonic() - started
+
+
+@pytest.mark.parametrize(("message", "code"), [
+    # A chunk size that is not hex: gunicorn's reader refuses it, from the buffer.
+    (b"zz\r\n<a/>\r\n0\r\n\r\n", "soap11env:Client.BadRequest"),
+    # Chunk data not followed by CRLF.
+    (b"4\r\n<a/>XX0\r\n\r\n", "soap11env:Client.BadRequest"),
+    # More chunk data than the limit (and the 64 KiB the worker buffers past it), the end never sent.
+    (b"200000\r\n" + b"x" * (ONE_MIB + 65537), "soap11env:Client.RequestTooLarge"),
+    # Over the limit but whole, in chunks of 64 KiB.
+    (chunked(b"x" * (ONE_MIB + 1000), 65536), "soap11env:Client.RequestTooLarge"),
+    # Within the limit, but in one-byte chunks: more framing than the worker buffers.
+    (b"1\r\nx\r\n" * 200_000, "soap11env:Client.BadRequest"),
+])
+def test_chunked_bodies_that_cannot_be_served_are_refused_at_once(
+    strict_server: RunningServer, message: bytes, code: str
+) -> None:
+    sock = connect(strict_server, timeout=HANG)
+    started = time.monotonic()
+    try:
+        try:
+            sock.sendall(chunked_head() + message)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer, _ = answer_within_kept_alive(sock)
+    finally:
+        sock.close()
+    assert fault_code(answer) == code
+    assert time.monotonic() - started < BODY_DEADLINE - 0.5, "answered only at the deadline"
