@@ -486,12 +486,16 @@ def test_a_trickled_body_is_answered_at_its_deadline_not_at_each_read(
 
 
 def test_a_body_that_never_comes_is_answered_at_its_deadline(strict_server: RunningServer) -> None:
+    """More of them than the server has threads: none holds one while it waits."""
+    opened = time.monotonic()
     socks = open_stalled(strict_server, 6, head=trickled_head(1000))
-    socks += open_stalled(strict_server, 2, head=trickled_head(1000) + b"<soapenv")
+    socks += open_stalled(strict_server, 6, head=trickled_head(1000) + b"<soapenv")
     try:
+        assert timed_hello(strict_server, "while-they-wait") < BODY_DEADLINE - 0.5
         for sock in socks:
-            answer, waited = answer_within(sock, BODY_DEADLINE + HANG)
+            answer, _ = answer_within(sock, BODY_DEADLINE + HANG)
             assert fault_code(answer) == "soap11env:Client.RequestTimeout"
+        assert BODY_DEADLINE - 0.5 < time.monotonic() - opened < BODY_DEADLINE + HANG
         assert timed_hello(strict_server, "after-the-silent-ones") < HANG
     finally:
         for sock in socks:

@@ -1,6 +1,7 @@
-"""The worker's parts without a server: the request head scanner, the unreader that refuses
-to block while a head is parsed, the limits and the header deadline setting. The worker on
-a real server: tests/test_slow_clients.py."""
+"""The worker's parts without a server: the request head scanner, the body framing and the
+chunked body scanner (checked against gunicorn's own reader), the unreader that refuses to
+block while a head is parsed and serves the buffered body, the limits and the deadline
+settings. The worker on a real server: tests/test_slow_clients.py."""
 
 from __future__ import annotations
 
@@ -11,9 +12,19 @@ import time
 import pytest
 from gunicorn.config import Config
 from gunicorn.http.errors import LimitRequestHeaders
+from gunicorn.http.message import Request
+from gunicorn.http.unreader import IterUnreader
 
 from soap_service import gunicorn_conf
 from soap_service.config import ConfigurationError
+from soap_service.request_body import (
+    CHUNKED_FRAMING_ALLOWANCE,
+    CHUNKED_OVER_LIMIT,
+    BodyState,
+    ChunkedBody,
+    ChunkedFramingTooLarge,
+    body_to_buffer,
+)
 from soap_service.worker import (
     HeadBufferingWorker,
     HeadState,
@@ -41,7 +52,9 @@ def new_head(limit: int = 10_000, line_limit: int = 100) -> RequestHead:
 
 
 def test_a_head_in_one_piece_or_byte_by_byte_is_whole_at_its_blank_line() -> None:
-    assert new_head().feed(HEAD) is HeadState.COMPLETE
+    whole = new_head()
+    assert whole.feed(HEAD) is HeadState.COMPLETE
+    assert whole.data[whole.end:] == b"hello"
     head = new_head()
     end = HEAD.index(b"\r\n\r\n") + 4
     states = [head.feed(HEAD[i:i + 1]) for i in range(end)]
@@ -147,6 +160,17 @@ def test_a_bad_header_deadline_is_refused(setting: str) -> None:
         gunicorn_conf.header_read_timeout({"SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS": setting})
 
 
+@pytest.mark.parametrize(("setting", "value"), [("", 10.0), ("0.5", 0.5), ("300", 300.0)])
+def test_the_body_deadline_setting(setting: str, value: float) -> None:
+    assert gunicorn_conf.body_read_timeout({"SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS": setting}) == value
+
+
+@pytest.mark.parametrize("setting", ["0", "-1", "nan", "inf", "301", "ten"])
+def test_a_bad_body_deadline_is_refused(setting: str) -> None:
+    with pytest.raises(ConfigurationError, match="SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS must be a number"):
+        gunicorn_conf.body_read_timeout({"SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS": setting})
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("certfile", "/nonexistent/cert.pem"),
     ("http2_cleartext", "upgrade"),
@@ -181,3 +205,205 @@ def test_the_invalid_request_filter_takes_any_message_in_linear_time(tail: str) 
     assert gunicorn_conf.InvalidRequestFilter().filter(record)
     assert time.perf_counter() - started < 1.0
     assert record.getMessage() == "Invalid request from ip=?: invalid request (what was read is not logged)"
+
+
+# ----------------------------------------------------------------------------- request bodies
+
+LIMIT = 1024 * 1024
+PEER = ("127.0.0.1", 40000)
+NEXT = b"GET /next HTTP/1.1\r\n\r\n"
+"""A pipelined request behind each body: where the body ends must leave it whole."""
+
+
+def post(headers: str, version: str = "1.1") -> bytes:
+    return f"POST /api/order HTTP/{version}\r\nHost: example.com\r\n{headers}\r\n".encode()
+
+
+def gunicorn_reads(head: bytes, rest: bytes) -> tuple[bytes, bytes]:
+    """The body gunicorn's parser reads behind ``head`` from ``rest``, and what it leaves after it."""
+    unreader = IterUnreader([rest[i:i + 7] for i in range(0, len(rest), 7)])
+    unreader.unread(head)
+    request = Request(service_config(), unreader, PEER)
+    body = request.body.read()
+    return body, unreader.take_buffered() + b"".join(unreader.iter or ())
+
+
+def scanned(raw: bytes, piece: int, *, limit: int = LIMIT, framing_limit: int = CHUNKED_FRAMING_ALLOWANCE,
+            ) -> tuple[BodyState, ChunkedBody, bytearray]:
+    """Where a ChunkedBody stands after ``raw`` arrives in pieces of ``piece`` bytes (it stops at
+    the first state that is not INCOMPLETE)."""
+    scanner = ChunkedBody(0, limit, framing_limit=framing_limit)
+    data = bytearray()
+    state = BodyState.INCOMPLETE
+    for start in range(0, len(raw), piece):
+        data += raw[start:start + piece]
+        state = scanner.scan(data)
+        if state is not BodyState.INCOMPLETE:
+            break
+    return state, scanner, data
+
+
+CHUNKED_BODIES = [
+    (b"5\r\nhello\r\n0\r\n\r\n", b"hello"),
+    (b"5;name=value\r\nhello\r\n3 ; a\r\nabc\r\n0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n", b"helloabc"),
+    (b"00005\r\nhello\r\n000\r\n\r\n", b"hello"),
+    (b"A\r\n0123456789\r\na\r\nabcdefghij\r\n0\r\n\r\n", b"0123456789abcdefghij"),
+    (b"1\r\n\n\r\n1\r\n\r\r\n0\r\n\r\n", b"\n\r"),  # CR and LF as chunk data
+]
+
+
+@pytest.mark.parametrize(("raw", "body"), CHUNKED_BODIES)
+@pytest.mark.parametrize("piece", [1, 3, 1000])
+def test_a_chunked_body_ends_where_gunicorns_reader_ends_it(raw: bytes, body: bytes, piece: int) -> None:
+    head = post("Transfer-Encoding: chunked\r\n")
+    assert gunicorn_reads(head, raw + NEXT) == (body, NEXT)
+    state, scanner, data = scanned(raw + NEXT, piece)
+    assert state is BodyState.COMPLETE
+    assert data[scanner.end:].startswith(NEXT[:len(data) - scanner.end]) and scanner.end == len(raw)
+    assert scanner.data_bytes == len(body)
+    # Not whole one byte before its end.
+    assert scanned(raw[:-1], piece)[0] is BodyState.INCOMPLETE
+
+
+@pytest.mark.parametrize("raw", [
+    b"zz\r\nhello\r\n0\r\n\r\n",          # not a hex size
+    b"\r\nhello\r\n0\r\n\r\n",            # an empty size line
+    b"5\nhello\r\n0\r\n\r\n",              # a bare LF ends the size line
+    b"5\r\nhelloXX0\r\n\r\n",               # the chunk is not followed by CRLF
+    b"5\r\nhello\r\n0\r\nX: 1\n\r\n",      # a bare LF in the trailers
+    b"-5\r\nhello\r\n0\r\n\r\n",          # a sign
+])
+def test_a_malformed_chunked_body_is_handed_over_as_soon_as_it_shows(raw: bytes) -> None:
+    head = post("Transfer-Encoding: chunked\r\n")
+    with pytest.raises(Exception):  # noqa: B017 - gunicorn's own refusal, whichever it is
+        gunicorn_reads(head, raw + NEXT)
+    assert scanned(raw + NEXT, 1)[0] is BodyState.MALFORMED
+
+
+def test_a_size_line_longer_than_gunicorns_limit_is_malformed_before_its_end() -> None:
+    state, _scanner, data = scanned(b"1" + b"0" * 9000, 100)
+    assert state is BodyState.MALFORMED and len(data) < 8190 + 200
+
+
+def test_chunk_data_past_the_limit_is_buffered_64_kib_further_then_handed_over() -> None:
+    """The guard reads limit + 1 bytes and gunicorn's reader asks for up to 1 KiB more: that
+    much must be buffered before the body is handed over as too large (tests/test_slow_clients.py
+    checks that the answer is then RequestTooLarge, from the buffer)."""
+    limit = 1000
+    raw = b"%x\r\n" % (limit + CHUNKED_OVER_LIMIT + 10) + b"x" * (limit + CHUNKED_OVER_LIMIT)
+    assert scanned(raw, 4096, limit=limit)[0] is BodyState.INCOMPLETE
+    state, scanner, _data = scanned(raw + b"x", 4096, limit=limit)
+    assert state is BodyState.TOO_LARGE and scanner.data_bytes == limit + CHUNKED_OVER_LIMIT + 1
+    # A whole body a little over the limit is whole: the guard refuses it from the buffer.
+    raw = b"%x\r\n%s\r\n0\r\n\r\n" % (limit + 10, b"x" * (limit + 10))
+    assert scanned(raw, 4096, limit=limit)[0] is BodyState.COMPLETE
+
+
+def test_tiny_chunks_are_handed_over_past_the_framing_allowance() -> None:
+    state, scanner, data = scanned(b"1\r\nx\r\n" * 40, 1, framing_limit=100)
+    assert state is BodyState.FRAMING_TOO_LARGE
+    assert len(data) - scanner.data_bytes <= 100 + 5
+    # The default: one-byte chunks stop after about 13,000 of them.
+    state, scanner, _data = scanned(b"1\r\nx\r\n" * 20_000, 65536)
+    assert state is BodyState.FRAMING_TOO_LARGE
+    assert scanner.data_bytes < CHUNKED_FRAMING_ALLOWANCE // 5 + 1
+    # Long trailers count as framing too.
+    raw = b"0\r\n" + b"X-Filler: aaaaaaaaaaaaaaaaaaaa\r\n" * 10
+    assert scanned(raw, 7, framing_limit=100)[0] is BodyState.FRAMING_TOO_LARGE
+
+
+def test_a_chunked_body_of_one_mib_fed_a_byte_at_a_time_costs_no_rescans() -> None:
+    """Each byte is looked at once: 1 MiB in 1 KiB chunks, one byte per read, is followed in a
+    few seconds at most (hang detection: the bound is far above)."""
+    chunk = b"x" * 1024
+    raw = (b"400\r\n" + chunk + b"\r\n") * 1024 + b"0\r\n\r\n"
+    started = time.perf_counter()
+    state, scanner, _data = scanned(raw, 1)
+    assert state is BodyState.COMPLETE and scanner.data_bytes == LIMIT
+    assert time.perf_counter() - started < 30
+
+
+@pytest.mark.parametrize(("headers", "length", "chunked", "expects_continue"), [
+    ("Content-Length: 5\r\n", 5, False, False),
+    ("Content-Length: 005\r\n", 5, False, False),
+    (f"Content-Length: {LIMIT}\r\n", LIMIT, False, False),
+    ("Transfer-Encoding: chunked\r\n", None, True, False),
+    ("Content-Length: 5\r\nExpect: 100-continue\r\n", 5, False, True),
+    ("Transfer-Encoding: chunked\r\nExpect: 100-Continue\r\n", None, True, True),
+])
+def test_the_body_to_wait_for_is_the_one_gunicorn_frames(
+    headers: str, length: int | None, chunked: bool, expects_continue: bool
+) -> None:
+    head = post(headers)
+    body = body_to_buffer(service_config(), head, PEER, LIMIT)
+    assert body is not None
+    assert (body.start, body.length, body.chunked is not None, body.expects_continue) == (
+        len(head), length, chunked, expects_continue)
+
+
+@pytest.mark.parametrize(("headers", "version"), [
+    ("", "1.1"),                                                        # no body
+    ("Content-Length: 0\r\n", "1.1"),
+    (f"Content-Length: {LIMIT + 1}\r\n", "1.1"),                        # refused by its length, unread
+    ("Content-Length: 5\r\nContent-Length: 5\r\n", "1.1"),            # gunicorn refuses the head
+    ("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "1.1"),
+    ("Content-Length: five\r\n", "1.1"),
+    ("Content-Length: \u00b2\r\n", "1.1"),                              # a digit to str.isnumeric only
+    ("Transfer-Encoding: gzip\r\n", "1.1"),
+    ("Transfer-Encoding: chunked\r\n", "1.0"),
+])
+def test_nothing_is_waited_for_when_there_is_no_body_to_buffer(headers: str, version: str) -> None:
+    assert body_to_buffer(service_config(), post(headers, version), PEER, LIMIT) is None
+
+
+def test_an_expectation_of_http_1_0_is_ignored_as_gunicorn_does() -> None:
+    body = body_to_buffer(service_config(), post("Content-Length: 5\r\nExpect: 100-continue\r\n", "1.0"),
+                          PEER, LIMIT)
+    assert body is not None and not body.expects_continue
+
+
+def test_the_unreader_serves_the_buffered_body_in_socket_sized_pieces_then_the_socket() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        unreader = HeadUnreader(ours)
+        unreader.unread(b"POST / HTTP/1.1\r\n\r\n")
+        unreader.pending = b"a" * 20_000 + b"b" * 5
+        assert unreader.read() == b"POST / HTTP/1.1\r\n\r\n"
+        assert len(unreader.read()) == 8192  # a read without a size: one socket-sized piece
+        assert unreader.read(2000, read_ahead=20_000) == b"a" * 2000  # the rest of the piece stays buffered
+        assert unreader.take_buffered() == b"a" * (20_000 - 8192 - 2000) + b"b" * 5
+        theirs.sendall(b"next")
+        assert unreader.read() == b"next"
+
+
+def test_the_unreader_refuses_the_socket_past_the_buffer_when_told() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(b"never read")
+        unreader = HeadUnreader(ours)
+        unreader.pending = b"buffered"
+        unreader.refusal = ChunkedFramingTooLarge("too much framing")
+        assert unreader.read() == b"buffered"
+        with pytest.raises(ChunkedFramingTooLarge):
+            unreader.read()
+        unreader.refusal = None
+        unreader.deadline = time.monotonic() - 1
+        with pytest.raises(TimeoutError):
+            unreader.read()
+        assert ours.recv(100) == b"never read"
+
+
+def test_a_read_of_the_socket_ends_at_the_bodys_deadline_not_the_sockets_timeout() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.settimeout(30)  # pre_request's bound of each read and write
+        unreader = HeadUnreader(ours)
+        unreader.deadline = time.monotonic() + 0.3
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            unreader.read()
+        assert time.monotonic() - started < 5
+        assert ours.gettimeout() == 30  # the answer's writes keep their bound
+        theirs.sendall(b"in time")
+        unreader.deadline = time.monotonic() + 5
+        assert unreader.read() == b"in time"
