@@ -32,6 +32,7 @@ from soap_service.ra.csr import MAX_CSR_CHARS, parse_csr
 from soap_service.ra.names import is_dns_name, order_names
 from soap_service.ra.orders import Contact, NewOrder, create_order
 from soap_service.ra.partners import create_partner
+from soap_service.ra.queries import order_for_partner
 from soap_service.ra.reissue import PartnerRef, Reissuer, ReissueRequest, check_request_fields
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.storage import partners as partner_store
@@ -346,6 +347,28 @@ def test_the_begin_flood_is_refused_by_the_ra_at_once(
     error = refusal(RA_UNAUTHENTICATED_LIMIT, lambda: Reissuer(ra).reissue_for(ref, request, channel="api"))
     assert isinstance(error, CSRUnreadable) and (error.code, error.field) == (-4007, "CSR")
     assert "PEM armour is incomplete" in error.message
+
+
+@pytest.mark.parametrize(
+    "partner_order_id, fragment",
+    [("P" * 65_000, "longer than 64"), ("PO\n-1", "control"), ("PO-\x00", "control"), (" \t\n ", "missing")],
+)
+def test_an_order_read_checks_the_partner_order_id_whole(
+    ra: RegistrationAuthority, partner: Partner, partner_order_id: str, fragment: str
+) -> None:
+    """GetOrderByPartnerOrderID: the ID is bounded before it is trimmed (blanks around it are
+    trimmed, as a pretty-printing client sends them), and never looked up with a control
+    character in it (-2019, not -4003)."""
+    error = refusal(RA_LIMIT, lambda: order_for_partner(ra, partner.credentials(), partner_order_id, channel="api"))
+    assert_invalid(error, "PartnerOrderID")
+    assert fragment in error.message
+
+
+def test_the_operator_s_partner_code_is_bounded(ra: RegistrationAuthority, partner_order_id: str) -> None:
+    request = ReissueRequest(partner_order_id, fresh_key_csr())
+    error = refusal(RA_UNAUTHENTICATED_LIMIT, lambda: Reissuer(ra).reissue_by_operator("P" * 100_000, request))
+    assert_invalid(error, "PartnerCode")
+    assert "longer than 64" in error.message  # not looked up, not quoted back
 
 
 def _new_order(partner: Partner, **changes: Any) -> NewOrder:

@@ -31,14 +31,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from soap_service.config import Secret, Settings
 from soap_service.errors import AccountLocked, AuthenticationFailed, InvalidField, ServiceError
 from soap_service.ra.clock import Clock
+from soap_service.ra.fields import MAX_PARTNER_CODE_CHARS, MAX_USER_NAME_CHARS, is_clean_text
 from soap_service.storage import audit, partners
 from soap_service.storage.db import SessionFactory
 
 MIN_PASSWORD_LENGTH = 12
-# Bounds checked before anything else looks at a credential: the columns' widths, and a
-# password length no partner needs (a longer one fails like a wrong password).
-MAX_PARTNER_CODE_LENGTH = 64
-MAX_USERNAME_LENGTH = 128
+# Bounds checked before anything else looks at a credential: the columns' widths (ra.fields),
+# and a password length no partner needs (a longer one fails like a wrong password).
+MAX_PARTNER_CODE_LENGTH = MAX_PARTNER_CODE_CHARS
+MAX_USERNAME_LENGTH = MAX_USER_NAME_CHARS
 MAX_PASSWORD_LENGTH = 1024
 
 
@@ -114,17 +115,6 @@ def hash_password(password: Secret) -> str:
     if len(value) > MAX_PASSWORD_LENGTH:
         raise InvalidField(f"a password has at most {MAX_PASSWORD_LENGTH} characters", field="Password")
     return PasswordHasher().hash(value)
-
-
-def is_clean_text(value: str) -> bool:
-    """No control characters, and storable as UTF-8 (no lone surrogates)."""
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 _STRIPES = 64

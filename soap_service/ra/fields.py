@@ -16,7 +16,6 @@ import string
 from collections.abc import Sequence
 
 from soap_service.errors import InvalidField
-from soap_service.ra.auth import is_clean_text
 from soap_service.ra.catalogue import PRODUCTS
 
 MAX_EMAIL_CHARS = 254
@@ -40,6 +39,17 @@ MAX_REQUEST_NAMES = max(product.max_names for product in PRODUCTS)
 _LETTERS_DIGITS = frozenset(string.ascii_letters + string.digits)
 _PARTNER_CODE_CHARS = _LETTERS_DIGITS | frozenset("_.-")
 _USER_NAME_CHARS = _LETTERS_DIGITS | frozenset("_.@-")
+
+
+def is_clean_text(value: str) -> bool:
+    """No control characters, and storable as UTF-8 (no lone surrogates)."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def bounded(value: str, limit: int, field: str) -> str:

@@ -16,7 +16,6 @@ from sqlalchemy.exc import IntegrityError
 from soap_service.ca.profiles import SubjectOrganization
 from soap_service.errors import InvalidField, OrderNotFound
 from soap_service.ra.audit import Subject
-from soap_service.ra.auth import is_clean_text
 from soap_service.ra.catalogue import PRODUCTS_BY_CODE, ProductSpec
 from soap_service.ra.fields import (
     MAX_EMAIL_CHARS,
@@ -25,6 +24,7 @@ from soap_service.ra.fields import (
     MAX_PRODUCT_CODE_CHARS,
     bounded,
     checked_partner_order_id,
+    is_clean_text,
     is_country_code,
     is_email,
 )

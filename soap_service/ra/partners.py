@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from soap_service.config import Secret
 from soap_service.errors import InvalidField
-from soap_service.ra.auth import hash_password, is_clean_text
-from soap_service.ra.fields import MAX_PARTNER_NAME_CHARS, bounded, is_partner_code, is_user_name
+from soap_service.ra.auth import hash_password
+from soap_service.ra.fields import MAX_PARTNER_NAME_CHARS, bounded, is_clean_text, is_partner_code, is_user_name
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.storage import audit, partners
 

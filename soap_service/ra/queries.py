@@ -8,6 +8,7 @@ from soap_service.ra.audit import Subject
 from soap_service.ra.auth import Credentials
 from soap_service.ra.catalogue import PRODUCTS_BY_CODE
 from soap_service.ra.csr import ParsedCSR, parse_csr
+from soap_service.ra.fields import checked_partner_order_id
 from soap_service.ra.issuance import chain_of
 from soap_service.ra.orders import show_order
 from soap_service.ra.reissue import run_audited
@@ -30,7 +31,7 @@ def order_for_partner(
                       username=user.username, partner_order_id=partner_order_id)
 
     def read() -> OrderAnswer:
-        view = show_order(ra, partner_id=user.partner_id, partner_order_id=partner_order_id.strip())
+        view = show_order(ra, partner_id=user.partner_id, partner_order_id=checked_partner_order_id(partner_order_id))
         product = PRODUCTS_BY_CODE[view.product]
         with ra.readers() as session:
             loaded = ra.authorities.issuing_ca(session, view.brand, product.validation_level)

@@ -24,13 +24,14 @@ from soap_service.errors import (
     TermEnded,
 )
 from soap_service.ra.audit import Subject, record_outcome
-from soap_service.ra.auth import Credentials, is_clean_text
+from soap_service.ra.auth import Credentials
 from soap_service.ra.authorities import LoadedCA
 from soap_service.ra.catalogue import PRODUCTS_BY_CODE, ProductSpec
 from soap_service.ra.csr import ParsedCSR, check_csr_size
 from soap_service.ra.fields import (
     MAX_DNS_NAME_CHARS,
     MAX_EMAIL_CHARS,
+    MAX_PARTNER_CODE_CHARS,
     MAX_PARTNER_ORDER_ID_CHARS,
     MAX_REQUEST_NAMES,
     MAX_SIGNATURE_HASH_CHARS,
@@ -38,6 +39,7 @@ from soap_service.ra.fields import (
     bounded_count,
     checked_email,
     checked_partner_order_id,
+    is_clean_text,
 )
 from soap_service.ra.incidents import new_incident_id
 from soap_service.ra.issuance import ExaminedCSR, chain_of, examine_csr, issue_for_order, refuse_blocked_key
@@ -158,6 +160,7 @@ class Reissuer:
         return self.reissue_for(partner, request, channel=channel)
 
     def reissue_by_operator(self, partner_code: str, request: ReissueRequest) -> IssuanceOutcome:
+        bounded(partner_code, MAX_PARTNER_CODE_CHARS, "PartnerCode")
         with self._ra.readers() as session:
             partner = partners.get_partner(session, partner_code)
         if partner is None:
