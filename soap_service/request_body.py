@@ -4,9 +4,9 @@
 :class:`soap_service.worker.HeadBufferingWorker` gives a connection to a thread only
 once its request head *and* body are in the connection's buffer, so that no thread
 waits on a client that trickles its body. What the body is made of is gunicorn's own
-reading of the head: its parser runs over the head's bytes (never the socket) and says
-how the body is framed (:func:`body_to_buffer`); the thread then parses the same bytes
-again, so the worker and the thread cannot disagree on where the body ends.
+reading of the head: its parser runs on the main loop over the head's bytes (never the
+socket), and the request it makes is the one the thread serves (:func:`body_to_buffer`
+reads its framing), so the worker and the thread cannot disagree on where the body ends.
 
 - ``Content-Length: N``: the body is whole when N bytes follow the head. A length over
   the body limit is not waited for (the guard refuses it by its Content-Length, unread).
@@ -18,7 +18,8 @@ again, so the worker and the thread cannot disagree on where the body ends.
   ``Client.RequestTooLarge``), and more than :data:`CHUNKED_FRAMING_ALLOWANCE` bytes of
   framing (size lines, chunk ends, trailers: tiny chunks; the thread does not read on,
   :class:`ChunkedFramingTooLarge`, ``Client.BadRequest``).
-- A head gunicorn's parser refuses, or one without a body, is not waited for.
+- A request without a body is not waited for (nor a head gunicorn's parser refuses: the
+  worker does not get this far).
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from enum import Enum
 from typing import Any
 
 from gunicorn.http.body import ChunkedReader, LengthReader
-from gunicorn.http.message import Request
-from gunicorn.http.unreader import IterUnreader
 
 CHUNKED_OVER_LIMIT = 64 * 1024
 """Chunk data past the body limit that is buffered before a body is handed over as too large.
@@ -188,24 +187,17 @@ class RequestBody:
         return max(0, self.start + self.length - len(data))
 
 
-def body_to_buffer(cfg: Any, head: bytes, peer: Any, limit: int) -> RequestBody | None:
-    """The body to wait for behind ``head`` (the request line and headers, up to and including
-    the blank line), as gunicorn's parser frames it; None when there is nothing to wait for:
-    no body, a Content-Length over ``limit``, or a head the parser refuses (the thread parses
-    it again and answers the refusal)."""
-    unreader = IterUnreader(())
-    unreader.unread(head)
-    try:
-        request = Request(cfg, unreader, peer)
-    except Exception:  # noqa: BLE001 - any refusal: the thread's parser raises it again, and answers it
-        return None
+def body_to_buffer(request: Any, start: int, limit: int) -> RequestBody | None:
+    """The body to wait for behind a parsed request's head (which ends at ``start`` of the
+    connection's buffer), as gunicorn's parser framed it (``request``: its ``Request``); None
+    when there is nothing to wait for: no body, or a Content-Length over ``limit``."""
     reader = request.body.reader if request.body is not None else None
     expects_continue = bool(request._expected_100_continue)  # gunicorn's reading of Expect
     if isinstance(reader, LengthReader):
         if reader.length == 0 or reader.length > limit:
             return None
-        return RequestBody(len(head), int(reader.length), None, expects_continue)
+        return RequestBody(start, int(reader.length), None, expects_continue)
     if isinstance(reader, ChunkedReader):
         line_limit = int(getattr(request, "limit_request_field_size", 0) or DEFAULT_CHUNK_LINE_LIMIT)
-        return RequestBody(len(head), None, ChunkedBody(len(head), limit, line_limit), expects_continue)
+        return RequestBody(start, None, ChunkedBody(start, limit, line_limit), expects_continue)
     return None

@@ -65,6 +65,7 @@ from gunicorn import util
 from gunicorn.http import message
 from gunicorn.http.errors import LimitRequestHeaders
 from gunicorn.http.message import Request
+from gunicorn.http.parser import RequestParser
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
@@ -239,12 +240,49 @@ class HeadUnreader(SocketUnreader):  # type: ignore[misc]
         return data
 
 
+class PreparsedParser(RequestParser):  # type: ignore[misc]
+    """gunicorn's request parser, whose next request is parsed on the worker's main loop
+    (:meth:`prepare`, from the head in the unreader's buffer): the thread gets that request,
+    or the parser's refusal of it, raised as gunicorn's parser would have raised it."""
+
+    def __init__(self, cfg: Any, sock: socket.socket, client: Any) -> None:
+        super().__init__(cfg, sock, client)
+        self.unreader = HeadUnreader(sock)
+        self.prepared: Request | Exception | None = None
+
+    def prepare(self) -> Request | None:
+        """Parse the next request's head (it is whole in the unreader's buffer, or cannot be
+        served); None when the parser refuses it (the thread raises the refusal)."""
+        self.req_count += 1
+        self.unreader.head_only = True
+        try:
+            self.mesg = self.prepared = Request(self.cfg, self.unreader, self.source_addr, self.req_count)
+        except Exception as refusal:  # noqa: BLE001 - raised again in the thread, which answers it
+            self.prepared = refusal
+            return None
+        finally:
+            self.unreader.head_only = False
+        return self.mesg
+
+    def __next__(self) -> Request:
+        prepared, self.prepared = self.prepared, None
+        if prepared is None:  # never parsed on the main loop: as gunicorn does
+            request: Request = super().__next__()
+            return request
+        if isinstance(prepared, Exception):
+            raise prepared
+        return prepared
+
+    next = __next__
+
+
 class HeadConn(TConn):  # type: ignore[misc]
     """A client connection, with the request being read (its head's buffer also holds the
     body) and the deadline of what it waits for."""
 
     def __init__(self, cfg: Any, sock: socket.socket, client: Any, server: Any) -> None:
         super().__init__(cfg, sock, client, server)
+        self.initialized: bool = False
         self.head: RequestHead | None = None
         self.body: RequestBody | None = None
         self.deadline = 0.0
@@ -254,10 +292,12 @@ class HeadConn(TConn):  # type: ignore[misc]
         self.drained = 0
 
     def init(self) -> None:
-        first = not self.initialized
-        super().init()
-        if first:
-            self.parser.unreader = HeadUnreader(self.sock)
+        """The parser, on the connection's first request (gthread's, without TLS or HTTP/2, which
+        ``check_config`` refuses; the socket stays non-blocking for the main loop)."""
+        if self.initialized:
+            return
+        self.initialized = True
+        self.parser = PreparsedParser(self.cfg, self.sock, self.client)
 
 
 class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
@@ -342,7 +382,7 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
             self.await_body(conn)
             return
         if state is not HeadState.INCOMPLETE:
-            self.hand_off(conn, _no_reads())
+            self.refuse_head(conn)
             return
         self.reading_heads[conn] = conn.deadline
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_head_readable, conn))
@@ -370,17 +410,35 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
         if state is HeadState.COMPLETE:
             self.await_body(conn)
         else:
-            self.hand_off(conn, _no_reads())
+            self.refuse_head(conn)
 
     # -- bodies are read ------------------------------------------------------------------
 
+    def parse_head(self, conn: HeadConn) -> Request | None:
+        """Parse the request's head with gunicorn's parser (the thread gets what it makes); None
+        when the parser refuses it."""
+        assert conn.head is not None
+        head = conn.head
+        end = head.end if head.end >= 0 else len(head.data)
+        conn.init()
+        conn.parser.unreader.unread(bytes(head.data[:end]))
+        request: Request | None = conn.parser.prepare()
+        return request
+
+    def refuse_head(self, conn: HeadConn) -> None:
+        """A head that cannot be served (a bare LF, over the limits): the parser refuses it, and
+        the thread answers that as gunicorn did."""
+        self.parse_head(conn)
+        self.hand_off(conn, _no_reads())
+
     def await_body(self, conn: HeadConn) -> None:
-        """The head is whole: wait for the body it announces (what already followed the head is
-        in the buffer), or hand the request over when there is nothing to wait for."""
+        """The head is whole: parse it, then wait for the body it announces (what already followed
+        the head is in the buffer), or hand the request over when there is nothing to wait for."""
         assert conn.head is not None
         head = conn.head
         conn.body_deadline = time.monotonic() + self.body_timeout
-        body = body_to_buffer(self.cfg, bytes(head.data[:head.end]), conn.client, self.body_limit)
+        request = self.parse_head(conn)
+        body = body_to_buffer(request, head.end, self.body_limit) if request is not None else None
         if body is None:
             self.hand_off(conn, _no_reads())
             return
@@ -434,36 +492,25 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
     # -- requests go to a thread ----------------------------------------------------------
 
     def hand_off(self, conn: HeadConn, refusal: Exception | None) -> None:
-        """Give the buffered head and body to gunicorn's parser (in front of anything it holds)
-        and the connection to a thread. ``refusal``: raised in the thread instead of any read of
-        the socket for this request, when the worker stopped waiting for the body before its
-        end, or did not wait for it (past its deadline, over the limit, malformed, no body):
-        what the thread needs is buffered, and past it the connection is closed, not drained.
-        None when the body is whole (no read expected) or the client closed its side: reads
-        then end at the body's deadline."""
+        """Give what followed the head (the body, and anything behind it) to the unreader and
+        the connection, with its parsed request, to a thread. ``refusal``: raised in the thread
+        instead of any read of the socket for this request, when the worker stopped waiting
+        for the body before its end, or did not wait for it (past its deadline, over the limit,
+        malformed, no body): what the thread needs is buffered, and past it the connection is
+        closed, not drained. None when the body is whole (no read expected) or the client
+        closed its side: reads then end at the body's deadline."""
         assert conn.head is not None
         data, end = conn.head.data, conn.head.end
-        if end < 0:  # a head that cannot be served: the parser refuses it from these bytes
-            end = len(data)
         conn.head = conn.body = None
-        try:
-            conn.init()  # the parser, on the connection's first request
-            unreader = conn.parser.unreader
-            unreader.unread(bytes(data[:end]))
-            unreader.pending, unreader.pending_at = bytes(data[end:]), 0
-            unreader.head_only = True
-            unreader.deadline = conn.body_deadline
-            unreader.refusal = refusal
-        except Exception:
-            self.log.exception("Cannot hand a request over to a thread")
-            self.drop(conn)
-            return
+        unreader = conn.parser.unreader
+        unreader.pending, unreader.pending_at = (bytes(data[end:]) if end >= 0 else b""), 0
+        unreader.deadline = conn.body_deadline
+        unreader.refusal = refusal
         conn.data_ready = True
         self.enqueue_req(conn)
 
     def handle_request(self, req: Any, conn: HeadConn) -> bool:
-        """In the thread, once the head is parsed: the body is read from the buffer."""
-        conn.parser.unreader.head_only = False
+        """In the thread, with the request parsed on the main loop: the body is read from the buffer."""
         if conn.continued:
             req._expected_100_continue = False  # the main loop sent it
             conn.continued = False

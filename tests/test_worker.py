@@ -29,6 +29,7 @@ from soap_service.worker import (
     HeadBufferingWorker,
     HeadState,
     HeadUnreader,
+    PreparsedParser,
     RequestHead,
     head_size_limit,
     request_line_check,
@@ -323,6 +324,13 @@ def test_a_chunked_body_of_one_mib_fed_a_byte_at_a_time_costs_no_rescans() -> No
     assert time.perf_counter() - started < 30
 
 
+def parsed(head: bytes) -> Request:
+    """gunicorn's request from ``head`` alone, as the worker parses it on its main loop."""
+    unreader = IterUnreader(())
+    unreader.unread(head)
+    return Request(service_config(), unreader, PEER)
+
+
 @pytest.mark.parametrize(("headers", "length", "chunked", "expects_continue"), [
     ("Content-Length: 5\r\n", 5, False, False),
     ("Content-Length: 005\r\n", 5, False, False),
@@ -335,31 +343,56 @@ def test_the_body_to_wait_for_is_the_one_gunicorn_frames(
     headers: str, length: int | None, chunked: bool, expects_continue: bool
 ) -> None:
     head = post(headers)
-    body = body_to_buffer(service_config(), head, PEER, LIMIT)
+    body = body_to_buffer(parsed(head), len(head), LIMIT)
     assert body is not None
     assert (body.start, body.length, body.chunked is not None, body.expects_continue) == (
         len(head), length, chunked, expects_continue)
 
 
+@pytest.mark.parametrize("headers", ["", "Content-Length: 0\r\n", f"Content-Length: {LIMIT + 1}\r\n"])
+def test_nothing_is_waited_for_without_a_body_or_over_the_limit(headers: str) -> None:
+    """A Content-Length over the limit is refused by the guard by its length, unread."""
+    head = post(headers)
+    assert body_to_buffer(parsed(head), len(head), LIMIT) is None
+
+
 @pytest.mark.parametrize(("headers", "version"), [
-    ("", "1.1"),                                                        # no body
-    ("Content-Length: 0\r\n", "1.1"),
-    (f"Content-Length: {LIMIT + 1}\r\n", "1.1"),                        # refused by its length, unread
-    ("Content-Length: 5\r\nContent-Length: 5\r\n", "1.1"),            # gunicorn refuses the head
+    ("Content-Length: 5\r\nContent-Length: 5\r\n", "1.1"),
     ("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "1.1"),
     ("Content-Length: five\r\n", "1.1"),
-    ("Content-Length: \u00b2\r\n", "1.1"),                              # a digit to str.isnumeric only
+    ("Content-Length: \u00b2\r\n", "1.1"),  # a digit to str.isnumeric only
     ("Transfer-Encoding: gzip\r\n", "1.1"),
     ("Transfer-Encoding: chunked\r\n", "1.0"),
 ])
-def test_nothing_is_waited_for_when_there_is_no_body_to_buffer(headers: str, version: str) -> None:
-    assert body_to_buffer(service_config(), post(headers, version), PEER, LIMIT) is None
+def test_a_head_whose_framing_gunicorn_refuses_is_refused_on_the_main_loop(headers: str, version: str) -> None:
+    """The parser's refusal, kept for the thread (which answers it): no body is waited for."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        parser = PreparsedParser(service_config(), ours, PEER)
+        parser.unreader.unread(post(headers, version))
+        assert parser.prepare() is None
+        with pytest.raises(Exception):  # noqa: B017 - gunicorn's own refusal, whichever it is
+            next(parser)
 
 
 def test_an_expectation_of_http_1_0_is_ignored_as_gunicorn_does() -> None:
-    body = body_to_buffer(service_config(), post("Content-Length: 5\r\nExpect: 100-continue\r\n", "1.0"),
-                          PEER, LIMIT)
+    head = post("Content-Length: 5\r\nExpect: 100-continue\r\n", "1.0")
+    body = body_to_buffer(parsed(head), len(head), LIMIT)
     assert body is not None and not body.expects_continue
+
+
+def test_the_thread_gets_the_request_parsed_on_the_main_loop_and_reads_its_body_from_the_buffer() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        parser = PreparsedParser(service_config(), ours, PEER)
+        parser.unreader.unread(HEAD[:-5])
+        request = parser.prepare()
+        assert request is not None and request.method == "POST"
+        parser.unreader.pending = b"hello" + NEXT
+        parser.unreader.refusal = TimeoutError("no socket")
+        assert next(parser) is request
+        assert request.body.read() == b"hello"
+        assert parser.unreader.take_buffered() == NEXT
 
 
 def test_the_unreader_serves_the_buffered_body_in_socket_sized_pieces_then_the_socket() -> None:
