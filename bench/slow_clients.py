@@ -7,13 +7,18 @@ installation and prints:
 - Hello, a replayed Reissue (no signature) and a Reissue with a new key, from
   ``--concurrency`` keep-alive clients (the series of bench/reissue_load.py): what the
   worker costs on a plain load;
-- Hello latency, one client, new connection per call, first with no other client and
-  then while ``--stalled`` connections hold half a request head each (a call that takes
-  longer than ``--hang`` seconds counts as timed out).
+- Hello latency, one client, new connection per call, first with no other client, then
+  while ``--stalled`` connections hold half a request head each, then while
+  ``--trickling`` connections send a valid head announcing 100,000 bytes and one byte of
+  body every ``--trickle-interval`` seconds (a call that takes longer than ``--hang``
+  seconds counts as timed out);
+- the workers' resident memory (VmRSS, summed) before and while ``--held-bodies``
+  connections each hold a body of 1 MiB less one byte (the body limit) unfinished.
 
     .venv/bin/python bench/slow_clients.py --requests 400 --concurrency 4
 
-Not run by the tests.
+Run with ``PYTHONPATH`` naming a checkout of an older ``soap_service`` to measure its
+worker under the name ``head-buffering`` (for a before/after). Not run by the tests.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +49,40 @@ REPO = Path(__file__).resolve().parent.parent
 WORKERS = {"head-buffering": "soap_service.worker.HeadBufferingWorker", "gthread": "gthread"}
 HALF_HEAD = b"POST /api/order HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty"
 HELLO = envelope("Hello", "<o:Input>ping</o:Input>")
+ONE_MIB = 1024 * 1024
+
+
+def body_head(length: int) -> bytes:
+    return (b"POST /api/order HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml; charset=utf-8\r\n"
+            b'SOAPAction: "Hello"\r\nContent-Length: %d\r\n\r\n' % length)
+
+
+class Trickle:
+    """Sends one byte of body on each of ``socks`` every ``interval`` seconds, until stopped."""
+
+    def __init__(self, socks: list[socket.socket], interval: float) -> None:
+        self.socks, self.interval = socks, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            for sock in self.socks:
+                try:
+                    sock.sendall(b"<")
+                except OSError:
+                    pass
+
+
+def workers_rss_mib(server: subprocess.Popen[bytes]) -> float:
+    """The resident memory of the server's workers (its child processes), in MiB."""
+    total = 0
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    for pid in children:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
 
 
 def hello(port: int, timeout: float) -> float:
@@ -102,6 +142,36 @@ def start(
             time.sleep(0.2)
 
 
+def held_memory(port: int, server: subprocess.Popen[bytes], count: int) -> None:
+    """The workers' memory before and while ``count`` connections hold 1 MiB - 1 byte of a 1 MiB body."""
+    if not count:
+        return
+    before = workers_rss_mib(server)
+    message = body_head(ONE_MIB) + b"x" * (ONE_MIB - 1)
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(count)]
+    senders = [threading.Thread(target=_send_quietly, args=(sock, message), daemon=True) for sock in socks]
+    for sender in senders:
+        sender.start()
+    deadline = time.monotonic() + 5
+    for sender in senders:
+        sender.join(max(0.0, deadline - time.monotonic()))
+    time.sleep(0.5)
+    during = workers_rss_mib(server)
+    whole = sum(not sender.is_alive() for sender in senders)
+    print(f"{'workers RSS, idle':<44} {before:8.1f} MiB")
+    print(f"{f'workers RSS, {count} x (1 MiB - 1) bodies held':<44} {during:8.1f} MiB"
+          f"  (+{during - before:.1f} MiB; {whole} of {count} sent whole)")
+    for sock in socks:
+        sock.close()
+
+
+def _send_quietly(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=400, help="calls per load series (default 400)")
@@ -110,6 +180,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--stalled", type=int, default=50, help="connections holding half a head (default 50)")
     parser.add_argument("--hellos", type=int, default=200, help="Hellos per latency series (default 200)")
+    parser.add_argument("--trickling", type=int, default=40,
+                        help="connections trickling a body, a byte every --trickle-interval (default 40)")
+    parser.add_argument("--trickle-interval", type=float, default=1.0, help="seconds (default 1)")
+    parser.add_argument("--held-bodies", type=int, default=100,
+                        help="connections holding an unfinished 1 MiB body for the memory figure (default 100)")
     parser.add_argument("--hang", type=float, default=5.0, help="a Hello slower than this times out (default 5 s)")
     parser.add_argument("--only", choices=sorted(WORKERS), help="measure one worker class only")
     args = parser.parse_args()
@@ -161,6 +236,22 @@ def main() -> int:
                 hello_series(f"Hello, new connection, {args.stalled} stalled heads", port, args.hellos, args.hang)
                 for sock in stalled:
                     sock.close()
+                trickling = []
+                for _ in range(args.trickling):
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+                    sock.sendall(body_head(100_000))
+                    trickling.append(sock)
+                trickle = Trickle(trickling, args.trickle_interval)
+                trickle.thread.start()
+                time.sleep(0.3 + args.trickle_interval)
+                hello_series(f"Hello, new connection, {args.trickling} trickling bodies", port, args.hellos,
+                             args.hang)
+                trickle.stop.set()
+                trickle.thread.join()
+                for sock in trickling:
+                    sock.close()
+                time.sleep(0.5)
+                held_memory(port, server, args.held_bodies)
             finally:
                 server.terminate()
                 try:

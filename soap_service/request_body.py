@@ -13,7 +13,7 @@ reads its framing), so the worker and the thread cannot disagree on where the bo
 - ``Transfer-Encoding: chunked``: :class:`ChunkedBody` follows the chunks (RFC 9112
   section 7.1) as they arrive, each byte looked at once: whole at the last chunk and its
   trailer section. Handed over before their end: a framing gunicorn refuses (the thread's
-  parser refuses it from the buffer: ``Client.BadRequest``), more chunk data received than
+  chunked reader refuses it from the buffer: ``Client.BadRequest``), more chunk data received than
   the body limit plus :data:`CHUNKED_OVER_LIMIT` (the guard refuses it from the buffer:
   ``Client.RequestTooLarge``), and more than :data:`CHUNKED_FRAMING_ALLOWANCE` bytes of
   framing (size lines, chunk ends, trailers: tiny chunks; the thread does not read on,

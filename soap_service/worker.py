@@ -6,29 +6,33 @@ the request line, headers and body on a blocking socket: a few connections that 
 a head, or trickle a body, hold every thread, and every other client waits behind them.
 This worker reads the head and the body on its main loop instead (the poller that already
 watches the listeners and the kept-alive connections), non-blocking, into a buffer per
-connection:
+connection, and a thread gets the request only when it is whole:
 
-- a connection reaches a thread only when its head has arrived whole (up to the blank
-  line), or when it cannot be a valid head (a bare LF, more than the size limits allow):
-  the buffered bytes are given back to gunicorn's parser, which parses (or refuses) them
-  in the thread exactly as before;
-- each head must arrive within ``SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS`` (default 10,
-  counted from the accept, or from the first byte of a kept-alive connection's next
-  request): past it the connection is closed, whatever it trickled meanwhile;
-- then the body, as gunicorn's parser frames it (``soap_service.request_body``): a
+- the head first, up to its blank line, within ``SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS``
+  (default 10, counted from the accept, or from the first byte of a kept-alive
+  connection's next request): past it the connection is closed, whatever it trickled
+  meanwhile. A head that cannot be valid (a bare LF, a request line gunicorn refuses,
+  more than the size limits allow) is not waited for;
+- the head is parsed on the main loop by gunicorn's own parser (:class:`PreparsedParser`),
+  once: the thread gets that request, or the parser's refusal, which it answers exactly
+  as gthread did;
+- then the body, as that parse frames it (``soap_service.request_body``): a
   Content-Length of at most the body limit (1 MiB, ``soap_service.api.guard``) or a
   chunked body, read into the same buffer until it is whole, within
   ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS`` (default 10) counted from the end of the
-  head: a deadline for the *whole* body, not for each read. Head and body then go to the
-  thread together, and the thread reads nothing from the socket for them. A body that
-  misses its deadline goes to a thread too, with what arrived of it: the thread's first
-  read of the socket fails at once and the client gets the SOAP fault
-  ``Client.RequestTimeout`` (then the connection is closed), as it did when a thread
-  waited. A longer Content-Length is not waited for (the guard refuses it by its length,
-  unread); nor are heads gunicorn refuses, nor bodies that cannot be whole (a malformed
-  chunk, more than the limit: refused from the buffer). A client that sends
-  ``Expect: 100-continue`` and waits gets "100 Continue" from the main loop (the thread
-  then does not send it again);
+  head: a deadline for the *whole* body, not for each read. The thread then reads the
+  body from the buffer (:class:`HeadUnreader`), not from the socket;
+- a body that misses its deadline goes to a thread too, with what arrived of it: the
+  thread's read past it fails at once, the client gets the SOAP fault
+  ``Client.RequestTimeout`` and the connection is closed (as when a thread waited, but
+  at the deadline of the whole body). A client that closes its side before the body's
+  end gets ``Client.BadRequest``, as before;
+- not waited for: a Content-Length over the limit (the guard refuses it by its length,
+  unread); a chunked body that cannot be whole (malformed; more than the limit; more
+  than 64 KiB of chunk framing), refused from the buffer. The thread then reads no more
+  of the socket, and the connection is closed after the answer instead of drained;
+- ``Expect: 100-continue``: a client that waits for it before sending its body gets
+  "100 Continue" from the main loop (the thread does not send it again);
 - the same for every request of a keep-alive connection, pipelined requests included;
 - the "graceful" close of a connection (half-close, drain what the client still sends,
   at most 2 s) happens on the poller too: gthread does it on its main loop, blocking,
@@ -38,16 +42,13 @@ connection:
   backlog, as with gthread.
 
 Memory: a connection's buffer holds at most a head (gunicorn's limits: about 0.5 MiB) and
-a body (1 MiB, plus 64 KiB of chunk framing), and only what the client actually sent,
-for at most the two deadlines; so a worker holds at most ``worker_connections`` x 1.6 MiB
-(about 106 MiB with ordinary heads at the default cap of 100). Lower ``worker_connections``
-on a small machine.
+a body (1 MiB; a chunked one up to 64 KiB over it plus 64 KiB of framing), only what the
+client actually sent, for at most the two deadlines: a worker holds at most
+``worker_connections`` x 1.7 MiB, about 115 MiB at the default cap of 100 with ordinary
+heads (bench/slow_clients.py measures it). Lower ``worker_connections`` on a small machine.
 
-A socket read the thread still makes for a request (the drain of a body the application
-did not read, before the next request on the connection) is bounded by what is left of
-the body's deadline (``HeadUnreader``). TLS, cleartext HTTP/2 and the PROXY protocol are
-refused at start: their handshakes and prefaces would be read in a thread again
-(terminate TLS at the proxy in front).
+TLS, cleartext HTTP/2 and the PROXY protocol are refused at start: their handshakes and
+prefaces would be read in a thread again (terminate TLS at the proxy in front).
 """
 
 from __future__ import annotations
