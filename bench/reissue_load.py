@@ -180,20 +180,27 @@ def drop_database(server_url: str, database_url: str) -> None:
     admin.dispose()
 
 
-def bench(args: argparse.Namespace, environ: dict[str, str]) -> int:
-    """Set up the installation, start the server, run the four series."""
+def seed(environ: dict[str, str], order_count: int) -> tuple[str, str, list[str]]:
+    """A new installation with a bench partner and ``order_count`` DV orders:
+    (partner code, password, PartnerOrderIDs)."""
     ra = RegistrationAuthority.from_settings(load_settings(environ))
     initialize(ra)
     code, password = "BENCH" + secrets.token_hex(3).upper(), secrets.token_urlsafe(18)
     create_partner(ra, code=code, name="Bench", username="api", password=Secret(password))
     orders = []
-    for _ in range(args.concurrency):
+    for _ in range(order_count):
         partner_order_id = "BENCH-" + secrets.token_hex(4)
         contacts = (Contact("admin", "a@example.com"), Contact("technical", "t@example.com"))
         create_order(ra, NewOrder(partner_code=code, partner_order_id=partner_order_id, product="QuickSSLPremium",
                                   names=NAMES, csr=new_csr("ec"), contacts=contacts))
         orders.append(partner_order_id)
     ra.close()
+    return code, password, orders
+
+
+def bench(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    """Set up the installation, start the server, run the four series."""
+    code, password, orders = seed(environ, args.concurrency)
 
     per_thread = max(1, args.requests // args.concurrency)
     print(f"making {per_thread * args.concurrency} {args.key.upper()} CSRs ...", flush=True)

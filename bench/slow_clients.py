@@ -37,13 +37,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from reissue_load import NAMES, envelope, free_listener, new_csr, reissue_body, run
-
-from soap_service.config import Secret, load_settings
-from soap_service.ra.installation import initialize
-from soap_service.ra.orders import Contact, NewOrder, create_order
-from soap_service.ra.partners import create_partner
-from soap_service.ra.service import RegistrationAuthority
+from reissue_load import envelope, free_listener, new_csr, reissue_body, run, seed
 
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = {"head-buffering": "soap_service.worker.HeadBufferingWorker", "gthread": "gthread"}
@@ -192,18 +186,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="soap-bench-") as directory:
         environ = {"SOAP_SERVICE_DATA_DIR": directory, "SOAP_SERVICE_CA_PASSPHRASE": secrets.token_urlsafe(16),
                    "SOAP_SERVICE_LOG_LEVEL": "WARNING"}
-        ra = RegistrationAuthority.from_settings(load_settings(environ))
-        initialize(ra)
-        code, password = "BENCH" + secrets.token_hex(3).upper(), secrets.token_urlsafe(18)
-        create_partner(ra, code=code, name="Bench", username="api", password=Secret(password))
-        orders = []
-        for _ in range(args.concurrency):
-            partner_order_id = "BENCH-" + secrets.token_hex(4)
-            contacts = (Contact("admin", "a@example.com"), Contact("technical", "t@example.com"))
-            create_order(ra, NewOrder(partner_code=code, partner_order_id=partner_order_id, product="QuickSSLPremium",
-                                      names=NAMES, csr=new_csr("ec"), contacts=contacts))
-            orders.append(partner_order_id)
-        ra.close()
+        code, password, orders = seed(environ, args.concurrency)
         per_thread = max(1, args.requests // args.concurrency)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SOAP_SERVICE_")} | environ
         chosen = [args.only] if args.only else list(WORKERS)
