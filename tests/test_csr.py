@@ -282,6 +282,16 @@ def test_mismatched_or_damaged_armour_is_refused(rsa_csr: x509.CertificateSignin
     mismatched = pem.replace("END CERTIFICATE REQUEST", "END NEW CERTIFICATE REQUEST")
     _unreadable(mismatched, "begins with CERTIFICATE REQUEST but ends with NEW CERTIFICATE REQUEST")
     _unreadable(pem.split("-----END")[0], "PEM armour is incomplete")
+    made_up = pem.replace("END CERTIFICATE REQUEST", "END ZQX031")
+    refusal = _unreadable(made_up, "begins with CERTIFICATE REQUEST but ends with another label")
+    assert "ZQX031" not in refusal.message
+
+
+def test_a_made_up_pem_label_is_not_quoted_back(rsa_csr: x509.CertificateSigningRequest) -> None:
+    """Answers never quote request text: only well-known labels (a pasted PRIVATE KEY) are named."""
+    pem = kf.csr_pem(rsa_csr).replace("CERTIFICATE REQUEST", "ZQX031 SECRET")
+    refusal = _unreadable(pem, "a PEM block of another kind, not a CERTIFICATE REQUEST")
+    assert "ZQX031" not in refusal.message and "SECRET" not in refusal.message
 
 
 def test_pem_body_that_is_not_base64_is_refused(rsa_csr: x509.CertificateSigningRequest) -> None:

@@ -47,6 +47,13 @@ _PEM_END = "-----END "
 _PEM_DASHES = "-----"
 _PEM_LABEL_CHARS = frozenset(string.ascii_uppercase + string.digits + " ")
 _PEM_MAX_LABEL_CHARS = 40
+_KNOWN_PEM_LABELS = frozenset({
+    "CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE", "X509 CRL", "ATTRIBUTE CERTIFICATE",
+    "PKCS7", "CMS", "PRIVATE KEY", "ENCRYPTED PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY",
+    "DSA PRIVATE KEY", "PUBLIC KEY", "RSA PUBLIC KEY", "EC PARAMETERS", "DH PARAMETERS",
+    "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST",
+})
+"""Labels an answer may name (RFC 7468 and OpenSSL's): what a partner is likely to paste by mistake."""
 _CSR_LABELS = frozenset({"CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"})
 _WHITESPACE = re.compile(r"\s+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
@@ -259,12 +266,19 @@ def _decode(text: str) -> bytes:
         )
     block = blocks[0]
     if block.label not in _CSR_LABELS:
-        raise CSRUnreadable(f"the CSR field holds a PEM {block.label}, not a CERTIFICATE REQUEST")
+        raise CSRUnreadable(f"the CSR field holds {_pem_kind(block.label)}, not a CERTIFICATE REQUEST")
     if block.end_label != block.label:
-        raise CSRUnreadable(f"the CSR's PEM armour begins with {block.label} but ends with {block.end_label}")
+        ending = block.end_label if block.end_label in _KNOWN_PEM_LABELS else "another label"
+        raise CSRUnreadable(f"the CSR's PEM armour begins with {block.label} but ends with {ending}")
     if block.start != 0 or block.end != len(text):
         raise CSRUnreadable("the CSR field holds text outside its PEM block: send only the PEM block")
     return _base64(block.body, "the body of the CSR's PEM block is not valid base64")
+
+
+def _pem_kind(label: str) -> str:
+    """A PEM label as an answer may name it: one of RFC 7468's (or OpenSSL's) well-known labels,
+    never a label the caller made up (an answer does not quote request text)."""
+    return f"a PEM {label}" if label in _KNOWN_PEM_LABELS else "a PEM block of another kind"
 
 
 def _pem_blocks(text: str) -> list[_PEMBlock]:
