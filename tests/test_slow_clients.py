@@ -646,3 +646,120 @@ def test_chunked_bodies_that_cannot_be_served_are_refused_at_once(
         sock.close()
     assert fault_code(answer) == code
     assert time.monotonic() - started < BODY_DEADLINE - 0.5, "answered only at the deadline"
+
+
+# ----------------------------------------------------------------------------------- answers
+
+WSDL_GET = f"GET {SERVICE_PATH}?wsdl HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+PIPELINED = 300
+"""GET ?wsdl requests each non-reading connection sends at once: about 11 KB up, 7.5 MB of answers."""
+TCP_ESTABLISHED = 1
+NON_READING_RECEIVE_BUFFER = 4096
+
+
+def open_non_reading(server: RunningServer, count: int, requests: int = PIPELINED) -> list[socket.socket]:
+    """``count`` connections that each send ``requests`` pipelined ``GET ?wsdl`` and never read
+    (a small receive buffer: what the server sends them stops at once)."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    socks = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, NON_READING_RECEIVE_BUFFER)
+        sock.settimeout(HANG)
+        sock.connect((host, int(port)))
+        sock.sendall(WSDL_GET * requests)
+        socks.append(sock)
+    return socks
+
+
+def tcp_state(sock: socket.socket) -> int:
+    """The kernel's TCP state of ``sock`` (Linux ``TCP_INFO``): it does not read the socket, so it
+    sees the server's reset behind data the client never read."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+def wsdl_of(server: RunningServer) -> bytes:
+    status, _headers, body = request(server, "GET", SERVICE_PATH + "?wsdl", timeout=HANG)
+    assert status == 200
+    return body
+
+
+needs_tcp_info = pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="TCP_INFO is Linux's")
+
+
+@needs_tcp_info
+@pytest.mark.parametrize("count", [8, 40])
+def test_hello_is_answered_while_connections_do_not_read_their_answers(
+    patient_server: RunningServer, count: int
+) -> None:
+    """The attack of the review: each connection asks for 7.5 MB of WSDL, pipelined, and reads none
+    of it. The thread that wrote an answer blocked in sendall until the write timeout, so 8 such
+    connections held every thread of the default server and a Hello waited seconds (or timed out);
+    the answer is now written by the worker's main loop as the client reads."""
+    mark = patient_server.log_mark()
+    non_reading = open_non_reading(patient_server, count)
+    try:
+        time.sleep(0.5)  # the workers have their requests and have answered what they could
+        waited = [timed_hello(patient_server, f"hello-{i}") for i in range(8)]
+        assert max(waited) < HANG, waited
+        assert [tcp_state(sock) for sock in non_reading] == [TCP_ESTABLISHED] * count, \
+            "the non-reading connections must still be open"
+    finally:
+        for sock in non_reading:
+            sock.close()
+    log = patient_server.log(mark)
+    assert "Traceback" not in log and "Socket error" not in log, log
+
+
+@needs_tcp_info
+def test_a_connection_that_does_not_read_is_closed_at_its_answers_deadline(strict_server: RunningServer) -> None:
+    """The whole answer must be read within the body deadline, or the connection is reset; the log
+    says so once, at INFO, without a traceback (a write that timed out in a thread logged
+    "Socket error processing request" with one, at ERROR)."""
+    mark = strict_server.log_mark()
+    non_reading = open_non_reading(strict_server, 3)
+    opened = time.monotonic()
+    try:
+        open_for = [0.0] * len(non_reading)
+        while time.monotonic() - opened < BODY_DEADLINE + HANG:
+            now = time.monotonic() - opened
+            for i, sock in enumerate(non_reading):
+                if not open_for[i] and tcp_state(sock) != TCP_ESTABLISHED:
+                    open_for[i] = now
+            if all(open_for):
+                break
+            time.sleep(0.05)
+        assert timed_hello(strict_server, "after-the-non-readers") < HANG
+    finally:
+        for sock in non_reading:
+            sock.close()
+    assert all(BODY_DEADLINE - 0.5 < seconds < BODY_DEADLINE + HANG for seconds in open_for), open_for
+    log = strict_server.log(mark)
+    assert "Traceback" not in log and "Socket error" not in log, log
+    cut = [line for line in log.splitlines() if "was not read within" in line]
+    assert len(cut) == len(non_reading), log
+    assert all(" INFO " in line for line in cut), cut
+
+
+def test_a_slow_but_steady_reader_gets_every_answer(strict_server: RunningServer) -> None:
+    """60 pipelined answers read 4 KiB at a time: longer than the deadline in all, each answer well
+    within it (the deadline is per answer), every byte in order."""
+    wsdl = wsdl_of(strict_server)
+    count = 60
+    sock = connect(strict_server, timeout=HANG)
+    started = time.monotonic()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, NON_READING_RECEIVE_BUFFER)
+        sock.sendall(WSDL_GET * count)
+        received = bytearray()
+        while _whole_answers(bytes(received)) < count:
+            data = sock.recv(4096)
+            assert data, f"closed after {len(received)} bytes"
+            received += data
+            time.sleep(0.004)
+    finally:
+        sock.close()
+    answers = http_answers(bytes(received))
+    assert len(answers) == count
+    assert all(answer.status == 200 and answer.body == wsdl for answer in answers)
+    assert time.monotonic() - started > BODY_DEADLINE, "read too fast to tell a per-answer deadline"
