@@ -271,6 +271,15 @@ def hello_envelope(text: str = "ping") -> bytes:
     return envelope("Hello", f"<o:Input>{text}</o:Input>")
 
 
+def padded_hello_envelope(size: int, text: str = "padded") -> bytes:
+    """A Hello of exactly ``size`` bytes: Input is bounded (256 characters), so the body is
+    filled with the whitespace the schema allows between elements."""
+    bare = hello_envelope(text)
+    padding = size - len(bare)
+    assert padding >= 0, f"a Hello is at least {len(bare)} bytes"
+    return bare.replace(b"</o:Input>", b"</o:Input>" + b" " * padding, 1)
+
+
 def fault_of(answer: Answer) -> tuple[str, str]:
     """(faultcode, faultstring) of a SOAP 1.1 fault answer; fails on anything else."""
     assert answer.root is not None, answer.body[:200]

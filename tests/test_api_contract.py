@@ -126,7 +126,7 @@ def test_wrapped_messages_carry_one_request_and_one_result(operation: str, reque
 
 
 def test_hello_echoes_input() -> None:
-    assert _elements("Hello") == [("Input", "xs:string", None)]
+    assert _elements("Hello") == [("Input", "tns:Hello_InputType", None)]
     assert _elements("HelloResponse") == [("HelloResult", "xs:string", None)]
 
 

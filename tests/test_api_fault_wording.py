@@ -185,16 +185,25 @@ def test_unexpected_names_and_content_are_not_quoted(server: RunningServer, body
     assert schema_fault(server, body) == said
 
 
+def typed_csr_request(attributes: str) -> bytes:
+    """A ParseCSR (an unbounded ``xs:string`` field, unlike Hello's Input) whose CSR element
+    carries ``attributes``; its credentials are nobody's, so it is answered -4001."""
+    return envelope(
+        "ParseCSR",
+        "<o:Request><o:QueryRequestHeader><o:PartnerCode>NOBODY</o:PartnerCode><o:AuthToken>"
+        "<o:UserName>nobody</o:UserName><o:Password>not-a-password</o:Password></o:AuthToken>"
+        f"</o:QueryRequestHeader><o:CSR {attributes}>ping</o:CSR></o:Request>",
+    )
+
+
 def test_an_xsi_type_the_schema_accepts_is_read_not_refused(server: RunningServer) -> None:
     """spyne refused an xsi:type it has no class for (``xs:token`` on an ``xs:string``, which the
     schema accepts) with a Client.ValidationError quoting the attribute, prefix and all."""
-    body = hello_envelope("ping").replace(
-        b"<o:Input>", f'<o:Input xmlns:xsi="{XSI}" xmlns:{SECRET}="{XS}" xsi:type="{SECRET}:token">'.encode()
-    )
+    body = typed_csr_request(f'xmlns:xsi="{XSI}" xmlns:{SECRET}="{XS}" xsi:type="{SECRET}:token"')
     mark = server.log_mark()
     answer = post(server, body)
     assert answer.status == 200, answer.body[:400]
-    assert answer.root is not None and answer.root.findtext(f".//{{{TNS}}}HelloResult") == "ping"
+    assert answer.root is not None and answer.root.findtext(f".//{{{TNS}}}SuccessCode") == "-4001"
     assert_secret_kept(server, mark, answer.body)
 
 
@@ -281,9 +290,7 @@ def test_spyne_reads_every_xsi_type_the_schema_accepts(installation: Installatio
     operation level, is read (the copy spyne gets carries no xsi:type)."""
     app = create_wsgi_app(installation.ra)
     for kind in ("string", "token", "normalizedString", "Name", "NCName", "NMTOKEN", "language"):
-        body = hello_envelope("ping").replace(
-            b"<o:Input>", f'<o:Input xmlns:xsi="{XSI}" xmlns:{SECRET}="{XS}" xsi:type="{SECRET}:{kind}">'.encode()
-        )
+        body = typed_csr_request(f'xmlns:xsi="{XSI}" xmlns:{SECRET}="{XS}" xsi:type="{SECRET}:{kind}"')
         status, content = _call(app, body)
         assert status.startswith("200"), (kind, content[:400])
         assert SECRET not in content.decode()

@@ -33,6 +33,7 @@ from api_support import (
     fault_of,
     hello_envelope,
     http_answers,
+    padded_hello_envelope,
     post,
     post_head,
     read_until_closed,
@@ -218,20 +219,29 @@ def test_a_request_hidden_from_the_guard_never_reaches_spyne(
     assert_still_serving(server)
 
 
-def test_what_spyne_answers_is_what_the_guard_read(server: RunningServer) -> None:
-    """The MIME-looking text of a CDATA section is just text to both; a Header is not passed on."""
-    body = _multipart_smuggle(_smuggled_reissue(valid=True)).replace(
+def test_what_spyne_answers_is_what_the_guard_read(server: RunningServer, installation: Installation) -> None:
+    """The MIME-looking text of a CDATA section is just text to both (here a ParseCSR's CSR: the
+    RA reads the text and finds words around a PEM block); a Header is not passed on."""
+    partner = new_partner(installation.ra)
+    mime_text = _multipart_smuggle(_smuggled_reissue(valid=True)).decode()
+    cdata = mime_text[mime_text.index("<![CDATA["):mime_text.index("]]>") + 3]
+    body = envelope(
+        "ParseCSR",
+        f"<o:Request><o:QueryRequestHeader><o:PartnerCode>{partner.code}</o:PartnerCode><o:AuthToken>"
+        f"<o:UserName>{partner.username}</o:UserName><o:Password>{partner.password}</o:Password>"
+        f"</o:AuthToken></o:QueryRequestHeader><o:CSR>{cdata}</o:CSR></o:Request>",
+    ).replace(
         b"<soapenv:Body>", b'<soapenv:Header><h:Note xmlns:h="urn:h" href="#x">n</h:Note></soapenv:Header>'
                            b"<soapenv:Body>"
     )
     mark = server.log_mark()
-    answer = post(server, body, soap_action='"Hello"')
+    answer = post(server, body, soap_action='"ParseCSR"')
     assert answer.status == 200 and answer.root is not None, answer.body[:300]
-    result = answer.root.findtext(f".//{{{TNS}}}HelloResult") or ""
-    assert result.startswith("\n--BB\n\n") and "<o:Reissue><o:Request>" in result
+    assert answer.root.findtext(f".//{{{TNS}}}SuccessCode") == "-4007"
+    assert "text outside its PEM block" in (answer.root.findtext(f".//{{{TNS}}}ErrorMessage") or "")
     assert_schema_valid(answer.root)
-    assert_logged(server, mark, "0")
-    assert "op=Hello " in server.log(mark)
+    assert_logged(server, mark, "-4007")
+    assert "op=ParseCSR " in server.log(mark)
 
 
 def test_a_boolean_with_whitespace_is_read_as_the_schema_reads_it(
@@ -278,11 +288,33 @@ def test_the_charsets_that_are_read(server: RunningServer, text: str, encoding: 
 
 
 def test_a_cdata_body_just_under_the_limit_is_served_though_it_grows_for_spyne(server: RunningServer) -> None:
-    """Re-serialized, each "&" of a CDATA section takes five bytes: spyne must still take it."""
+    """Re-serialized, each "&" of a CDATA section takes five bytes: spyne must still take it
+    (here in a Reissue's CSR, which the schema does not bound; the RA refuses it by its size)."""
+    inner = (
+        "<o:Request><o:OrderRequestHeader><o:PartnerCode>NOBODY</o:PartnerCode><o:AuthToken>"
+        "<o:UserName>nobody</o:UserName><o:Password>not-a-password</o:Password></o:AuthToken>"
+        "<o:PartnerOrderID>PO-1</o:PartnerOrderID></o:OrderRequestHeader>"
+        "<o:OrderParameters><o:CSR><![CDATA[{}]]></o:CSR></o:OrderParameters></o:Request>"
+    )
+    text = "&" * (ONE_MIB - len(envelope("Reissue", inner.format(""))) - 10)
+    answer = post(server, envelope("Reissue", inner.format(text)), soap_action='"Reissue"')
+    assert answer.status == 200 and answer.root is not None, answer.body[:300]
+    assert answer.root.findtext(f".//{{{TNS}}}SuccessCode") in ("-4001", "-4007")
+
+
+def test_hello_echoes_at_most_256_characters(server: RunningServer) -> None:
+    """Hello echoes its Input: unbounded, 1 MiB of CDATA ampersands came back as 5 MiB of
+    ``&amp;`` to a client that need not read it. The schema bounds Input."""
+    answer = post(server, hello_envelope("h" * 256), soap_action='"Hello"')
+    assert answer.status == 200 and answer.root is not None
+    assert answer.root.findtext(f".//{{{TNS}}}HelloResult") == "h" * 256
+    message = assert_client_fault(post(server, hello_envelope("h" * 257), soap_action='"Hello"'),
+                                  "SchemaValidationError")
+    assert "Hello/Input" in message
     text = "&" * (ONE_MIB - len(hello_envelope("<![CDATA[]]>")) - 10)
     answer = post(server, hello_envelope(f"<![CDATA[{text}]]>"), soap_action='"Hello"')
-    assert answer.status == 200 and answer.root is not None, answer.body[:300]
-    assert answer.root.findtext(f".//{{{TNS}}}HelloResult") == text
+    assert_client_fault(answer, "SchemaValidationError")
+    assert len(answer.body) < 2048
 
 
 def test_a_header_block_marked_must_understand_gets_a_must_understand_fault(server: RunningServer) -> None:
@@ -332,8 +364,7 @@ def test_a_message_that_breaks_the_schema_gets_a_client_fault(server: RunningSer
 
 
 def test_a_body_over_one_mib_is_refused(server: RunningServer) -> None:
-    padding = "x" * (ONE_MIB + 16)
-    large = hello_envelope(padding)
+    large = padded_hello_envelope(ONE_MIB + 16)
     assert_client_fault(post(server, large, soap_action='"Hello"'), "RequestTooLarge")
     assert_still_serving(server)
     # The same without a Content-Length: chunked, counted as it is read.
@@ -358,9 +389,9 @@ def test_a_post_without_content_type_is_read_as_soap_1_1(server: RunningServer) 
 
 
 def test_just_under_the_limit_is_served(server: RunningServer) -> None:
-    text = "y" * (ONE_MIB - len(hello_envelope("")) - 10)
-    answer = post(server, hello_envelope(text), soap_action='"Hello"')
-    assert answer.status == 200 and len(answer.body) > len(text)
+    answer = post(server, padded_hello_envelope(ONE_MIB - 10), soap_action='"Hello"')
+    assert answer.status == 200 and answer.root is not None
+    assert answer.root.findtext(f".//{{{TNS}}}HelloResult") == "padded"
 
 
 def test_bodies_that_stop_arriving_do_not_stop_the_server(server: RunningServer) -> None:

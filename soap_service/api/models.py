@@ -27,6 +27,8 @@ OPTIONAL: dict[str, Any] = {"min_occurs": 0, "nillable": False}
 LIST_ITEM: dict[str, Any] = {"min_occurs": 0, "max_occurs": "unbounded", "nillable": False}
 
 Text = Unicode(**REQUIRED)
+MAX_HELLO_INPUT_CHARS = 256
+"""Hello's Input: a connectivity test needs no more, and its answer echoes it."""
 OptionalText = Unicode(**OPTIONAL)
 Int = Integer32(**REQUIRED)
 OptionalInt = Integer32(**OPTIONAL)

@@ -181,9 +181,11 @@ def hello(record: RequestRecord, text: str) -> str:
 class OrderService(ServiceBase):
     """The Partner Order API. Each method: one ``Request`` in, one ``<Op>Result`` out."""
 
-    @operation(Unicode(**m.REQUIRED), _returns=Unicode(**m.REQUIRED), _throws=THROWS)
+    @operation(Unicode(max_len=m.MAX_HELLO_INPUT_CHARS, **m.REQUIRED), _returns=Unicode(**m.REQUIRED),
+               _throws=THROWS)
     def Hello(ctx: Any, Input: Any) -> str:
-        """Echoes Input; no authentication. The partner's connectivity test."""
+        """Echoes Input (at most 256 characters); no authentication. The partner's connectivity test."""
+        # Bounded because it is echoed: 1 MiB of CDATA ampersands came back as 5 MiB of entities.
         return _run(ctx, lambda _ra, record: hello(record, _text(Input)))
 
     @operation(m.required(m.ReissueRequest), _returns=m.required(m.ReissueResult), _throws=THROWS)
