@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/key_checks.py [--samples 300] [--quick]
 
-Per CSR, for RSA 2048/3072/4096 and ECDSA P-256/P-384: each of our checks, their sum
-(``rsa_weakness`` / ``is_small_multiple``), the badkeys checks keypolicy runs, and the whole
-``check_key``; mean, median and p95 in milliseconds over ``--samples`` runs cycling over freshly generated
-keys.  At a worker's start: building each table that ``weakkeys.prepare()`` builds (mean of a few
-builds).  Also the refusal path of a prime modulus (the most expensive input: a full BPSW test).
+Per CSR, for RSA 2048/3072/4096 and ECDSA P-256/P-384: each of our checks (for Williams' p + 1,
+one seed and all of them), their sum (``rsa_weakness`` / ``is_small_multiple``), the badkeys checks
+keypolicy runs, and the whole ``check_key``; mean, median and p95 in milliseconds over ``--samples``
+runs cycling over freshly generated keys.  At a worker's start: building each table that ``weakkeys.prepare()`` builds (mean of a few
+builds).  Also refusal paths: a prime modulus (a full BPSW test), n = p^3, q about 3p, and a p + 1
+smooth factor found only by the last seed (every check runs before it).
 ``--quick`` uses fewer keys and samples and skips RSA-4096 (a smoke run).
 """
 
@@ -54,6 +55,7 @@ def rsa_section(bits: int, key_count: int, samples: int) -> None:
     print(f"RSA-{bits} ({key_count} keys generated in {time.perf_counter() - started:.1f} s, {samples} samples)")
     product = weakkeys._small_primes_product()
     exponent = weakkeys._pm1_exponent()
+    pp1_exponent = weakkeys._pp1_exponent()
 
     def pick(index: int) -> object:
         return moduli[index % key_count]
@@ -64,6 +66,18 @@ def rsa_section(bits: int, key_count: int, samples: int) -> None:
     row(
         f"Pollard p-1 stage 1, B1={weakkeys.PM1_B1}",
         measure(lambda i: gmpy2.gcd(gmpy2.powmod(2, exponent, pick(i)) - 1, pick(i)), samples),
+    )
+    row(
+        f"Fermat on k*n, k <= {weakkeys.FERMAT_MULTIPLIERS}",
+        measure(lambda i: weakkeys._fermat_finds_factor(pick(i)), samples),
+    )
+    row(
+        f"Williams p+1, B1={weakkeys.PP1_B1}, one seed",
+        measure(lambda i: gmpy2.gcd(gmpy2.lucasv_mod(3, 1, pp1_exponent, pick(i)) - 2, pick(i)), samples),
+    )
+    row(
+        f"Williams p+1, {len(weakkeys.PP1_SEEDS)} seeds",
+        measure(lambda i: weakkeys._williams_finds_factor(pick(i)), samples),
     )
     row("ours in total (rsa_weakness)", measure(lambda i: weakkeys.rsa_weakness(int(pick(i))), samples))
     checks = [*keypolicy._ARITHMETIC_CHECKS]
@@ -93,7 +107,7 @@ def start_section(builds: int) -> None:
             weakkeys._small_primes_product,
             weakkeys._small_primes_product.cache_clear,
         ),
-        ("p-1 exponent lcm(1..B1)", weakkeys._pm1_exponent, weakkeys._pm1_exponent.cache_clear),
+        ("p-1 and p+1 exponent lcm(1..B1)", weakkeys._pm1_exponent, weakkeys._lcm_up_to.cache_clear),
         *(
             (f"{curve} baby and giant steps", lambda c=curve: weakkeys._small_multiples(c),
              weakkeys._small_multiples.cache_clear)
@@ -125,6 +139,10 @@ def refusal_section(samples: int) -> None:
     row("prime modulus (full BPSW)", measure(lambda _: weakkeys.rsa_weakness(prime), samples))
     cube = keyfactory.prime_power_rsa_key(2048, 3).n
     row("n = p^3", measure(lambda _: weakkeys.rsa_weakness(cube), samples))
+    near = keyfactory.near_ratio_rsa_key(3, 1).n
+    row("q about 3p (Fermat on 3n)", measure(lambda _: weakkeys.rsa_weakness(near), samples))
+    plus_one = keyfactory.smooth_plus_one_rsa_key(13).n
+    row("p+1 smooth, found by the last seed", measure(lambda _: weakkeys.rsa_weakness(plus_one), samples))
 
 
 def main() -> int:

@@ -415,6 +415,102 @@ def random_factor_rsa_key(factor_bits: int = 64, smoothness: int = 300, bits: in
             return _with_cofactor(p, bits)
 
 
+def _prime_in(low: int, high: int, e: int = 65537) -> int:
+    """A random prime in [low, high) with gcd(p - 1, e) = 1 (None of the range is checked for emptiness)."""
+    while True:
+        p = int(gmpy2.next_prime(low + secrets.randbelow(high - low)))
+        if p < high and int(gmpy2.gcd(p - 1, e)) == 1:
+            return p
+
+
+def _ratio_prime(k1: int, k2: int, bits: int) -> int:
+    """A random prime p for which p * (k1/k2) * p has about ``bits`` bits (the caller checks exactly)."""
+    low = int(gmpy2.isqrt(((1 << (bits - 1)) * k2) // k1)) + 1
+    high = int(gmpy2.isqrt(((1 << bits) * k2) // k1))
+    return _prime_in(low, high)
+
+
+@functools.cache
+def near_ratio_rsa_key(k1: int = 3, k2: int = 1, distance_bits: int = 400, bits: int = 2048) -> RawRSAKey:
+    """n = p*q with k2*q just above k1*p: q = next_prime((k1*p + r) // k2), r < 2^distance_bits.
+
+    The attack review's key is the default, q about 3p (q = next_prime(3p + r), r < 2^400): badkeys's
+    Fermat check (multiplier 1) misses it, Fermat's first step on 3n factors it (Lehman, Hart).
+    """
+    while True:
+        p = _ratio_prime(k1, k2, bits)
+        q = int(gmpy2.next_prime((k1 * p + secrets.randbits(distance_bits)) // k2))
+        if (p * q).bit_length() == bits and int(gmpy2.gcd(q - 1, 65537)) == 1:
+            return _two_prime_key(p, q)
+
+
+@functools.cache
+def fermat_edge_rsa_key(k1: int, k2: int, inside: bool, bits: int = 2048) -> RawRSAKey:
+    """n = p*q at the edge of Fermat's first step on k*n, k = k1*k2 (k1 and k2 of the same parity).
+
+    Fermat's first step on k*n = (k1*p)(k2*q) finds the factors exactly when
+    |sqrt(k1*p) - sqrt(k2*q)| < sqrt(2), that is k2*q < k1*p + 2 + 2*sqrt(2*k1*p) on the side
+    k2*q > k1*p.  ``inside``: q is the largest prime with that property; otherwise the smallest
+    prime without it (the two differ by one prime gap, against a window of about 2^513 for RSA-2048).
+    """
+    assert (k1 - k2) % 2 == 0, "k1*p and k2*q must have the same parity for a Fermat representation"
+    while True:
+        p = _ratio_prime(k1, k2, bits)
+        # (k2*q - k1*p - 2)^2 < 8*k1*p; 8*k1*p is never a square, so isqrt gives the largest allowed.
+        largest = (k1 * p + 2 + int(gmpy2.isqrt(8 * k1 * p))) // k2
+        q = int(gmpy2.prev_prime(largest + 1)) if inside else int(gmpy2.next_prime(largest))
+        if (p * q).bit_length() == bits and int(gmpy2.gcd(q - 1, 65537)) == 1:
+            return _two_prime_key(p, q)
+
+
+def _williams_finds(p: int, seed: tuple[int, int], exponent: int) -> bool:
+    """Whether Williams' p + 1 stage 1 from the seed a/b (Q = 1) with this exponent finds the prime p."""
+    numerator, denominator = seed
+    value = numerator * pow(denominator, -1, p) % p
+    return int(gmpy2.lucasv_mod(value, 1, exponent, p)) == 2
+
+
+@functools.cache
+def smooth_plus_one_rsa_key(
+    residue: int = 5,
+    extra_factor: int = 1,
+    factor_bits: int = 360,
+    smoothness: int = 300,
+    missed_by: tuple[tuple[int, int], ...] = (),
+    bits: int = 2048,
+) -> RawRSAKey:
+    """n = p*q, p of ``factor_bits`` bits with p = ``residue`` (mod 24) and p + 1 = 2^a * extra_factor * m.
+
+    m is a product of distinct odd primes up to ``smoothness`` (not those of ``extra_factor``);
+    3 divides p + 1 exactly when the residue asks for it, and 2^a is the power of two it asks for.
+    Williams' p + 1 with B1 = ``smoothness`` factors n from any seed a/b whose D is not a square
+    modulo p.  With ``missed_by`` (seeds a/b), p is drawn again until neither Williams' p + 1 from
+    any of those seeds nor Pollard's p - 1 from 2, both with exponent lcm(1..smoothness), finds it:
+    a key just outside what the checks catch.
+    """
+    assert residue % 2 == 1 and residue % 3 != 0 and extra_factor % 3 != 0
+    low_bits = (residue + 1) % 8  # p + 1 mod 8 gives the power of two dividing it (8 when 0)
+    two_power = 3 if low_bits == 0 else (low_bits & -low_bits).bit_length() - 1
+    exponent = _lcm_up_to(smoothness)
+    fixed = (1 << two_power) * extra_factor * (3 if residue % 3 == 2 else 1)
+    choices = [prime for prime in _primes_up_to(smoothness)[2:] if extra_factor % prime != 0]
+    while True:
+        m = fixed
+        for prime in sorted(choices, key=lambda _: secrets.randbits(32)):
+            if (m * prime).bit_length() <= factor_bits:
+                m *= prime
+        p = m - 1
+        if p.bit_length() != factor_bits or p % 24 != residue or not gmpy2.is_prime(p, 50):
+            continue
+        if int(gmpy2.gcd(p - 1, 65537)) != 1:
+            continue
+        if missed_by and (
+            pow(2, exponent, p) == 1 or any(_williams_finds(p, seed, exponent) for seed in missed_by)
+        ):
+            continue
+        return _with_cofactor(p, bits)
+
+
 def small_multiple_ec_key(k: int, curve_name: str = "P-256") -> ec.EllipticCurvePrivateKey:
     """The EC key whose private value is ``k`` (1, 2, ...): its public point is k*G."""
     return ec.derive_private_key(k, _CURVES[curve_name]())

@@ -3,9 +3,12 @@ section 3, rule 4; BR 6.1.1.3).
 
 Each reproducer of the issue is a CSR built at the DER level and signed by raw arithmetic with the
 private exponent anyone can compute (tests/keyfactory.py): its self-signature verifies, so only the
-key policy stands between it and a certificate.  What the checks do NOT catch is pinned down too:
-a random 64-bit prime factor (an xfail that must keep failing until ECM is affordable) and EC
-private keys just above the bound.
+key policy stands between it and a certificate.  So are the two textbook factorings an attack review
+added: primes near a small ratio (q about 3p: Fermat on 3n, Lehman / Hart) and a prime p with p + 1
+smooth (Williams' p + 1).  What the checks do NOT catch is pinned down too, at each edge: a random
+64-bit prime factor (an xfail that must keep failing until ECM is affordable), EC private keys just
+above the bound, primes just outside Fermat's window or beyond the last multiplier, p + 1 with a
+prime or a power of two above B1, and p = 1 (mod 24), which none of the three p + 1 seeds sees.
 """
 
 from __future__ import annotations
@@ -101,6 +104,25 @@ def test_a_random_64_bit_factor_is_beyond_the_budget() -> None:
     refusal_of_csr(kf.raw_rsa_csr_pem(kf.random_factor_rsa_key(64, weakkeys.PM1_B1)))
 
 
+# ------------------------------------------------------------------ the attack review's follow-up
+
+
+def test_primes_near_the_ratio_3_are_refused() -> None:
+    """The review's key: q = next_prime(3p + r), r < 2^400.  badkeys's Fermat (multiplier 1) misses it."""
+    key = kf.near_ratio_rsa_key(3, 1, 400)
+    message = refusal_of_csr(kf.raw_rsa_csr_pem(key))
+    assert "close to a ratio of small numbers" in message
+    assert_key_not_quoted(message, key.n, key.d)
+
+
+def test_a_factor_with_smooth_p_plus_1_is_refused() -> None:
+    """The review's key: a 360-bit p with p + 1 = 2 * (distinct odd primes <= 300); p - 1 is not smooth."""
+    key = kf.smooth_plus_one_rsa_key(5, factor_bits=360, smoothness=weakkeys.PP1_B1)
+    message = refusal_of_csr(kf.raw_rsa_csr_pem(key))
+    assert "Williams' p+1" in message
+    assert_key_not_quoted(message, key.n, key.d)
+
+
 # ------------------------------------------------------------------ the issue's ECDSA reproducers
 
 
@@ -189,6 +211,68 @@ def test_the_p_minus_1_bound_is_exact() -> None:
     assert rsa_weakness(inside.n) is RSAWeakness.SMOOTH_FACTOR
     outside = kf.random_factor_rsa_key(64, weakkeys.PM1_B1)
     assert rsa_weakness(outside.n) is None
+
+
+# Fermat's first step on k*n = (k1*p)(k2*q) factors n exactly when |sqrt(k1*p) - sqrt(k2*q)| < sqrt(2)
+# and k1 = k2 (mod 2); the check tries every k = k1*k2 <= FERMAT_MULTIPLIERS.  Each pair below is
+# one ratio q/p ~ k1/k2: an odd ratio (3), an even one (2, through k = 8), 5/3, 1, and the last
+# multiplier (511 = the largest odd k <= 512).
+FERMAT_EDGES = [(3, 1), (4, 2), (5, 3), (1, 1), (511, 1)]
+
+
+@pytest.mark.parametrize(("k1", "k2"), FERMAT_EDGES, ids=[f"{k1}p~{k2}q" for k1, k2 in FERMAT_EDGES])
+def test_fermat_with_multipliers_finds_exactly_the_window(k1: int, k2: int) -> None:
+    """The largest prime q inside the window is found; the smallest one beyond it is not."""
+    assert rsa_weakness(kf.fermat_edge_rsa_key(k1, k2, inside=True).n) is RSAWeakness.NEAR_RATIO
+    assert rsa_weakness(kf.fermat_edge_rsa_key(k1, k2, inside=False).n) is None
+
+
+def test_the_multiplier_bound_is_exact() -> None:
+    """q inside the window of 513p is not found: 513 > FERMAT_MULTIPLIERS (511p is, above)."""
+    assert weakkeys.FERMAT_MULTIPLIERS == 512
+    assert rsa_weakness(kf.fermat_edge_rsa_key(513, 1, inside=True).n) is None
+
+
+def test_the_three_p_plus_1_seeds_miss_exactly_p_1_mod_24() -> None:
+    """Seed D = -1, -3, 2 sees p when p = 3 (mod 4), p = 2 (mod 3), p = 3 or 5 (mod 8): every class
+    of p modulo 24 but 1.  7, 17 and 13 are each seen by one seed only."""
+    for residue in (5, 7, 11, 13, 17, 19, 23):
+        key = kf.smooth_plus_one_rsa_key(residue)
+        assert rsa_weakness(key.n) is RSAWeakness.SMOOTH_PLUS_ONE_FACTOR, residue
+    assert rsa_weakness(kf.smooth_plus_one_rsa_key(1).n) is None
+
+
+@pytest.mark.parametrize(
+    ("seed", "sees"), [((6, 5), 7), ((2, 7), 17), ((6, 1), 13)], ids=["D=-1", "D=-3", "D=2"]
+)
+def test_each_p_plus_1_seed_sees_the_primes_whose_d_is_not_a_square(
+    monkeypatch: pytest.MonkeyPatch, seed: tuple[int, int], sees: int
+) -> None:
+    """Alone, each seed finds the class its Jacobi symbol gives and not the two others."""
+    assert seed in weakkeys.PP1_SEEDS
+    monkeypatch.setattr(weakkeys, "PP1_SEEDS", (seed,))
+    for residue in (7, 17, 13):
+        found = rsa_weakness(kf.smooth_plus_one_rsa_key(residue).n) is RSAWeakness.SMOOTH_PLUS_ONE_FACTOR
+        assert found == (residue == sees), (seed, residue)
+
+
+@pytest.mark.parametrize(
+    ("inside", "outside"),
+    [(293, 307), (1 << 5, 1 << 6)],
+    ids=["largest prime 293 / smallest above 307", "2^8 / 2^9 dividing p + 1"],
+)
+def test_the_p_plus_1_bound_is_exact(inside: int, outside: int) -> None:
+    """p + 1 made of prime powers <= B1 is found; with one prime (power) above B1 it is not.
+
+    p = 7 (mod 24) (only the seed D = -1 sees it, and 8 | p + 1); the outside key is drawn so that no
+    seed finds p by the luck of a small order either.
+    """
+    seeds = weakkeys.PP1_SEEDS
+    assert weakkeys.PP1_B1 == 300
+    found = kf.smooth_plus_one_rsa_key(7, extra_factor=inside)
+    assert rsa_weakness(found.n) is RSAWeakness.SMOOTH_PLUS_ONE_FACTOR
+    missed = kf.smooth_plus_one_rsa_key(7, extra_factor=outside, missed_by=seeds)
+    assert rsa_weakness(missed.n) is None
 
 
 def test_ordinary_rsa_moduli_have_no_weakness() -> None:
@@ -281,6 +365,8 @@ WEAK_CSRS = {
     "factor 65539": lambda: kf.raw_rsa_csr_pem(kf.small_prime_factor_rsa_key(65539), ("example.com",)),
     "n = p^3": lambda: kf.raw_rsa_csr_pem(kf.prime_power_rsa_key(2048, 3), ("example.com",)),
     "smooth 64-bit factor": lambda: kf.raw_rsa_csr_pem(kf.smooth_factor_rsa_key(64, weakkeys.PM1_B1)),
+    "q about 3p": lambda: kf.raw_rsa_csr_pem(kf.near_ratio_rsa_key(3, 1, 400), ("example.com",)),
+    "p+1 smooth factor": lambda: kf.raw_rsa_csr_pem(kf.smooth_plus_one_rsa_key(5), ("example.com",)),
     "P-256 private key 1": lambda: kf.csr_pem(kf.make_csr(kf.small_multiple_ec_key(1, "P-256"))),
     "P-384 private key 2": lambda: kf.csr_pem(kf.make_csr(kf.small_multiple_ec_key(2, "P-384"))),
     "P-256 point at infinity": lambda: kf.der_to_pem(kf.raw_ec_csr_der(b"\x00", "P-256")),

@@ -56,6 +56,20 @@ SMALL_FACTOR_BOUND = 1 << 20
 PM1_B1 = 300
 """Pollard p - 1 stage 1 bound: the exponent lcm(1..300) has 432 bits (bench/key_checks.py)."""
 
+PP1_B1 = PM1_B1
+"""Williams p + 1 stage 1 bound: the same exponent lcm(1..300) as p - 1."""
+
+PP1_SEEDS: tuple[tuple[int, int], ...] = ((6, 5), (2, 7), (6, 1))
+"""Williams p + 1 seeds P = a / b (mod n), Q = 1, as (a, b).  D = P^2 - 4 is -1, -3 and 2 times a square.
+
+The seed finds a prime factor p with B1-smooth p + 1 exactly when D is not a square modulo p:
+(-1/p) = -1 iff p = 3 (mod 4), (-3/p) = -1 iff p = 2 (mod 3), (2/p) = -1 iff p = 3 or 5 (mod 8).
+So the three together miss exactly the primes p = 1 (mod 24).  6/5 and 2/7 are Montgomery's seeds.
+"""
+
+FERMAT_MULTIPLIERS = 512
+"""Fermat's first step is tried on k*n for k = 1..this (Hart's one-line factoring, Lehman's multipliers)."""
+
 EC_SMALL_MULTIPLE_BOUND = 1 << 20
 """Points k*G with 0 < |k| <= this (and up to :func:`ec_bound_covered`) are found."""
 
@@ -70,6 +84,8 @@ class RSAWeakness(enum.Enum):
     SMALL_FACTOR = "small factor"
     PRIME = "prime"
     SMOOTH_FACTOR = "smooth factor"
+    NEAR_RATIO = "factors near a small ratio"
+    SMOOTH_PLUS_ONE_FACTOR = "factor with smooth p + 1"
 
 
 def rsa_weakness(n: int) -> RSAWeakness | None:
@@ -84,7 +100,47 @@ def rsa_weakness(n: int) -> RSAWeakness | None:
         return RSAWeakness.PRIME
     if gmpy2.gcd(gmpy2.powmod(2, _pm1_exponent(), modulus) - 1, modulus) != 1:
         return RSAWeakness.SMOOTH_FACTOR
+    if _fermat_finds_factor(modulus):
+        return RSAWeakness.NEAR_RATIO
+    if _williams_finds_factor(modulus):
+        return RSAWeakness.SMOOTH_PLUS_ONE_FACTOR
     return None
+
+
+def _fermat_finds_factor(modulus: object) -> bool:
+    """Whether Fermat's first step on k*n, for some k <= FERMAT_MULTIPLIERS, factors n.
+
+    With s = ceil(sqrt(k*n)): when s^2 - k*n is a square t^2, then k*n = (s - t)(s + t) and
+    gcd(s - t, n) is a proper factor of n.  ``isqrt_rem`` gives r = isqrt(k*n - 1) and the
+    remainder k*n - 1 - r^2, so s = r + 1 and s^2 - k*n = 2r - remainder: no squaring needed.
+    """
+    n = gmpy2.mpz(modulus)
+    multiple_less_one = n - 1  # k*n - 1, for k = 1, 2, ...
+    for _ in range(FERMAT_MULTIPLIERS):
+        root, remainder = gmpy2.isqrt_rem(multiple_less_one)
+        excess = 2 * root - remainder
+        if gmpy2.is_square(excess):
+            factor = gmpy2.gcd(root + 1 - gmpy2.isqrt(excess), n)
+            if 1 < factor < n:
+                return True
+        multiple_less_one += n
+    return False
+
+
+def _williams_finds_factor(modulus: object) -> bool:
+    """Whether Williams' p + 1 stage 1, from one of :data:`PP1_SEEDS`, finds a factor of n.
+
+    V_E(P) is the Lucas sequence V with Q = 1 at E = lcm(1..PP1_B1); for a prime p | n with
+    (D/p) = -1 and p + 1 | E, V_E(P) = 2 (mod p).  n must have no factor 5 or 7 (the seeds'
+    denominators): :func:`rsa_weakness` runs this after the small-factor gcd.
+    """
+    n = gmpy2.mpz(modulus)
+    exponent = _pp1_exponent()
+    for numerator, denominator in PP1_SEEDS:
+        seed = numerator * gmpy2.invert(denominator, n) % n
+        if gmpy2.gcd(gmpy2.lucasv_mod(seed, 1, exponent, n) - 2, n) != 1:
+            return True
+    return False
 
 
 @functools.cache
@@ -93,14 +149,24 @@ def _small_primes_product() -> object:
     return gmpy2.primorial(SMALL_FACTOR_BOUND - 1)
 
 
-@functools.cache
 def _pm1_exponent() -> object:
-    """lcm(1..PM1_B1): each prime up to B1 to the highest power not above B1."""
+    """lcm(1..PM1_B1), the exponent of Pollard's p - 1 stage 1."""
+    return _lcm_up_to(PM1_B1)
+
+
+def _pp1_exponent() -> object:
+    """lcm(1..PP1_B1), the index of Williams' p + 1 stage 1 (the same number while the bounds agree)."""
+    return _lcm_up_to(PP1_B1)
+
+
+@functools.cache
+def _lcm_up_to(bound: int) -> object:
+    """lcm(1..bound): each prime up to the bound to the highest power not above it."""
     exponent = gmpy2.mpz(1)
     prime = 2
-    while prime <= PM1_B1:
+    while prime <= bound:
         power = prime
-        while power * prime <= PM1_B1:
+        while power * prime <= bound:
             power *= prime
         exponent *= power
         prime = int(gmpy2.next_prime(prime))
@@ -229,8 +295,9 @@ def _add(first: Point | None, second: Point | None, prime: int) -> Point | None:
 
 
 def prepare() -> None:
-    """Build the tables (small primes' product, p - 1 exponent, both curves' steps) before serving."""
+    """Build the tables (small primes' product, p - 1 and p + 1 exponents, both curves' steps) before serving."""
     _small_primes_product()
     _pm1_exponent()
+    _pp1_exponent()
     for curve in _CURVES:
         _small_multiples(curve)
