@@ -14,15 +14,11 @@ import logging
 from typing import Any
 
 from lxml import etree
-from spyne import Application
-from spyne import const as spyne_const
-from spyne.interface.wsdl import Wsdl11
-from spyne.protocol.soap import Soap11
-from spyne.server.wsgi import WsgiApplication
 
 from soap_service.api.guard import SERVICE_PATH, SPYNE_MAX_BODY_BYTES, SOAPGuard
 from soap_service.api.models import TNS
 from soap_service.api.service import OPERATIONS, OrderService
+from soap_service.api.spyne_loader import Application, Soap11, Wsdl11, WsgiApplication, spyne_const
 from soap_service.ra.service import RegistrationAuthority
 
 SOAP_HTTP_TRANSPORT = "http://schemas.xmlsoap.org/soap/http"

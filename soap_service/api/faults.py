@@ -10,9 +10,9 @@ Business refusals are never faults: they are answers with ``Errors`` (see
 from __future__ import annotations
 
 from lxml import etree
-from spyne import Fault
 
 from soap_service.api.models import TNS, Int, Text
+from soap_service.api.spyne_loader import Fault
 from soap_service.errors import InternalError
 
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spyne import Boolean, ComplexModel, DateTime, Integer32, Unicode
+from soap_service.api.spyne_loader import Boolean, ComplexModel, DateTime, Integer32, Unicode
 
 TNS = "urn:soap-service:order:v1"
 """The one target namespace of every message type."""

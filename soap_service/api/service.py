@@ -16,12 +16,11 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from spyne import ServiceBase, Unicode, rpc
-
 from soap_service.api import answers
 from soap_service.api import models as m
 from soap_service.api.faults import InternalErrorDetail, InternalFault
 from soap_service.api.requestlog import RECORD_KEY, RequestRecord
+from soap_service.api.spyne_loader import ServiceBase, Unicode, rpc
 from soap_service.config import Secret
 from soap_service.errors import InternalError, ServiceError
 from soap_service.ra.auth import Credentials
