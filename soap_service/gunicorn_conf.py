@@ -21,10 +21,13 @@ override them); plain gunicorn takes them too::
   within ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS`` (default 10, counted from the end of
   the head): a client that announces more body than it sends, or trickles it, holds no
   thread either, and at the deadline gets a ``Client.RequestTimeout`` fault (the
-  connection is then shut in ``post_request``). The same setting bounds each write of an
-  answer (set on the client's socket in ``pre_request``): a client that does not read its
-  answer frees the thread after that long. gunicorn's ``timeout`` does *not* bound a request with these workers (the
-  worker's main loop keeps the arbiter informed while its threads wait): it only
+  connection is then shut in ``post_request``). The same setting bounds the *whole*
+  answer: the worker's thread writes it to a buffer (at most 16 MiB) and is free at once,
+  the main loop sends it as the client reads, and an answer not read whole within that
+  long (counted from when it is ready) has its connection reset, logged once at INFO; a
+  pipelined request is read only once the answer before it is out. gunicorn's ``timeout``
+  does *not* bound a request with these workers (the worker's main loop keeps the arbiter
+  informed while its threads wait): it only
   replaces a worker whose main loop hangs. On SIGTERM or SIGINT workers finish their
   requests within ``graceful_timeout``; idle keep-alive connections close after
   ``keepalive`` seconds.
@@ -84,9 +87,9 @@ def _seconds(environ: Mapping[str, str] | None, variable: str, default: float, m
 
 
 def body_read_timeout(environ: Mapping[str, str] | None = None) -> float:
-    """Seconds a request's whole body may take to arrive, from the end of its head (and that a
-    write of the answer may wait for the client): ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS``,
-    default 10 (see ``soap_service.worker``)."""
+    """Seconds a request's whole body may take to arrive, from the end of its head, and the
+    whole answer to be read by the client, from when it is ready:
+    ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS``, default 10 (see ``soap_service.worker``)."""
     return _seconds(environ, BODY_READ_TIMEOUT_VARIABLE, DEFAULT_BODY_READ_TIMEOUT, MAX_BODY_READ_TIMEOUT)
 
 
@@ -194,13 +197,14 @@ def post_worker_init(worker: Any) -> None:
 
 
 def pre_request(worker: Any, req: Any) -> None:
-    """Bound every write of this request's answer, and every read of its body that the worker
-    left to the thread (``soap_service.worker`` buffers bodies on its main loop, and bounds
-    what a thread still reads by the body's whole deadline; under plain gthread this is the
-    only bound): a client that does not read, or announces more than it sends, would
-    otherwise hold the thread for good (gunicorn's ``timeout`` never fires for it). The guard
-    answers a read that times out with ``Client.RequestTimeout``; gunicorn resets the socket
-    to blocking before it reads the next request of a keep-alive connection."""
+    """Bound every read of this request's body that the worker left to the thread, and under
+    plain gthread every write of its answer (``soap_service.worker`` buffers bodies on its
+    main loop and bounds what a thread still reads by the body's whole deadline; its threads
+    write answers to a buffer, sent by the main loop within the answer's deadline): a client
+    that announces more than it sends, or under gthread does not read, would otherwise hold
+    the thread for good (gunicorn's ``timeout`` never fires for it). The guard answers a read
+    that times out with ``Client.RequestTimeout``; gunicorn resets the socket to blocking
+    before it reads the next request of a keep-alive connection."""
     sock = getattr(getattr(req, "unreader", None), "sock", None)
     settimeout = getattr(sock, "settimeout", None)
     if settimeout is not None:
@@ -208,15 +212,19 @@ def pre_request(worker: Any, req: Any) -> None:
 
 
 def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
-    """Close now, in this thread, a connection whose body could not be read (it stopped
-    arriving, its chunks were malformed): the worker closes it anyway, but "gracefully",
+    """Close a connection whose body could not be read (it stopped arriving, its chunks were
+    malformed) as soon as its answer is out: the worker closes it anyway, but "gracefully",
     waiting up to 2 s for the client to close first (gthread did that on its main loop,
     blocking every accept of the worker; ``soap_service.worker`` does it on the poller, but
-    the connection still counts against ``worker_connections`` meanwhile). The answer is
-    already sent."""
+    the connection still counts against ``worker_connections`` meanwhile). The socket shut is
+    the one the answer was written to (``gunicorn.socket``): under gthread the client's, the
+    answer already sent; under ``soap_service.worker`` the answer's buffer, which closes the
+    connection once the main loop has sent the answer."""
     if getattr(getattr(req, "body", None), "failed", False) is not True:
         return
-    sock = getattr(getattr(req, "unreader", None), "sock", None)
+    sock = environ.get("gunicorn.socket") if isinstance(environ, dict) else None
+    if sock is None:
+        sock = getattr(getattr(req, "unreader", None), "sock", None)
     shutdown = getattr(sock, "shutdown", None)
     if shutdown is not None:
         try:

@@ -56,6 +56,7 @@ from __future__ import annotations
 import errno
 import selectors
 import socket
+import struct
 import time
 from collections.abc import Callable
 from enum import Enum
@@ -70,6 +71,7 @@ from gunicorn.http.parser import RequestParser
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
+from soap_service.answer_buffer import ANSWER_LIMIT, AnswerBuffer
 from soap_service.api.guard import MAX_BODY_BYTES
 from soap_service.gunicorn_conf import (
     DEFAULT_BODY_READ_TIMEOUT,
@@ -89,6 +91,8 @@ BODY_RECEIVE_SIZE = 256 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 UNLIMITED_REQUEST_LINE = 1024 * 1024
 """The request line's bound when ``limit_request_line`` is 0 ("unlimited"), as gunicorn's C parser has it."""
+RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+"""SO_LINGER on, 0 s: ``close`` resets the connection and drops what the kernel still holds for it."""
 CLOSE_LINGER_SECONDS = 2.0
 CLOSE_MAX_DRAIN = 65536
 """A graceful close waits this long at most for the client to close, reading this much at most
@@ -291,6 +295,9 @@ class HeadConn(TConn):  # type: ignore[misc]
         self.continued = False
         """"100 Continue" was sent for the request being read or served."""
         self.drained = 0
+        self.answer: AnswerBuffer | None = None
+        """The answer of the request being served: the thread puts it here, the main loop sends it."""
+        self.keep_alive = False
 
     def init(self) -> None:
         """The parser, on the connection's first request (gthread's, without TLS or HTTP/2, which
@@ -318,7 +325,9 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
         # insertion order is deadline order: the sweep stops at the first one still running.
         self.reading_heads: dict[HeadConn, float] = {}
         self.reading_bodies: dict[HeadConn, float] = {}
+        self.writing: dict[HeadConn, float] = {}
         self.closing: dict[HeadConn, float] = {}
+        self.answer_limit = ANSWER_LIMIT
         self.receive_buffer = bytearray(BODY_RECEIVE_SIZE)
         self.receive_view = memoryview(self.receive_buffer)
 
@@ -508,7 +517,19 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
         unreader.deadline = conn.body_deadline
         unreader.refusal = refusal
         conn.data_ready = True
+        conn.answer = AnswerBuffer(conn.sock, self.answer_limit)
         self.enqueue_req(conn)
+
+    def handle(self, conn: HeadConn) -> Any:
+        """In the thread: gthread's, with the answer written to the connection's
+        :class:`AnswerBuffer` instead of its socket (the thread never waits on the client)."""
+        sock = conn.sock
+        if conn.answer is not None:
+            conn.sock = conn.answer
+        try:
+            return super().handle(conn)
+        finally:
+            conn.sock = sock
 
     def handle_request(self, req: Any, conn: HeadConn) -> bool:
         """In the thread, with the request parsed on the main loop: the body is read from the buffer."""
@@ -521,14 +542,74 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
     # -- requests end ---------------------------------------------------------------------
 
     def finish_request(self, conn: HeadConn, fs: Any) -> None:
-        """On the main loop, after a thread served a request: keep the connection for its next
-        request, or close it without blocking the loop."""
+        """On the main loop, after a thread served a request: send its answer, then keep the
+        connection for its next request or close it, without blocking the loop."""
         try:
             keep_alive = bool(fs.result()) if not fs.cancelled() else False
         except Exception:  # noqa: BLE001 - the thread failed outside gunicorn's own handling: close, as gthread
             self.drop(conn)
             return
-        if not keep_alive:
+        conn.keep_alive = keep_alive
+        answer = conn.answer
+        if answer is None:
+            self.answer_sent(conn)
+            return
+        if answer.overflowed:
+            self.log.warning("Closed the connection of %s: its answer was over %d bytes (not sent)",
+                             _address(conn.client), answer.limit)
+            self.drop(conn, reset=True)
+            return
+        try:
+            conn.sock.setblocking(False)
+        except OSError:
+            self.drop(conn)
+            return
+        sent = self.send_answer(conn, answer)
+        if sent is None:
+            return
+        if sent:
+            self.answer_sent(conn)
+            return
+        self.writing[conn] = time.monotonic() + self.body_timeout
+        self.poller.register(conn.sock, selectors.EVENT_WRITE, partial(self.on_answer_writable, conn))
+
+    # -- answers are sent -----------------------------------------------------------------
+
+    def send_answer(self, conn: HeadConn, answer: AnswerBuffer) -> bool | None:
+        """Send what the client's socket takes now: whether the answer is all sent; None when the
+        connection is gone (it is dropped)."""
+        try:
+            while answer.pending and answer.send_to(conn.sock):
+                pass
+        except OSError as error:
+            self.log.debug("The client %s went away during its answer (%s)", _address(conn.client),
+                           errno.errorcode.get(error.errno or 0, type(error).__name__))
+            self.drop(conn)
+            return None
+        return not answer.pending
+
+    def on_answer_writable(self, conn: HeadConn, client: socket.socket) -> None:
+        answer = conn.answer
+        if conn not in self.writing or answer is None:
+            return  # dropped meanwhile
+        if not self.send_answer(conn, answer):
+            return
+        self.poller.unregister(client)
+        del self.writing[conn]
+        self.answer_sent(conn)
+
+    def answer_sent(self, conn: HeadConn) -> None:
+        """The answer is out (in the kernel's buffer): the connection's next request, or its end.
+        Only now is a pipelined request behind it read: a connection holds one answer at most."""
+        answer, conn.answer = conn.answer, None
+        if answer is not None and answer.abandoned:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.drop(conn)
+            return
+        if not conn.keep_alive or (answer is not None and answer.shut):
             self.close_gracefully(conn)
             return
         try:
@@ -545,6 +626,8 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
             self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
         except Exception:  # noqa: BLE001 - the socket is gone (closed by the thread): close, as gthread
             self.drop(conn)
+
+    # -- connections end ------------------------------------------------------------------
 
     def close_gracefully(self, conn: HeadConn) -> None:
         """RFC 9112 section 9.6 as gunicorn's ``util.close_graceful`` does it (send FIN, read
@@ -571,16 +654,24 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
         if not data or conn.drained >= CLOSE_MAX_DRAIN:
             self.drop(conn)
 
-    def drop(self, conn: HeadConn) -> None:
-        """Close ``conn`` now, wherever it is on the main loop."""
+    def drop(self, conn: HeadConn, *, reset: bool = False) -> None:
+        """Close ``conn`` now, wherever it is on the main loop; ``reset``: with a TCP reset, so
+        that the kernel does not keep trying to deliver what the client did not read."""
         self.reading_heads.pop(conn, None)
         self.reading_bodies.pop(conn, None)
+        self.writing.pop(conn, None)
         self.closing.pop(conn, None)
+        conn.answer = None
         try:
             self.poller.unregister(conn.sock)
         except (KeyError, ValueError, OSError):
             pass
         self.nr_conns -= 1
+        if reset:
+            try:
+                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+            except OSError:
+                pass
         util.close(conn.sock)
 
     # -- deadlines ------------------------------------------------------------------------
@@ -612,6 +703,15 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
             self.log.debug("The request body of %s missed its deadline of %gs", _address(conn.client),
                            self.body_timeout)
             self.hand_off(conn, TimeoutError("the request body's deadline has passed"))
+        while self.writing:
+            conn, deadline = next(iter(self.writing.items()))
+            if deadline > now:
+                break
+            answer = conn.answer
+            sent, size = (answer.sent, answer.size) if answer is not None else (0, 0)
+            self.log.info("Closed the connection of %s: its answer was not read within %gs (%d of %d bytes sent)",
+                          _address(conn.client), self.body_timeout, sent, size)
+            self.drop(conn, reset=True)
         while self.closing:
             conn, deadline = next(iter(self.closing.items()))
             if deadline > now:
@@ -621,7 +721,7 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         """Wake up for the next deadline too, not only every second."""
         now = time.monotonic()
-        for table in (self.reading_heads, self.reading_bodies, self.closing):
+        for table in (self.reading_heads, self.reading_bodies, self.writing, self.closing):
             if table:
                 timeout = min(timeout, max(0.0, next(iter(table.values())) - now))
         super().wait_for_and_dispatch_events(timeout)
