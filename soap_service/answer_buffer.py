@@ -24,6 +24,7 @@ soon as the answer is made, and the main loop sends it as the client reads
 
 from __future__ import annotations
 
+import errno
 import socket
 from typing import Any, BinaryIO
 
@@ -37,7 +38,12 @@ FILE_BLOCK = 65536
 
 
 class AnswerTooLarge(BrokenPipeError):
-    """Raised in the thread by a write that takes an answer past :data:`ANSWER_LIMIT`."""
+    """Raised in the thread by a write that takes an answer past :data:`ANSWER_LIMIT`, with
+    ``EPIPE``: gunicorn's thread ends the answer and logs it at DEBUG only, as a client gone
+    away (the worker logs a warning when it closes the connection)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(errno.EPIPE, f"the answer is over {limit} bytes")
 
 
 class AnswerBuffer:
@@ -102,7 +108,7 @@ class AnswerBuffer:
         if self.overflowed or self.size + len(piece) > self.limit:
             self.overflowed = True
             self._pieces, self._index, self._offset = [], 0, 0
-            raise AnswerTooLarge(f"the answer is over {self.limit} bytes")
+            raise AnswerTooLarge(self.limit)
         if piece:
             self._pieces.append(piece)
             self.size += len(piece)

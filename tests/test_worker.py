@@ -5,17 +5,22 @@ settings. The worker on a real server: tests/test_slow_clients.py."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import time
+from pathlib import Path
 
 import pytest
+from gunicorn import util
 from gunicorn.config import Config
 from gunicorn.http.errors import LimitRequestHeaders
 from gunicorn.http.message import Request
 from gunicorn.http.unreader import IterUnreader
+from gunicorn.http.wsgi import Response
 
 from soap_service import gunicorn_conf
+from soap_service.answer_buffer import ANSWER_LIMIT, AnswerBuffer, AnswerTooLarge
 from soap_service.config import ConfigurationError
 from soap_service.request_body import (
     CHUNKED_FRAMING_ALLOWANCE,
@@ -26,6 +31,7 @@ from soap_service.request_body import (
     body_to_buffer,
 )
 from soap_service.worker import (
+    CONTINUE,
     HeadBufferingWorker,
     HeadState,
     HeadUnreader,
@@ -440,3 +446,146 @@ def test_a_read_of_the_socket_ends_at_the_bodys_deadline_not_the_sockets_timeout
         theirs.sendall(b"in time")
         unreader.deadline = time.monotonic() + 5
         assert unreader.read() == b"in time"
+
+
+# ------------------------------------------------------------------------------------ answers
+
+
+def answer_socketpair() -> tuple[socket.socket, socket.socket]:
+    """The worker's end (non-blocking, a small send buffer: partial sends) and the client's."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ours.setblocking(False)
+    return ours, theirs
+
+
+def test_the_answer_buffer_keeps_what_the_thread_writes_and_the_main_loop_sends_it_as_it_is_read() -> None:
+    ours, theirs = answer_socketpair()
+    with ours, theirs:
+        answer = AnswerBuffer(ours)
+        body = bytes(range(256)) * 4096  # 1 MiB
+        assert answer.send(CONTINUE) == len(CONTINUE)
+        answer.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n")
+        answer.sendall(bytearray(body[:10]))  # not bytes: copied
+        answer.sendall(body[10:])
+        answer.sendall(b"")
+        expected = CONTINUE + b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n" + body
+        assert answer.size == answer.pending == len(expected)
+        received = bytearray()
+        stalls = 0
+        while answer.pending:
+            if not answer.send_to(ours):
+                stalls += 1  # the client has not read: nothing waits, nothing is lost
+                received += theirs.recv(65536)
+        received += theirs.recv(65536)
+        while len(received) < len(expected):
+            received += theirs.recv(65536)
+        assert bytes(received) == expected
+        assert answer.sent == answer.size and stalls > 0
+        assert answer.send_to(ours) == 0
+
+
+def test_an_answer_over_its_limit_fails_the_write_as_a_broken_pipe_and_nothing_is_sent() -> None:
+    ours, theirs = answer_socketpair()
+    with ours, theirs:
+        answer = AnswerBuffer(ours, limit=100)
+        answer.sendall(b"x" * 60)
+        with pytest.raises(AnswerTooLarge) as raised:
+            answer.sendall(b"y" * 41)
+        assert raised.value.errno == errno.EPIPE  # gunicorn's thread: "Ignoring connection epipe", at DEBUG
+        assert isinstance(raised.value, BrokenPipeError)
+        assert answer.overflowed and answer.pending == 0
+        with pytest.raises(AnswerTooLarge):
+            answer.sendall(b"z")
+        assert answer.send_to(ours) == 0
+    assert ANSWER_LIMIT == 16 * 1024 * 1024
+
+
+def test_the_threads_shutdown_and_close_only_say_how_the_connection_ends_after_the_answer() -> None:
+    ours, theirs = answer_socketpair()
+    with ours, theirs:
+        answer = AnswerBuffer(ours)
+        answer.sendall(b"the answer")
+        util.close_graceful(answer)  # gunicorn, after an answer that failed half-way: no wait here
+        assert answer.shut and not answer.abandoned
+        assert answer.recv(10) == b""
+        assert ours.fileno() != -1
+        while answer.pending:
+            answer.send_to(ours)
+        assert theirs.recv(100) == b"the answer"
+        answer.shutdown(socket.SHUT_RDWR)
+        assert answer.abandoned
+        theirs.sendall(b"still open")
+        assert ours.recv(100) == b"still open"
+
+
+def test_everything_but_the_writes_is_the_sockets() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        answer = AnswerBuffer(ours)
+        answer.setblocking(True)
+        answer.settimeout(7)
+        assert ours.gettimeout() == answer.gettimeout() == 7
+        assert answer.fileno() == ours.fileno()
+        theirs.sendall(b"body")
+        assert answer.recv(10) == b"body"
+
+
+def test_a_file_answer_is_read_into_the_buffer(tmp_path: Path) -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        path = tmp_path / "document"
+        path.write_bytes(b"0123456789" * 10_000)
+        answer = AnswerBuffer(ours)
+        with path.open("rb") as file:
+            assert answer.sendfile(file, offset=3, count=70_000) == 70_000
+            assert answer.sendfile(file, offset=99_990) == 10
+        assert answer.size == 70_010
+
+
+def test_gunicorns_response_writes_its_answer_to_the_buffer() -> None:
+    cfg = service_config()
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        request = Request(cfg, IterUnreader([b"GET /api/order?wsdl HTTP/1.1\r\nHost: x\r\n\r\n"]), PEER, 1)
+        answer = AnswerBuffer(ours)
+        response = Response(request, answer, cfg)
+        response.start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        response.write(b"hello")
+        response.close()
+        assert answer.pending > 5
+        ours.setblocking(False)
+        while answer.pending:
+            answer.send_to(ours)
+        received = theirs.recv(65536)
+        assert received.startswith(b"HTTP/1.1 200 OK\r\n") and received.endswith(b"\r\n\r\nhello")
+        assert b"Connection: keep-alive" in received
+
+
+class _FailedBody:
+    failed = True
+
+
+class _FailedRequest:
+    def __init__(self, sock: socket.socket) -> None:
+        self.body = _FailedBody()
+        self.unreader = IterUnreader([])
+        self.unreader.sock = sock
+
+
+def test_post_request_shuts_the_socket_the_answer_was_written_to() -> None:
+    """Under the worker, the answer's buffer: the answer is still to be sent, the socket stays
+    open until it is; under plain gthread (the client's socket in ``gunicorn.socket``), the
+    socket itself, as before."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        answer = AnswerBuffer(ours)
+        answer.sendall(b"Client.RequestTimeout")
+        gunicorn_conf.post_request(None, _FailedRequest(ours), {"gunicorn.socket": answer}, None)
+        assert answer.abandoned
+        ours.setblocking(False)
+        answer.send_to(ours)
+        assert theirs.recv(100) == b"Client.RequestTimeout"
+        gunicorn_conf.post_request(None, _FailedRequest(ours), {"gunicorn.socket": ours}, None)
+        assert theirs.recv(100) == b""
