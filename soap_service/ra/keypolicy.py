@@ -10,7 +10,7 @@ First our own arithmetic (:mod:`soap_service.ra.weakkeys`, which says exactly wh
 does not catch, and ``bench/key_checks.py`` for its cost): an RSA modulus that is a perfect
 power, has a prime factor below 2^20, is prime, has a prime factor p with p - 1 smooth
 (Pollard p - 1, B1 = 300) or with p + 1 smooth (Williams p + 1, B1 = 300, three seeds), or has
-factors close to a ratio of small numbers (Fermat on k*n, k <= 512); an EC point k*G with
+factors close to a ratio of small numbers (Fermat on k*n, k <= 768); an EC point k*G with
 0 < |k| <= 2^20.  Its tables are built by :func:`prepare` when a worker starts (about 0.1 s),
 or on the first check.
 
@@ -83,9 +83,9 @@ _WEAKNESS_MESSAGES: Mapping[RSAWeakness, str] = {
         "with p-1 a product of small primes), so anyone can compute its private key; generate a new key"
     ),
     RSAWeakness.NEAR_RATIO: (
-        "RSA key refused: its two primes are close to a ratio of small numbers (such as one about three "
-        "times the other), so Fermat's method on a small multiple of the modulus factors it at once; "
-        "generate a new key"
+        "RSA key refused: its two primes are so close together, or so close to a ratio of small numbers "
+        "(such as one about three times the other), that Fermat's method on the modulus or a small "
+        "multiple of it factors it at once (a flawed key generator); generate a new key"
     ),
     RSAWeakness.SMOOTH_PLUS_ONE_FACTOR: (
         "RSA key refused: its modulus is factored at once by Williams' p+1 method (a prime factor p "

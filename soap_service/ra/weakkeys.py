@@ -6,8 +6,8 @@ keys that a demonstrated method exposes; these are the methods, each within a fi
 below are medians on the 2-core reference machine, RSA-2048 / 3072 / 4096; ``bench/key_checks.py``
 measures them again.
 
-RSA modulus n (:func:`rsa_weakness`), cheapest first.  The first three are exact: a modulus with
-the property is always found, one without it never is.
+RSA modulus n (:func:`rsa_weakness`), in the order they run.  The first three are exact: a modulus
+with the property is always found, one without it never is.
 
 - **perfect power** n = r^k, k >= 2 (``gmpy2.is_power``, 0.02 ms): p^2, p^3, ...; the k-th root
   factors it.
@@ -18,20 +18,51 @@ the property is always found, one without it never is.
 - **prime**: n a BPSW probable prime, whose private exponent is d = e^-1 mod (n - 1).  BPSW has no
   known counterexample; a real RSA modulus fails its first step (a strong test to base 2).  That
   step is one modular exponentiation with an |n|-bit exponent, about four RSA signatures' worth:
-  2.7 / 8.5 / 19 ms, the dominant cost, and no cheaper test of primality exists.
+  2.7 / 8.5 / 19 ms, and no cheaper test of primality exists.
 - **smooth factor**: Pollard's p - 1, stage 1 only, with B1 = :data:`PM1_B1` = 300 (exponent
   lcm(1..300), 432 bits): 0.6 / 1.2 / 2.0 ms.  Finds every prime factor p for which the order of 2
   modulo p divides lcm(1..300), in particular every p whose p - 1 is a product of prime powers
   each at most 300, whatever the size of p.
+- **near a small ratio**: Fermat's first step on k*n for every k = 1..:data:`FERMAT_MULTIPLIERS` =
+  768 (Lehman's multipliers, Hart's one-line factoring): s = ceil(sqrt(k*n)); when s^2 - k*n is a
+  square t^2, gcd(s - t, n) is a factor.  Exact: n = p*q is found when, and only when, some k1, k2
+  of the same parity with k1*k2 <= 768 have |sqrt(k1*p) - sqrt(k2*q)| < sqrt(2) (then k*n =
+  (k1*p)(k2*q) and s = (k1*p + k2*q)/2).  As a ratio q/p ~ a/b (a, b coprime): found when
+  |a*p - b*q| < 2*sqrt(2)*(a*b*n)^(1/4) for a, b odd and a*b <= 768, and when |a*p - b*q| <
+  2*(a*b*n)^(1/4) for a or b even and 4*a*b <= 768 (k = 4ab).  For RSA-2048 n^(1/4) is about 2^512:
+  q = 3p + r is found for every r up to about 2^514 (the attack review's key had r < 2^400).  One
+  step per multiplier, because more steps on one k only widen its window as the square root of
+  their number, while each k adds ratios.  0.9 / 0.7 / 1.6 ms (scaled, see the end of this list).
+- **smooth p + 1**: Williams' p + 1, stage 1 only, B1 = :data:`PP1_B1` = 300 (the same lcm(1..300)
+  as p - 1, as the index of the Lucas sequence V with Q = 1, ``gmpy2.lucasv_mod``), from the three
+  seeds :data:`PP1_SEEDS`: P = 6/5, 2/7 and 6 (mod n), whose D = P^2 - 4 are -1, -3 and 2 times a
+  square.  A seed finds a prime factor p whose p + 1 is a product of prime powers each at most 300,
+  whatever the size of p, exactly when D is not a square modulo p (otherwise its sequence stays in
+  GF(p), where only p - 1 counts): (-1/p) = -1 iff p = 3 (mod 4), (-3/p) = -1 iff p = 2 (mod 3),
+  (2/p) = -1 iff p = 3 or 5 (mod 8).  The three miss exactly the primes p = 1 (mod 24), one in
+  eight.  Why three: for a p not chosen against them, each seed is a coin toss that costs one Lucas
+  chain, about 2.5 times the p - 1 step; a fourth would halve what is missed (one in sixteen) for
+  another 1.6 ms on RSA-2048.  1.6 / 2.8 / 5.0 ms per seed, 4.8 / 8.5 / 15 ms for the three (scaled).
 
-NOT caught, because no per-request budget allows it: a prime factor above 2^20 whose p - 1 has a
-prime power factor above 300.  That is nearly every prime.  A random 64-bit prime factor of a
-2048-bit modulus (the issue's last reproducer) is caught only if p - 1 happens to be 300-smooth,
-about one chance in 10^8; finding it takes ECM (some 70 curves with B1 = 11,000 for a 20-digit
-factor: tens of seconds of CPU per key, not milliseconds).  Pollard's rho is not run: in 2 ms it
-finds factors below about 2^19, all of which the gcd already finds exactly.  Primes close to
-each other (Fermat's method) are badkeys's ``fermat`` check; other structured moduli (p^2 * q,
-shared primes beyond badkeys's table) are not looked for.
+The two last figures were measured on a shared machine (``bench/key_checks.py --cpu``), where the
+p - 1 step took 0.82 / 1.58 / 2.5 ms against 0.6 / 1.2 / 2.0 quiet; they are scaled by that ratio.
+Measured as is: Fermat 1.25 / 1.0 / 2.3 ms, p + 1 2.4 / 4.0 / 7.1 ms per seed, and the whole of
+:func:`rsa_weakness` 14 / 30 / 56 ms (before the last two checks: about 4 / 11 / 23 ms quiet).
+
+NOT caught, because no per-request budget allows it: a prime factor above 2^20 for which neither
+p - 1 nor p + 1 is a product of prime powers at most 300.  That is nearly every prime.  A random
+64-bit prime factor of a 2048-bit modulus (the issue's last reproducer) is caught only if p - 1 or
+p + 1 happens to be 300-smooth, about two chances in 10^8; finding it takes ECM (some 70 curves with
+B1 = 11,000 for a 20-digit factor: tens of seconds of CPU per key, not milliseconds).  Pollard's
+rho is not run: in 2 ms it finds factors below about 2^19, all of which the gcd already finds
+exactly.  Also not caught: a p + 1-smooth p = 1 (mod 24); primes near a ratio a/b with a*b above
+the multipliers (q ~ 769p) or farther than the window (q = 3p + 2^515); Phi_k(p)-smooth primes for
+k >= 3 (the cyclotomic methods); moduli p^2 * q; shared primes beyond badkeys's table.  Primes
+close to each other (ratio 1, up to 100 Fermat steps) are also badkeys's ``fermat`` check.  Each
+of these edges is a bound of a fixed budget, not a wall: whoever reads this can build a key just
+outside it (a prime 307 in p + 1, p = 1 mod 24, a ratio 769/1) that the same methods, given more
+time, would factor.  What is refused is every key the textbook form of each method factors within
+the budget above; tests/test_weak_keys.py builds a key on each side of each edge.
 
 ECDSA point Q on P-256 or P-384 (:func:`is_small_multiple`): found when Q = k*G for
 0 < |k| <= :func:`ec_bound_covered` (1,056,832, above :data:`EC_SMALL_MULTIPLE_BOUND` = 2^20), by
@@ -67,7 +98,7 @@ The seed finds a prime factor p with B1-smooth p + 1 exactly when D is not a squ
 So the three together miss exactly the primes p = 1 (mod 24).  6/5 and 2/7 are Montgomery's seeds.
 """
 
-FERMAT_MULTIPLIERS = 512
+FERMAT_MULTIPLIERS = 768
 """Fermat's first step is tried on k*n for k = 1..this (Hart's one-line factoring, Lehman's multipliers)."""
 
 EC_SMALL_MULTIPLE_BOUND = 1 << 20
