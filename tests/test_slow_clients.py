@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import http.client
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -302,29 +303,42 @@ def test_closing_connections_do_not_hold_up_the_worker(strict_server: RunningSer
     assert elapsed < HANG / 2, elapsed
 
 
-def test_a_worker_at_its_connection_cap_stops_accepting_until_a_deadline_frees_a_slot(
-    sqlite_installation: Installation, tmp_path: Path
-) -> None:
-    """Plain gunicorn with this package's configuration, one worker capped at 10 connections."""
+def start_plain_gunicorn(
+    installation: Installation, directory: Path, extra_env: dict[str, str], *options: str
+) -> RunningServer:
+    """Plain gunicorn with this package's configuration and ``options``, serving."""
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     listener.set_inheritable(True)
-    log_path = tmp_path / "server.log"
-    deadline = {"SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS": str(HEADER_DEADLINE)}
-    environ = server_environment(sqlite_installation, deadline)
+    log_path = directory / "server.log"
+    environ = server_environment(installation, extra_env)
     command = [sys.executable, "-m", "gunicorn", "-c", "python:soap_service.gunicorn_conf",
-               "--bind", f"fd://{listener.fileno()}", "--workers", "1", "--worker-connections", "10",
-               "soap_service.wsgi:application"]
+               "--bind", f"fd://{listener.fileno()}", *options, "soap_service.wsgi:application"]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=tmp_path, env=environ, stdout=log, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, cwd=directory, env=environ, stdout=log, stderr=subprocess.STDOUT,
                                    pass_fds=[listener.fileno()])
     port = listener.getsockname()[1]
     listener.close()
     server = RunningServer(f"http://127.0.0.1:{port}", process, log_path)
     try:
         _wait_until_serving(server)
+    except BaseException:
+        server.process.kill()
+        server.process.wait()
+        raise
+    return server
+
+
+def test_a_worker_at_its_connection_cap_stops_accepting_until_a_deadline_frees_a_slot(
+    sqlite_installation: Installation, tmp_path: Path
+) -> None:
+    """Plain gunicorn with this package's configuration, one worker capped at 10 connections."""
+    server = start_plain_gunicorn(sqlite_installation, tmp_path,
+                                  {"SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS": str(HEADER_DEADLINE)},
+                                  "--workers", "1", "--worker-connections", "10")
+    try:
         stalled = open_stalled(server, 10)
         opened = time.monotonic()
         try:
@@ -763,3 +777,51 @@ def test_a_slow_but_steady_reader_gets_every_answer(strict_server: RunningServer
     assert len(answers) == count
     assert all(answer.status == 200 and answer.body == wsdl for answer in answers)
     assert time.monotonic() - started > BODY_DEADLINE, "read too fast to tell a per-answer deadline"
+
+
+def read_to_the_end(sock: socket.socket) -> bytes:
+    received = bytearray()
+    while True:
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            raise AssertionError(f"reset after {len(received)} bytes") from None
+        if not data:
+            return bytes(received)
+        received += data
+
+
+def assert_whole_answers_then_close(received: bytes, wsdl: bytes, asked: int) -> None:
+    """Every answer sent is whole, the last one says "Connection: close", and fewer came than were asked."""
+    answers = http_answers(received)
+    assert 1 <= len(answers) < asked, len(answers)
+    assert all(answer.status == 200 and answer.body == wsdl for answer in answers)
+    assert [answer.headers["connection"] for answer in answers] == ["keep-alive"] * (len(answers) - 1) + ["close"]
+
+
+@needs_tcp_info
+def test_a_stopping_worker_sends_the_answers_it_holds(sqlite_installation: Installation, tmp_path: Path) -> None:
+    """At ``max_requests``, then on SIGTERM, with an answer held for a client that reads late:
+    the worker sends it whole (within ``graceful_timeout``), answers the pipelined request behind
+    it with "Connection: close", closes, and exits cleanly."""
+    server = start_plain_gunicorn(sqlite_installation, tmp_path, {"SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS": "30"},
+                                  "--workers", "1", "--max-requests", "30", "--max-requests-jitter", "0")
+    try:
+        wsdl = wsdl_of(server)
+        (late,) = open_non_reading(server, 1, requests=40)
+        time.sleep(1.0)  # an answer waits for the client; the worker reads no request behind it
+        assert tcp_state(late) == TCP_ESTABLISHED
+        with late:
+            assert_whole_answers_then_close(read_to_the_end(late), wsdl, 40)  # the worker's 30th request
+        _wait_until_serving(server)  # its successor
+        (late,) = open_non_reading(server, 1)  # more answers than the kernel's buffers hold
+        time.sleep(1.0)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        with late:
+            assert_whole_answers_then_close(read_to_the_end(late), wsdl, PIPELINED)
+        assert server.process.wait(HANG) == 0
+    finally:
+        server.stop()
+    log = server.log()
+    assert "Traceback" not in log and "Socket error" not in log, log
