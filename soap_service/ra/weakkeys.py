@@ -32,22 +32,24 @@ with the property is always found, one without it never is.
   2*(a*b*n)^(1/4) for a or b even and 4*a*b <= 768 (k = 4ab).  For RSA-2048 n^(1/4) is about 2^512:
   q = 3p + r is found for every r up to about 2^514 (the attack review's key had r < 2^400).  One
   step per multiplier, because more steps on one k only widen its window as the square root of
-  their number, while each k adds ratios.  0.9 / 0.7 / 1.6 ms (scaled, see the end of this list).
+  their number, while each k adds ratios.  0.9 / 1.0 / 1.7 ms (scaled, see below).
 - **smooth p + 1**: Williams' p + 1, stage 1 only, B1 = :data:`PP1_B1` = 300 (the same lcm(1..300)
   as p - 1, as the index of the Lucas sequence V with Q = 1, ``gmpy2.lucasv_mod``), from the three
   seeds :data:`PP1_SEEDS`: P = 6/5, 2/7 and 6 (mod n), whose D = P^2 - 4 are -1, -3 and 2 times a
-  square.  A seed finds a prime factor p whose p + 1 is a product of prime powers each at most 300,
-  whatever the size of p, exactly when D is not a square modulo p (otherwise its sequence stays in
-  GF(p), where only p - 1 counts): (-1/p) = -1 iff p = 3 (mod 4), (-3/p) = -1 iff p = 2 (mod 3),
-  (2/p) = -1 iff p = 3 or 5 (mod 8).  The three miss exactly the primes p = 1 (mod 24), one in
-  eight.  Why three: for a p not chosen against them, each seed is a coin toss that costs one Lucas
-  chain, about 2.5 times the p - 1 step; a fourth would halve what is missed (one in sixteen) for
-  another 1.6 ms on RSA-2048.  1.6 / 2.8 / 5.0 ms per seed, 4.8 / 8.5 / 15 ms for the three (scaled).
+  square.  A seed always finds a prime factor p whose p + 1 is a product of prime powers each at
+  most 300, whatever the size of p, when D is not a square modulo p; when D is a square its
+  sequence stays in GF(p), where only p - 1 counts.  (-1/p) = -1 iff p = 3 (mod 4), (-3/p) = -1
+  iff p = 2 (mod 3), (2/p) = -1 iff p = 3 or 5 (mod 8): the three find every such p except those
+  p = 1 (mod 24), one prime in eight.  Why three: for a p not chosen against them, each seed is a
+  coin toss that costs one Lucas chain, about 2.5 times the p - 1 step; a fourth would halve what
+  is missed (one in sixteen) for another 1.6 ms on RSA-2048.  1.6 / 2.9 / 4.6 ms per seed,
+  4.8 / 8 / 15 ms for the three (scaled).
 
-The two last figures were measured on a shared machine (``bench/key_checks.py --cpu``), where the
-p - 1 step took 0.82 / 1.58 / 2.5 ms against 0.6 / 1.2 / 2.0 quiet; they are scaled by that ratio.
-Measured as is: Fermat 1.25 / 1.0 / 2.3 ms, p + 1 2.4 / 4.0 / 7.1 ms per seed, and the whole of
-:func:`rsa_weakness` 14 / 30 / 56 ms (before the last two checks: about 4 / 11 / 23 ms quiet).
+The two last figures were measured on a loaded shared machine (``bench/key_checks.py --cpu``, two
+runs), where the p - 1 step took 0.82-0.85 / 1.6-1.8 / 2.5-2.8 ms against 0.6 / 1.2 / 2.0 quiet;
+they are scaled by that ratio (about 0.7).  As measured: Fermat 1.3 / 1.0-1.6 / 2.4 ms, p + 1
+2.2-2.4 / 4.0-4.2 / 6.3-7.1 ms per seed, the whole of :func:`rsa_weakness` 14.5 / 29 / 57 ms, so
+about 10 / 20 / 40 ms quiet, against 4 / 11 / 23 ms before these two checks.
 
 NOT caught, because no per-request budget allows it: a prime factor above 2^20 for which neither
 p - 1 nor p + 1 is a product of prime powers at most 300.  That is nearly every prime.  A random
@@ -55,7 +57,7 @@ p - 1 nor p + 1 is a product of prime powers at most 300.  That is nearly every 
 p + 1 happens to be 300-smooth, about two chances in 10^8; finding it takes ECM (some 70 curves with
 B1 = 11,000 for a 20-digit factor: tens of seconds of CPU per key, not milliseconds).  Pollard's
 rho is not run: in 2 ms it finds factors below about 2^19, all of which the gcd already finds
-exactly.  Also not caught: a p + 1-smooth p = 1 (mod 24); primes near a ratio a/b with a*b above
+exactly.  Also not caught: p = 1 (mod 24) with p + 1 smooth; primes near a ratio a/b with a*b above
 the multipliers (q ~ 769p) or farther than the window (q = 3p + 2^515); Phi_k(p)-smooth primes for
 k >= 3 (the cyclotomic methods); moduli p^2 * q; shared primes beyond badkeys's table.  Primes
 close to each other (ratio 1, up to 100 Fermat steps) are also badkeys's ``fermat`` check.  Each
@@ -93,9 +95,9 @@ PP1_B1 = PM1_B1
 PP1_SEEDS: tuple[tuple[int, int], ...] = ((6, 5), (2, 7), (6, 1))
 """Williams p + 1 seeds P = a / b (mod n), Q = 1, as (a, b).  D = P^2 - 4 is -1, -3 and 2 times a square.
 
-The seed finds a prime factor p with B1-smooth p + 1 exactly when D is not a square modulo p:
+A seed always finds a prime factor p with B1-smooth p + 1 when D is not a square modulo p:
 (-1/p) = -1 iff p = 3 (mod 4), (-3/p) = -1 iff p = 2 (mod 3), (2/p) = -1 iff p = 3 or 5 (mod 8).
-So the three together miss exactly the primes p = 1 (mod 24).  6/5 and 2/7 are Montgomery's seeds.
+So the three together find every such p except those p = 1 (mod 24).  6/5 and 2/7 are Montgomery's.
 """
 
 FERMAT_MULTIPLIERS = 768
