@@ -10,15 +10,20 @@ installation and prints:
 - Hello latency, one client, new connection per call, first with no other client, then
   while ``--stalled`` connections hold half a request head each, then while
   ``--trickling`` connections send a valid head announcing 100,000 bytes and one byte of
-  body every ``--trickle-interval`` seconds (a call that takes longer than ``--hang``
-  seconds counts as timed out);
+  body every ``--trickle-interval`` seconds, then while each of ``--non-reading``
+  connections (8, then 40) sends 300 pipelined ``GET /api/order?wsdl`` (about 11 KB up,
+  7.5 MB of answers) and never reads, the connections reopened every ``--reopen``
+  seconds as the attack of the review did (a call that takes longer than ``--hang``
+  seconds counts as timed out), with the workers' memory meanwhile;
 - the workers' resident memory (VmRSS, summed) before and while ``--held-bodies``
   connections each hold a body of 1 MiB less one byte (the body limit) unfinished.
 
     .venv/bin/python bench/slow_clients.py --requests 400 --concurrency 4
 
-Run with ``PYTHONPATH`` naming a checkout of an older ``soap_service`` to measure its
-worker under the name ``head-buffering`` (for a before/after). Not run by the tests.
+``--source DIR`` measures the ``soap_service`` of another checkout (the server runs there)
+under the name ``head-buffering``, for a before/after:
+``git archive <commit> soap_service | tar -x -C /tmp/before``, then ``--source /tmp/before``.
+Not run by the tests.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from reissue_load import envelope, free_listener, new_csr, reissue_body, run, se
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = {"head-buffering": "soap_service.worker.HeadBufferingWorker", "gthread": "gthread"}
 HALF_HEAD = b"POST /api/order HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty"
+WSDL_GET = b"GET /api/order?wsdl HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+PIPELINED = 300
 HELLO = envelope("Hello", "<o:Input>ping</o:Input>")
 ONE_MIB = 1024 * 1024
 
@@ -66,6 +73,45 @@ class Trickle:
                     sock.sendall(b"<")
                 except OSError:
                     pass
+
+
+class NonReaders:
+    """``count`` connections that each send ``PIPELINED`` GET ?wsdl and never read (a small
+    receive buffer), all reopened every ``reopen`` seconds until stopped."""
+
+    def __init__(self, port: int, count: int, reopen: float) -> None:
+        self.port, self.count, self.reopen = port, count, reopen
+        self.socks = self.open_all()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def open_all(self) -> list[socket.socket]:
+        socks = []
+        for _ in range(self.count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(30)
+            try:
+                sock.connect(("127.0.0.1", self.port))
+                sock.sendall(WSDL_GET * PIPELINED)
+            except OSError:
+                sock.close()
+                continue
+            socks.append(sock)
+        return socks
+
+    def run(self) -> None:
+        while not self.stop.wait(self.reopen):
+            old, self.socks = self.socks, self.open_all()
+            for sock in old:
+                sock.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        for sock in self.socks:
+            sock.close()
 
 
 def workers_rss_mib(server: subprocess.Popen[bytes]) -> float:
@@ -115,14 +161,15 @@ def hello_series(label: str, port: int, count: int, hang: float) -> None:
 
 
 def start(
-    worker_class: str, environ: dict[str, str], workers: int, threads: int
+    worker_class: str, environ: dict[str, str], workers: int, threads: int, source: Path = REPO
 ) -> tuple[subprocess.Popen[bytes], int]:
     listener = free_listener()
     port = listener.getsockname()[1]
     command = [sys.executable, "-m", "gunicorn", "-c", "python:soap_service.gunicorn_conf",
                "--bind", f"fd://{listener.fileno()}", "--workers", str(workers), "--threads", str(threads),
                "--worker-class", worker_class, "soap_service.wsgi:application"]
-    server = subprocess.Popen(command, env=environ, cwd=REPO, pass_fds=[listener.fileno()])
+    environ = environ | {"PYTHONPATH": str(source)}
+    server = subprocess.Popen(command, env=environ, cwd=source, pass_fds=[listener.fileno()])
     listener.close()
     deadline = time.monotonic() + 90
     while True:
@@ -177,6 +224,12 @@ def main() -> int:
     parser.add_argument("--trickling", type=int, default=40,
                         help="connections trickling a body, a byte every --trickle-interval (default 40)")
     parser.add_argument("--trickle-interval", type=float, default=1.0, help="seconds (default 1)")
+    parser.add_argument("--non-reading", default="8,40",
+                        help="counts of connections that never read their answers, one series each (default 8,40)")
+    parser.add_argument("--reopen", type=float, default=9.0,
+                        help="seconds between reopenings of the non-reading connections (default 9)")
+    parser.add_argument("--source", type=Path, default=REPO,
+                        help="the checkout whose soap_service the server runs (default: this one)")
     parser.add_argument("--held-bodies", type=int, default=100,
                         help="connections holding an unfinished 1 MiB body for the memory figure (default 100)")
     parser.add_argument("--hang", type=float, default=5.0, help="a Hello slower than this times out (default 5 s)")
@@ -199,7 +252,7 @@ def main() -> int:
                 return [make(order, order_csrs) for order, order_csrs in plan]
 
             print(f"--- {name} ({WORKERS[name]}), {args.workers} workers x {args.threads} threads", flush=True)
-            server, port = start(WORKERS[name], env, args.workers, args.threads)
+            server, port = start(WORKERS[name], env, args.workers, args.threads, args.source)
             try:
                 warm = args.workers * args.threads * 2
                 run("warm-up", port,
@@ -233,6 +286,13 @@ def main() -> int:
                 trickle.thread.join()
                 for sock in trickling:
                     sock.close()
+                for count in (int(n) for n in args.non_reading.split(",") if n.strip()):
+                    time.sleep(0.5)
+                    non_reading = NonReaders(port, count, args.reopen)
+                    time.sleep(0.5)
+                    hello_series(f"Hello, new connection, {count} non-reading", port, args.hellos, args.hang)
+                    print(f"{f'workers RSS, {count} non-reading':<44} {workers_rss_mib(server):8.1f} MiB", flush=True)
+                    non_reading.close()
                 time.sleep(0.5)
                 held_memory(port, server, args.held_bodies)
             finally:

@@ -2,11 +2,12 @@
 waits on a slow client (docs/design.md, serving; docs/security.md, slow clients).
 
 gthread hands a connection to a thread as soon as it is readable, and the thread reads
-the request line, headers and body on a blocking socket: a few connections that send half
-a head, or trickle a body, hold every thread, and every other client waits behind them.
-This worker reads the head and the body on its main loop instead (the poller that already
-watches the listeners and the kept-alive connections), non-blocking, into a buffer per
-connection, and a thread gets the request only when it is whole:
+the request line, headers and body on a blocking socket, then writes the answer on it: a
+few connections that send half a head, trickle a body, or do not read their answer, hold
+every thread, and every other client waits behind them. This worker reads the head and
+the body on its main loop instead (the poller that already watches the listeners and the
+kept-alive connections), non-blocking, into a buffer per connection, a thread gets the
+request only when it is whole, and its answer goes back to the main loop, which writes it:
 
 - the head first, up to its blank line, within ``SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS``
   (default 10, counted from the accept, or from the first byte of a kept-alive
@@ -33,6 +34,17 @@ connection, and a thread gets the request only when it is whole:
   of the socket, and the connection is closed after the answer instead of drained;
 - ``Expect: 100-continue``: a client that waits for it before sending its body gets
   "100 Continue" from the main loop (the thread does not send it again);
+- the answer: the thread writes it (status line, headers, body; gunicorn's error pages)
+  to an :class:`~soap_service.answer_buffer.AnswerBuffer` in place of the socket, at most
+  16 MiB, and is free as soon as it is made. The main loop sends it non-blocking as the
+  client reads, and the whole answer must be read within
+  ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS`` (counted from when it is ready): past it the
+  connection is reset (the kernel drops what it still held for it), logged once at INFO
+  without a traceback. A client that goes away meanwhile is logged at DEBUG. An answer
+  over 16 MiB is not sent: the thread's write fails as a broken pipe, and the connection
+  is reset (logged as a warning);
+- only once an answer is all sent is the connection's next request read, a pipelined one
+  included: a connection holds one answer at most, however many requests it sends;
 - the same for every request of a keep-alive connection, pipelined requests included;
 - the "graceful" close of a connection (half-close, drain what the client still sends,
   at most 2 s) happens on the poller too: gthread does it on its main loop, blocking,
@@ -41,11 +53,18 @@ connection, and a thread gets the request only when it is whole:
   any state; at the cap it stops accepting and new connections wait in the listen
   backlog, as with gthread.
 
+- a stopping worker (SIGTERM, ``max_requests``) keeps sending the answers it holds, each
+  within its deadline, up to ``graceful_timeout``.
+
 Memory: a connection's buffer holds at most a head (gunicorn's limits: about 0.5 MiB) and
 a body (1 MiB; a chunked one up to 64 KiB over it plus 64 KiB of framing), only what the
-client actually sent, for at most the two deadlines: a worker holds at most
-``worker_connections`` x 1.7 MiB, about 115 MiB at the default cap of 100 with ordinary
-heads (bench/slow_clients.py measures it). Lower ``worker_connections`` on a small machine.
+client actually sent, for at most the two deadlines, then its answer (at most 16 MiB) for
+at most one more: a worker holds at most ``worker_connections`` x (head + body + answer).
+The answers of this service are small but for a few authenticated ones (a few MiB at most);
+the anonymous ones (the WSDL and XSD, shared by every answer and never copied, Hello's
+256 characters, faults) are tens of KiB. So in practice ``worker_connections`` x 1.7 MiB,
+about 115 MiB at the default cap of 100 with ordinary heads (bench/slow_clients.py measures
+it), and 100 x (1.7 + 16) MiB in theory. Lower ``worker_connections`` on a small machine.
 
 TLS, cleartext HTTP/2 and the PROXY protocol are refused at start: their handshakes and
 prefaces would be read in a thread again (terminate TLS at the proxy in front).
