@@ -76,13 +76,22 @@ def _venv_version(config: Path) -> str | None:
     return ".".join(full.split(".")[:2]) if full else None
 
 
+STALE: dict[str, Path] = {}
+"""Venvs whose install (make's ``.installed`` stamp) is older than pyproject.toml: not used, said so."""
+
+
 def _interpreters() -> dict[str, Path]:
     """Version -> the python of a venv of this checkout with soap-service installed; this one's for its own."""
     found: dict[str, Path] = {}
     for config in sorted(REPO.glob(".venv*/pyvenv.cfg")):
-        version, python = _venv_version(config), config.parent / "bin" / "python"
-        if version and python.exists() and (config.parent / "bin" / "soap-service").exists():
-            found.setdefault(version, python)
+        version, venv = _venv_version(config), config.parent
+        if not version or not (venv / "bin" / "python").exists() or not (venv / "bin" / "soap-service").exists():
+            continue
+        stamp = venv / ".installed"
+        if not stamp.exists() or stamp.stat().st_mtime < (REPO / "pyproject.toml").stat().st_mtime:
+            STALE.setdefault(version, venv)
+            continue
+        found.setdefault(version, venv / "bin" / "python")
     found[HERE] = Path(sys.executable)
     return found
 
@@ -97,10 +106,12 @@ def interpreter(version: str) -> Path:
     python = INTERPRETERS.get(version)
     if python is not None:
         return python
-    reason = (
-        f"no venv of Python {version} in this checkout: `make install PYTHON=python{version}` (or the path of a "
-        f"Python {version}) makes .venv-{version}; .ci/run makes the 3.11 and 3.13 ones"
-    )
+    make = f"`make install PYTHON=python{version}` (or the path of a Python {version})"
+    if version in STALE:
+        reason = f"{STALE[version].name} (Python {version}) was installed before pyproject.toml changed: {make}"
+    else:
+        reason = f"no venv of Python {version} in this checkout: {make} makes .venv-{version}; .ci/run makes the " \
+                 "3.11 and 3.13 ones"
     if version in REQUIRED:
         pytest.fail(f"SOAP_SERVICE_TEST_PYTHONS requires Python {version}: {reason}")
     pytest.skip(reason)
