@@ -8,6 +8,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -64,13 +65,23 @@ def banner(settings: Settings, *, bind: str, workers: int, threads: int) -> str:
         "  demo orders    DEMO-SSL123, DEMO-RapidSSL, DEMO-SecureSite, ... (one per product)",
         "",
         "  Reissue a demo order with zeep (a new key and CSR are made for you):",
-        f"    .venv/bin/python examples/reissue_zeep.py --url {endpoint} --order DEMO-SSL123 --password 'PASSWORD'",
+        f"    {_interpreter()} examples/reissue_zeep.py --url {endpoint} --order DEMO-SSL123 --password 'PASSWORD'",
         "  the same with curl and the ready envelope examples/reissue.xml:",
         "    sed 's/DEMO-PASSWORD/PASSWORD/' examples/reissue.xml |",
         "      curl -sS -H 'Content-Type: text/xml; charset=utf-8' -H 'SOAPAction: \"Reissue\"' \\",
         f"        --data-binary @- {endpoint}",
         "",
     ])
+
+
+def _interpreter() -> str:
+    """This interpreter as the banner shows it: relative to the working directory when it is
+    inside it (``.venv/bin/python``, ``.venv-3.13/bin/python``), else its full path."""
+    executable = Path(sys.executable)
+    try:
+        return str(executable.relative_to(Path.cwd()))
+    except ValueError:
+        return str(executable)
 
 
 def _host_port(bind: str) -> tuple[str, int] | None:

@@ -42,3 +42,18 @@ def test_serve_refuses_a_bad_header_deadline(tmp_path):
     assert done.returncode == 2
     assert "SOAP_SERVICE_HEADER_READ_TIMEOUT_SECONDS must be a number of seconds above 0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_banner_names_the_interpreter_that_serves(tmp_path, monkeypatch) -> None:
+    """Not a hard-coded `.venv`: `make run PYTHON=python3.13` serves from `.venv-3.13`."""
+    from soap_service.config import load_settings
+    from soap_service.server import banner
+
+    venv_python = tmp_path / ".venv-3.13" / "bin" / "python"
+    monkeypatch.setattr(sys, "executable", str(venv_python))
+    monkeypatch.chdir(tmp_path)
+    text = banner(load_settings({"SOAP_SERVICE_DATA_DIR": str(tmp_path)}), bind="127.0.0.1:8080", workers=1, threads=1)
+    assert "    .venv-3.13/bin/python examples/reissue_zeep.py" in text
+    monkeypatch.chdir("/")
+    text = banner(load_settings({"SOAP_SERVICE_DATA_DIR": str(tmp_path)}), bind="127.0.0.1:8080", workers=1, threads=1)
+    assert f"    {venv_python} examples/reissue_zeep.py" in text
