@@ -54,6 +54,7 @@ def test_the_banner_names_the_interpreter_that_serves(tmp_path, monkeypatch) -> 
     monkeypatch.chdir(tmp_path)
     text = banner(load_settings({"SOAP_SERVICE_DATA_DIR": str(tmp_path)}), bind="127.0.0.1:8080", workers=1, threads=1)
     assert "    .venv-3.13/bin/python examples/reissue_zeep.py" in text
-    monkeypatch.chdir("/")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     text = banner(load_settings({"SOAP_SERVICE_DATA_DIR": str(tmp_path)}), bind="127.0.0.1:8080", workers=1, threads=1)
     assert f"    {venv_python} examples/reissue_zeep.py" in text
