@@ -109,7 +109,10 @@ def start_server(
     workers: int = 1,
     threads: int = 4,
     extra_env: dict[str, str] | None = None,
+    python: Path | None = None,
 ) -> RunningServer:
+    """``soap-service serve`` run by ``python`` (this interpreter by default), on a loopback port
+    this process binds and hands over. Another interpreter gets none of this one's PYTHON* variables."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -118,14 +121,17 @@ def start_server(
     port = listener.getsockname()[1]
     log_path = directory / "server.log"
     command = [
-        sys.executable, "-m", "soap_service.main", "serve",
+        str(python or sys.executable), "-m", "soap_service.main", "serve",
         "--bind", f"fd://{listener.fileno()}", "--workers", str(workers), "--threads", str(threads),
     ]
+    environ = server_environment(installation, extra_env)
+    if python is not None:
+        environ = {name: value for name, value in environ.items() if not name.startswith("PYTHON")}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command,
             cwd=directory,
-            env=server_environment(installation, extra_env),
+            env=environ,
             stdout=log,
             stderr=subprocess.STDOUT,
             pass_fds=[listener.fileno()],

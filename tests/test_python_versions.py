@@ -44,12 +44,11 @@ from api_support import (
     Answer,
     RunningServer,
     ZeepService,
-    _wait_until_ready,
     order_request,
     post,
     query_header,
     request,
-    server_environment,
+    start_server,
     zeep_service,
 )
 from conftest import TestInstallation as Installation
@@ -214,29 +213,6 @@ SQLITE_ONLY = pytest.mark.parametrize("installation", ["sqlite"], indirect=True)
 TWO_SERVERS = pytest.mark.slow  # a gunicorn server per interpreter: ~10 s to start both, ~5 s to stop them
 
 
-def start_server_on(python: Path, installation: Installation, directory: Path) -> RunningServer:
-    """``soap-service serve`` run by ``python``, on a loopback port this process binds and hands over."""
-    import socket
-
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
-    listener.set_inheritable(True)
-    port = listener.getsockname()[1]
-    log_path = directory / "server.log"
-    command = [str(python), "-m", "soap_service.main", "serve", "--bind", f"fd://{listener.fileno()}",
-               "--workers", "1", "--threads", "4"]
-    environ = {k: v for k, v in server_environment(installation).items() if not k.startswith("PYTHON")}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=directory, env=environ, stdout=log, stderr=subprocess.STDOUT,
-                                   pass_fds=[listener.fileno()])
-    listener.close()
-    server = RunningServer(f"http://127.0.0.1:{port}", process, log_path)
-    _wait_until_ready(server)
-    return server
-
-
 @dataclass
 class Pair:
     """A server run by this interpreter and one run by the other, each with a zeep client of this process."""
@@ -271,7 +247,7 @@ def pair(
         if version not in servers:
             python = interpreter(version)
             directory = tmp_path_factory.mktemp(f"server-{version}")
-            servers[version] = start_server_on(python, installation, directory)
+            servers[version] = start_server(installation, directory, python=python)
     here, there = servers[HERE], servers[other]
     return Pair(other, here, there, zeep_service(here.wsdl_url, here.url), zeep_service(there.wsdl_url, there.url))
 
