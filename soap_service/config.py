@@ -60,10 +60,6 @@ class Settings:
     log_level: str = "INFO"
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
-    @property
     def public_url_is_internal(self) -> bool:
         return is_internal_host(urlsplit(self.public_url).hostname or "")
 

@@ -65,10 +65,6 @@ def fault_envelope(faultcode: str, faultstring: str, detail: etree._Element | No
     return bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))
 
 
-def client_fault(subcode: str, message: str) -> bytes:
-    return fault_envelope(f"Client.{subcode}", message)
-
-
 def server_fault(incident_id: str) -> bytes:
     return fault_envelope("Server", internal_message(incident_id), internal_detail(incident_id))
 

@@ -31,7 +31,6 @@ MAX_HELLO_INPUT_CHARS = 256
 """Hello's Input: a connectivity test needs no more, and its answer echoes it."""
 OptionalText = Unicode(**OPTIONAL)
 Int = Integer32(**REQUIRED)
-OptionalInt = Integer32(**OPTIONAL)
 Time = DateTime(**REQUIRED)
 OptionalTime = DateTime(**OPTIONAL)
 Flag = Boolean(**OPTIONAL)
