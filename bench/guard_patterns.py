@@ -22,7 +22,8 @@ from collections.abc import Callable
 from lxml import etree
 
 from soap_service.api.application import xsd_document
-from soap_service.api.guard import MAX_BODY_BYTES, declares_dtd, document_charset
+from soap_service.api.envelope import declares_dtd
+from soap_service.api.http_body import MAX_BODY_BYTES, document_charset
 from soap_service.api.schema import OperationSchema
 
 TNS = "urn:soap-service:order:v1"

@@ -18,7 +18,7 @@ request only when it is whole, and its answer goes back to the main loop, which 
   once: the thread gets that request, or the parser's refusal, which it answers exactly
   as gthread did;
 - then the body, as that parse frames it (``soap_service.request_body``): a
-  Content-Length of at most the body limit (1 MiB, ``soap_service.api.guard``) or a
+  Content-Length of at most the body limit (1 MiB, ``soap_service.api.http_body``) or a
   chunked body, read into the same buffer until it is whole, within
   ``SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS`` (default 10) counted from the end of the
   head: a deadline for the *whole* body, not for each read. The thread then reads the
@@ -91,7 +91,7 @@ from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from soap_service.answer_buffer import ANSWER_LIMIT, AnswerBuffer
-from soap_service.api.guard import MAX_BODY_BYTES
+from soap_service.api.http_body import MAX_BODY_BYTES
 from soap_service.gunicorn_conf import (
     DEFAULT_BODY_READ_TIMEOUT,
     DEFAULT_HEADER_READ_TIMEOUT,

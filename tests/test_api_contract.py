@@ -17,19 +17,18 @@ from lxml import etree
 from api_support import SOAP_ENV, TNS, WSDL_FILE, XSD_FILE, envelope
 from soap_service import gunicorn_conf, server
 from soap_service.api.application import wsdl_document, xsd_document
-from soap_service.api.faults import internal_detail
-from soap_service.api.guard import (
-    MAX_BODY_BYTES,
+from soap_service.api.envelope import (
     SOAP_ACTOR_NEXT,
-    Refusal,
     inspect_envelope,
     read_request,
     refuse_mandatory_headers,
-    request_charset,
     request_payload,
     soap_action_names,
     spyne_envelope,
 )
+from soap_service.api.faults import internal_detail
+from soap_service.api.http_body import MAX_BODY_BYTES, request_charset
+from soap_service.api.refusal import Refusal
 from soap_service.api.requestlog import field
 from soap_service.api.service import OPERATIONS
 from soap_service.config import ConfigurationError

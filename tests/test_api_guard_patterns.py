@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from soap_service.api.guard import MAX_BODY_BYTES, Refusal, declares_dtd, document_charset
+from soap_service.api.envelope import declares_dtd
+from soap_service.api.http_body import MAX_BODY_BYTES, document_charset
+from soap_service.api.refusal import Refusal
 
 
 def fill(unit: str, size: int = MAX_BODY_BYTES) -> str:

@@ -466,13 +466,20 @@ def test_a_malformed_chunked_body_is_the_clients_fault(server: RunningServer) ->
 
 
 def test_other_paths_and_methods_are_plain_refusals(server: RunningServer) -> None:
+    not_allowed: set[tuple[str, str | None, bytes]] = set()
     for method, path, expected in [
         ("GET", "/", 404), ("GET", "/api/order", 405), ("PUT", "/api/order", 405), ("GET", "/api/order?x", 405),
-        ("POST", "/api/other", 404),
+        ("DELETE", "/api/order?wsdl", 405), ("POST", "/api/other", 404),
     ]:
         status, headers, body = request(server, method, path, b"" if method in ("PUT", "POST") else None)
         assert status == expected, (method, path, status)
         assert b"<html" not in body.lower() and not headers["content-type"].startswith("text/html")
+        if status == 405:
+            not_allowed.add((headers["content-type"], headers.get("allow"), body))
+    # One 405 answer, whether the method or the document asked for is what is not served.
+    assert not_allowed == {
+        ("text/plain; charset=utf-8", "GET, HEAD, POST", b"POST SOAP 1.1 requests here; GET ?wsdl for the WSDL\n")
+    }
     assert_still_serving(server)
 
 
