@@ -1,25 +1,36 @@
-"""The operator's command line: ``soap-service``.
+"""The operator's commands of ``soap-service``: init, demo, partner, order.
 
-Every command reads SOAP_SERVICE_DATABASE_URL and SOAP_SERVICE_DATA_DIR. Results
-are one JSON object on stdout; a refusal exits 1 with ``error <code>: <message>``
-on stderr and changes nothing.
+``soap_service.main`` builds the one parser of ``soap-service`` from the commands
+this module and ``server`` (serve, wsdl) add to it; each command dispatches to its own
+function. Every command here reads SOAP_SERVICE_DATABASE_URL and SOAP_SERVICE_DATA_DIR
+and prints its result as one JSON object on stdout. Exit statuses (docs/design.md,
+"Error model"):
+
+- 0: done;
+- 1: refused (a ``ServiceError``): ``error <code>: <message> [field]`` on stderr, and
+  nothing changed;
+- 2: a usage error (argparse's message) or a bad setting: ``error: <message>``;
+- 3: an incident: ``error -9000: internal error, incident INC-... (details in the log
+  above)``; the log on stderr holds the failure, the audit trail its event when a
+  use case failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from soap_service import demo
 from soap_service.config import ConfigurationError, Secret, Settings, load_settings
-from soap_service.errors import InvalidField, ServiceError
-from soap_service.ra.incidents import new_incident_id
+from soap_service.errors import InternalError, InvalidField, ServiceError
+from soap_service.ra.incidents import open_incident
 from soap_service.ra.installation import initialize
 from soap_service.ra.orders import Contact, NewOrder, Organization, create_order, show_order_by_operator
 from soap_service.ra.partners import create_partner
@@ -27,22 +38,31 @@ from soap_service.ra.reissue import Reissuer, ReissueRequest
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.views import IssuanceOutcome
 
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_INCIDENT = 3
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="soap-service", description="Partner Order API: operator commands")
-    commands = parser.add_subparsers(dest="command", required=True)
+Action = Callable[[argparse.Namespace, RegistrationAuthority], "dict[str, Any] | None"]
+"""What a command does with the registration authority: its JSON result, or None when it printed its own."""
 
-    commands.add_parser("init", help="create the database schema, the catalogue and the CA hierarchy (once)")
-    commands.add_parser("demo", help="init, a partner DEMO (user demo) and one completed order per product")
+logger = logging.getLogger(__name__)
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add init, demo, partner and order, each with its handler, to ``soap-service``'s commands."""
+    _command(commands, "init", _init, help="create the database schema, the catalogue and the CA hierarchy (once)")
+    _command(commands, "demo", _demo, help="init, a partner DEMO (user demo) and one completed order per product")
 
     partner = commands.add_parser("partner", help="manage partners").add_subparsers(dest="action", required=True)
-    create = partner.add_parser("create", help="create a partner and its API user; the password is read on stdin")
+    create = _command(partner, "create", _create_partner, name="partner create",
+                      help="create a partner and its API user; the password is read on stdin")
     create.add_argument("--code", required=True)
     create.add_argument("--name", required=True)
     create.add_argument("--username", required=True)
 
     order = commands.add_parser("order", help="manage orders").add_subparsers(dest="action", required=True)
-    new = order.add_parser("create", help="enter a completed order and sign its first certificate")
+    new = _command(order, "create", _create_order, name="order create",
+                   help="enter a completed order and sign its first certificate")
     new.add_argument("--partner", required=True)
     new.add_argument("--partner-order-id", required=True)
     new.add_argument("--product", required=True)
@@ -60,16 +80,78 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--term-days", type=int, default=365)
     new.add_argument("--csr", required=True, type=Path, help="a PEM or base64 DER CSR file")
 
-    show = order.add_parser("show", help="an order with its whole certificate history")
+    show = _command(order, "show", _show_order, name="order show", help="an order with its whole certificate history")
     show.add_argument("--partner", required=True)
     show.add_argument("--partner-order-id", required=True)
 
-    reissue = order.add_parser("reissue", help="sign a new certificate for an order from a new CSR")
+    reissue = _command(order, "reissue", _reissue_order, name="order reissue",
+                       help="sign a new certificate for an order from a new CSR")
     reissue.add_argument("--partner", required=True)
     reissue.add_argument("--partner-order-id", required=True)
     reissue.add_argument("--csr", required=True, type=Path)
     reissue.add_argument("--name", action="append", dest="names", help="a name to include (repeat)")
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    word: str,
+    action: Action,
+    *,
+    help: str,
+    name: str | None = None,
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(word, help=help)
+    parser.set_defaults(handler=functools.partial(_run, name or word, action))
     return parser
+
+
+def _run(name: str, action: Action, args: argparse.Namespace) -> int:
+    """Run one operator command: the three cases of docs/design.md, "Error model", and a bad setting."""
+    try:
+        settings = load_settings()
+    except ConfigurationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    _configure_logging(settings)
+    try:
+        result = _with_registration_authority(settings, action, args)
+    except ConfigurationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ServiceError as refusal:
+        field = f" [{refusal.field}]" if refusal.field else ""
+        print(f"error {refusal.code}: {refusal.message}{field}", file=sys.stderr)
+        return EXIT_REFUSED
+    except InternalError as incident:
+        return _report(incident)
+    except Exception as failure:  # noqa: BLE001 - any other failure is an incident, opened here
+        return _report(open_incident(logger, f"soap-service {name} failed", failure=failure))
+    if result is not None:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return 0
+
+
+def _with_registration_authority(
+    settings: Settings, action: Action, args: argparse.Namespace
+) -> dict[str, Any] | None:
+    ra = RegistrationAuthority.from_settings(settings)
+    try:
+        return action(args, ra)
+    finally:
+        ra.close()
+
+
+def _report(incident: InternalError) -> int:
+    print(f"error {incident.code}: {incident.message} (details in the log above)", file=sys.stderr)
+    return EXIT_INCIDENT
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("pkilint", "alembic", "sqlalchemy"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _read_csr(path: Path) -> str:
@@ -106,86 +188,51 @@ def _organization(args: argparse.Namespace) -> Organization | None:
     )
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> dict[str, Any] | None:
-    ra = RegistrationAuthority.from_settings(settings)
-    try:
-        if args.command == "init":
-            installation = initialize(ra)
-            return {
-                "created": installation.created,
-                "authorities": [vars(a) for a in installation.authorities],
-            }
-        if args.command == "demo":
-            demo.run(ra, sys.stdout)
-            return None
-        if args.command == "partner":
-            created = create_partner(
-                ra, code=args.code, name=args.name, username=args.username, password=_read_password()
-            )
-            return vars(created)
-        if args.action == "create":
-            contacts = [Contact("admin", args.admin_email), Contact("technical", args.tech_email)]
-            if args.billing_email:
-                contacts.append(Contact("billing", args.billing_email))
-            outcome = create_order(
-                ra,
-                NewOrder(
-                    partner_code=args.partner,
-                    partner_order_id=args.partner_order_id,
-                    product=args.product,
-                    names=tuple(args.names),
-                    csr=_read_csr(args.csr),
-                    contacts=tuple(contacts),
-                    organization=_organization(args),
-                    term_days=args.term_days,
-                ),
-            )
-            return _outcome_json(outcome)
-        if args.action == "show":
-            view = show_order_by_operator(ra, partner_code=args.partner, partner_order_id=args.partner_order_id)
-            data = view.to_json(with_history=True)
-            data["warnings"] = []
-            return data
-        request = ReissueRequest(
+def _init(args: argparse.Namespace, ra: RegistrationAuthority) -> dict[str, Any]:
+    installation = initialize(ra)
+    return {"created": installation.created, "authorities": [vars(a) for a in installation.authorities]}
+
+
+def _demo(args: argparse.Namespace, ra: RegistrationAuthority) -> None:
+    demo.run(ra, sys.stdout)
+
+
+def _create_partner(args: argparse.Namespace, ra: RegistrationAuthority) -> dict[str, Any]:
+    created = create_partner(ra, code=args.code, name=args.name, username=args.username, password=_read_password())
+    return vars(created)
+
+
+def _create_order(args: argparse.Namespace, ra: RegistrationAuthority) -> dict[str, Any]:
+    contacts = [Contact("admin", args.admin_email), Contact("technical", args.tech_email)]
+    if args.billing_email:
+        contacts.append(Contact("billing", args.billing_email))
+    outcome = create_order(
+        ra,
+        NewOrder(
+            partner_code=args.partner,
             partner_order_id=args.partner_order_id,
+            product=args.product,
+            names=tuple(args.names),
             csr=_read_csr(args.csr),
-            dns_names=tuple(args.names) if args.names else None,
-        )
-        return _outcome_json(Reissuer(ra).reissue_by_operator(args.partner, request))
-    finally:
-        ra.close()
+            contacts=tuple(contacts),
+            organization=_organization(args),
+            term_days=args.term_days,
+        ),
+    )
+    return _outcome_json(outcome)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        settings = load_settings()
-    except ConfigurationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("pkilint", "alembic", "sqlalchemy"):
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
-    try:
-        result = _run(args, settings)
-    except ConfigurationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ServiceError as error:
-        field = f" [{error.field}]" if error.field else ""
-        print(f"error {error.code}: {error.message}{field}", file=sys.stderr)
-        return 1
-    except Exception:
-        incident = new_incident_id()
-        logging.getLogger(__name__).exception("command %s failed, incident %s", args.command, incident)
-        print(f"error -9000: internal error, incident {incident} (details in the log above)", file=sys.stderr)
-        return 1
-    if result is not None:
-        json.dump(result, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    return 0
+def _show_order(args: argparse.Namespace, ra: RegistrationAuthority) -> dict[str, Any]:
+    view = show_order_by_operator(ra, partner_code=args.partner, partner_order_id=args.partner_order_id)
+    data = view.to_json(with_history=True)
+    data["warnings"] = []
+    return data
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _reissue_order(args: argparse.Namespace, ra: RegistrationAuthority) -> dict[str, Any]:
+    request = ReissueRequest(
+        partner_order_id=args.partner_order_id,
+        csr=_read_csr(args.csr),
+        dns_names=tuple(args.names) if args.names else None,
+    )
+    return _outcome_json(Reissuer(ra).reissue_by_operator(args.partner, request))

@@ -1,22 +1,36 @@
-"""The one exception tree of the service.
+"""The service's two kinds of failure (docs/design.md, "Error model").
 
-Every refusal the service can give is one of these exceptions; each carries the
-code of DESIGN section 4 and, where the code names one, the field at fault.
-Front ends translate them into their own answers and never invent codes.
-Messages are written for the caller: they never hold a secret, a key or SQL.
+A *refusal* is a :class:`ServiceError`: a public code the caller can act on (fix the
+CSR, the name, the credentials) and, where the code names one, the field at fault.
+Front ends answer it (``Errors`` in a SOAP answer, exit status 1 in a command) and
+never invent codes. Messages are written for the caller: they never hold a secret, a
+key or SQL.
+
+An *incident* is an :class:`InternalError`: something failed inside the service. The
+caller sees only code -9000 and the incident ID; the log (and the audit trail, where
+the failure had a subject) holds the rest. Incidents are opened in one place,
+:func:`soap_service.ra.incidents.open_incident`, which logs and audits them first.
+An incident is not a refusal: it is not a ``ServiceError`` and has no field.
+
+:class:`LintRefused` is neither: the pre-issuance linter's verdict on a certificate
+the CA was asked to sign, which only an incident may report.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 KEY_REUSE_WARNING = 1001
+INCIDENT_CODE = -9000
+"""The code a caller sees for every incident, whatever failed."""
 
 
 class ServiceError(Exception):
-    """A refusal with a public code and message."""
+    """A refusal with a public code and message; each subclass names its code."""
 
-    code: int = -9000
-    default_message: str = "the request was refused"
-    default_field: str | None = None
+    code: ClassVar[int]
+    default_message: ClassVar[str] = "the request was refused"
+    default_field: ClassVar[str | None] = None
 
     def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
         self.message = message or self.default_message
@@ -81,27 +95,29 @@ class TermEnded(ServiceError):
     default_message = "the order's term has ended"
 
 
-class InternalError(ServiceError):
-    """An unexpected failure; the caller sees only the incident ID."""
+class InternalError(Exception):
+    """An incident: an internal failure, already logged (and audited where it had a subject).
 
-    code = -9000
-    default_message = "internal error"
-
-    def __init__(self, incident_id: str, message: str | None = None) -> None:
-        self.incident_id = incident_id
-        super().__init__(message or f"internal error, incident {incident_id}")
-
-
-class LintRefused(ServiceError):
-    """The pre-issuance linter found an error in the certificate to be signed.
-
-    ``findings`` lists the linter's codes and messages for the operator's audit
-    log; the caller only ever sees code -9000 and an incident ID.
+    Made only by :func:`soap_service.ra.incidents.open_incident`. It carries the incident
+    ID and nothing of the failure: its message is all a caller may see.
     """
 
-    code = -9000
-    default_message = "the certificate failed pre-issuance linting"
+    code: ClassVar[int] = INCIDENT_CODE
+
+    def __init__(self, incident_id: str) -> None:
+        self.incident_id = incident_id
+        self.message = f"internal error, incident {incident_id}"
+        super().__init__(self.message)
+
+
+class LintRefused(Exception):
+    """The pre-issuance linter found an error in the certificate to be signed.
+
+    Not a refusal the caller can act on: a certificate profile or CA defect. ``findings``
+    lists the linter's codes and messages; the incident opened for it logs and audits
+    them, and the caller sees only code -9000 and the incident ID.
+    """
 
     def __init__(self, findings: list[str]) -> None:
         self.findings = findings
-        super().__init__()
+        super().__init__("pre-issuance lint: " + "; ".join(findings))

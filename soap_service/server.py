@@ -1,5 +1,9 @@
 """``soap-service serve`` (gunicorn with the package's configuration) and
 ``soap-service wsdl`` (the published WSDL, or with ``--xsd`` the message schema).
+
+:func:`add_commands` adds both to the one parser of ``soap-service``, which
+``soap_service.main`` builds; they live here because they need the SOAP front end,
+which ``cli`` (a front end of its own) may not import. Both exit 2 on a bad setting.
 """
 
 from __future__ import annotations
@@ -7,12 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from soap_service import gunicorn_conf
+from soap_service import demo, gunicorn_conf
 from soap_service.api.application import service_url, wsdl_document, xsd_document
 from soap_service.api.guard import SERVICE_PATH
 from soap_service.config import ConfigurationError, Settings, load_settings
@@ -34,40 +37,59 @@ def _positive(text: str) -> int:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="soap-service", description="Partner Order API: serving commands")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the SOAP API with gunicorn, in the foreground")
-    serve.add_argument("--bind", default=DEFAULT_BIND,
-                       help=f"address to listen on: HOST:PORT, unix:PATH or fd://N (default {DEFAULT_BIND})")
-    serve.add_argument("--workers", type=_positive, default=gunicorn_conf.workers,
-                       help=f"worker processes (default {gunicorn_conf.workers})")
-    serve.add_argument("--threads", type=_positive, default=gunicorn_conf.threads,
-                       help=f"threads per worker (default {gunicorn_conf.threads})")
-    serve.add_argument("--quiet", action="store_true", help="do not print the start-up banner")
-    wsdl = commands.add_parser("wsdl", help="print the WSDL served at /api/order?wsdl")
-    wsdl.add_argument("--xsd", action="store_true", help="print the XML schema of the messages instead")
-    wsdl.add_argument("--public-url", help="the URL the WSDL's soap:address is built on "
-                                           "(default SOAP_SERVICE_PUBLIC_URL)")
-    return parser
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add serve and wsdl, each with its handler, to ``soap-service``'s commands."""
+    serve_command = commands.add_parser("serve", help="serve the SOAP API with gunicorn, in the foreground")
+    serve_command.add_argument("--bind", default=DEFAULT_BIND,
+                               help=f"address to listen on: HOST:PORT, unix:PATH or fd://N (default {DEFAULT_BIND})")
+    serve_command.add_argument("--workers", type=_positive, default=gunicorn_conf.workers,
+                               help=f"worker processes (default {gunicorn_conf.workers})")
+    serve_command.add_argument("--threads", type=_positive, default=gunicorn_conf.threads,
+                               help=f"threads per worker (default {gunicorn_conf.threads})")
+    serve_command.add_argument("--quiet", action="store_true", help="do not print the start-up banner")
+    serve_command.set_defaults(handler=lambda args: serve(args, sys.stdout))
+    wsdl_command = commands.add_parser("wsdl", help="print the WSDL served at /api/order?wsdl")
+    wsdl_command.add_argument("--xsd", action="store_true", help="print the XML schema of the messages instead")
+    wsdl_command.add_argument("--public-url", help="the URL the WSDL's soap:address is built on "
+                                                   "(default SOAP_SERVICE_PUBLIC_URL)")
+    wsdl_command.set_defaults(handler=lambda args: wsdl(args, sys.stdout))
 
 
 def banner(settings: Settings, *, bind: str, workers: int, threads: int) -> str:
+    """What ``serve`` prints before it starts: where the API is, the demo partner, and how to
+    reissue a demo order. The demo's password is shown when ``soap-service demo`` kept it in the
+    data directory and it is this database's (``demo.shown_credentials``); this goes to the
+    operator's terminal, never to a log."""
     endpoint = service_url(settings.public_url)
+    credentials = demo.shown_credentials(settings)
+    if credentials is not None:
+        password = credentials.password.reveal()
+        partner = [
+            f"  demo partner   PartnerCode {credentials.partner_code}, UserName {credentials.username}, "
+            f"Password {password}",
+            f"                 (kept in {demo.credentials_path(settings.data_dir)}; "
+            "`make clean` and `make run` make a new one)",
+        ]
+    else:
+        password = "PASSWORD"
+        partner = [
+            f"  demo partner   PartnerCode {demo.PARTNER_CODE}, UserName {demo.USERNAME}, once `soap-service demo` "
+            "has made it: its password",
+            f"                 is kept in {demo.credentials_path(settings.data_dir)} and shown here",
+        ]
     return "\n".join([
         "soap-service: Partner Order API (SOAP 1.1)",
         f"  listening on   {bind}  ({workers} workers x {threads} threads; Ctrl-C stops)",
         f"  endpoint       POST {endpoint}",
         f"  WSDL           {endpoint}?wsdl",
         f"  schema         {endpoint}?xsd",
-        "  demo partner   PartnerCode DEMO, UserName demo; the password is the one `soap-service demo`",
-        "                 printed when it created the partner (`make clean` and `make run` make a new one)",
+        *partner,
         "  demo orders    DEMO-SSL123, DEMO-RapidSSL, DEMO-SecureSite, ... (one per product)",
         "",
         "  Reissue a demo order with zeep (a new key and CSR are made for you):",
-        f"    {_interpreter()} examples/reissue_zeep.py --url {endpoint} --order DEMO-SSL123 --password 'PASSWORD'",
+        f"    {_interpreter()} examples/reissue_zeep.py --url {endpoint} --order DEMO-SSL123 --password '{password}'",
         "  the same with curl and the ready envelope examples/reissue.xml:",
-        "    sed 's/DEMO-PASSWORD/PASSWORD/' examples/reissue.xml |",
+        f"    sed 's/DEMO-PASSWORD/{password}/' examples/reissue.xml |",
         "      curl -sS -H 'Content-Type: text/xml; charset=utf-8' -H 'SOAPAction: \"Reissue\"' \\",
         f"        --data-binary @- {endpoint}",
         "",
@@ -191,11 +213,3 @@ def wsdl(args: argparse.Namespace, out: TextIO) -> int:
             return 2
     out.write(wsdl_document(public_url.rstrip("/")).decode())
     return 0
-
-
-def main(args: Sequence[str]) -> int:
-    """``args[0]`` is ``serve`` or ``wsdl``."""
-    parsed = _parser().parse_args(list(args))
-    if parsed.command == "serve":
-        return serve(parsed, sys.stdout)
-    return wsdl(parsed, sys.stdout)

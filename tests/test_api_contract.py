@@ -32,6 +32,7 @@ from soap_service.api.refusal import Refusal
 from soap_service.api.requestlog import field
 from soap_service.api.service import OPERATIONS
 from soap_service.config import ConfigurationError
+from soap_service.main import run
 
 XS = "http://www.w3.org/2001/XMLSchema"
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
@@ -91,9 +92,9 @@ def test_soap_address_follows_the_public_url() -> None:
 
 
 def test_wsdl_command_prints_the_published_files(capsys: pytest.CaptureFixture[str]) -> None:
-    assert server.main(["wsdl", "--public-url", DEFAULT_PUBLIC_URL]) == 0
+    assert run(["wsdl", "--public-url", DEFAULT_PUBLIC_URL]) == 0
     assert capsys.readouterr().out.encode() == WSDL_FILE.read_bytes()
-    assert server.main(["wsdl", "--xsd"]) == 0
+    assert run(["wsdl", "--xsd"]) == 0
     assert capsys.readouterr().out.encode() == XSD_FILE.read_bytes()
 
 
@@ -418,7 +419,7 @@ def test_serve_refuses_a_bad_body_read_timeout(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS", "ten")
-    assert server.main(["serve", "--quiet"]) == 2
+    assert run(["serve", "--quiet"]) == 2
     assert "SOAP_SERVICE_BODY_READ_TIMEOUT_SECONDS must be a number" in capsys.readouterr().err
 
 

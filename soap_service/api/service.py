@@ -1,8 +1,10 @@
 """The operations of the Order API: read the request, ask the RA, render its answer.
 
-No policy lives here. A refusal of the RA (a :class:`~soap_service.errors.ServiceError`)
-becomes an answer with ``Errors`` and a negative ``SuccessCode``; an internal failure
-becomes a ``soap:Server`` fault whose message carries the incident ID, also logged.
+No policy lives here. Three cases, told apart by type (docs/design.md, "Error model"):
+a refusal of the RA (a :class:`~soap_service.errors.ServiceError`) becomes an answer
+with ``Errors`` and a negative ``SuccessCode``, in each operation; an incident (an
+:class:`~soap_service.errors.InternalError`, already logged) becomes a ``soap:Server``
+fault carrying its ID, in :func:`_run`; anything else opens a new incident there first.
 
 The registration authority and the request's log record come with the WSGI environ
 (see ``guard``), so the spyne application itself is built once and holds no state.
@@ -24,7 +26,7 @@ from soap_service.api.spyne_loader import ServiceBase, Unicode, rpc
 from soap_service.config import Secret
 from soap_service.errors import InternalError, ServiceError
 from soap_service.ra.auth import Credentials
-from soap_service.ra.incidents import new_incident_id
+from soap_service.ra.incidents import open_incident
 from soap_service.ra.queries import order_for_partner, parse_csr_for_partner
 from soap_service.ra.reissue import Reissuer
 from soap_service.ra.reissue import ReissueRequest as RAReissueRequest
@@ -57,6 +59,7 @@ def _credentials(partner_code: Any, token: Any) -> Credentials:
 
 
 def _run(ctx: Any, action: Callable[[RegistrationAuthority, RequestRecord], T]) -> T:
+    """Run an operation; an incident, reported or not yet, becomes the ``soap:Server`` fault."""
     environ = ctx.transport.req_env
     record: RequestRecord = environ.get(RECORD_KEY) or RequestRecord()
     try:
@@ -64,25 +67,12 @@ def _run(ctx: Any, action: Callable[[RegistrationAuthority, RequestRecord], T]) 
         if ra is None:
             raise RuntimeError("the SOAP application was called without a registration authority")
         return action(ra, record)
-    except InternalFault as fault:
-        record.faulted("Server", fault.incident_id)
-        raise
-    except Exception:
-        incident = new_incident_id()
-        logger.exception("%s failed, incident %s", record.operation, incident)
-        record.faulted("Server", incident)
-        raise InternalFault(incident) from None
-
-
-def _refused(record: RequestRecord, error: ServiceError) -> None:
-    """Note a refusal in the record; an internal error is raised as a fault instead."""
-    if error.code == InternalError.code:
-        incident = getattr(error, "incident_id", None)
-        if incident is None:
-            incident = new_incident_id()
-            logger.error("%s failed, incident %s: %s", record.operation, incident, error.message)
-        raise InternalFault(incident)
-    record.answered(error.code)
+    except InternalError as reported:
+        incident = reported
+    except Exception as failure:  # noqa: BLE001 - any other failure is an incident, opened here
+        incident = open_incident(logger, f"{record.operation} failed", failure=failure)
+    record.faulted("Server", incident.incident_id)
+    raise InternalFault(incident.incident_id)
 
 
 def _reissue_request(request: Any) -> RAReissueRequest:
@@ -105,7 +95,7 @@ def reissue(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m
             _credentials(header.PartnerCode, header.AuthToken), _reissue_request(request), channel=CHANNEL
         )
     except ServiceError as error:
-        _refused(record, error)
+        record.answered(error.code)
         header = answers.order_header(record.partner_order_id, ra.clock(), error=error)
         return m.ReissueResult(OrderResponseHeader=header)
     record.order_id = outcome.order.order_id
@@ -125,7 +115,7 @@ def validate(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> 
             _credentials(header.PartnerCode, header.AuthToken), _reissue_request(request), channel=CHANNEL
         )
     except ServiceError as error:
-        _refused(record, error)
+        record.answered(error.code)
         return m.ValidateOrderParametersResult(
             OrderResponseHeader=answers.order_header(record.partner_order_id, ra.clock(), error=error)
         )
@@ -148,7 +138,7 @@ def parse(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m.P
             ra, _credentials(header.PartnerCode, header.AuthToken), _text(request.CSR), channel=CHANNEL
         )
     except ServiceError as error:
-        _refused(record, error)
+        record.answered(error.code)
         return m.ParseCSRResult(QueryResponseHeader=answers.query_header(ra.clock(), error=error))
     record.answered(answers.SUCCESS)
     return m.ParseCSRResult(QueryResponseHeader=answers.query_header(ra.clock()), ParsedCSR=answers.parsed_csr(parsed))
@@ -162,7 +152,7 @@ def get_order(ra: RegistrationAuthority, record: RequestRecord, request: Any) ->
             ra, _credentials(header.PartnerCode, header.AuthToken), record.partner_order_id, channel=CHANNEL
         )
     except ServiceError as error:
-        _refused(record, error)
+        record.answered(error.code)
         return m.GetOrderByPartnerOrderIDResult(QueryResponseHeader=answers.query_header(ra.clock(), error=error))
     record.order_id = answer.order.order_id
     record.answered(answers.SUCCESS)

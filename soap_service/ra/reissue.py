@@ -17,7 +17,6 @@ from soap_service.errors import (
     InternalError,
     InvalidField,
     KeyRefused,
-    LintRefused,
     OrderNotFound,
     OrderStateInvalid,
     ServiceError,
@@ -41,7 +40,7 @@ from soap_service.ra.fields import (
     checked_partner_order_id,
     is_clean_text,
 )
-from soap_service.ra.incidents import new_incident_id
+from soap_service.ra.incidents import open_incident
 from soap_service.ra.issuance import ExaminedCSR, chain_of, examine_csr, issue_for_order, refuse_blocked_key
 from soap_service.ra.names import requested_names
 from soap_service.ra.service import RegistrationAuthority
@@ -345,28 +344,21 @@ def _names_detail(names: Sequence[str]) -> str:
 
 
 def run_audited(ra: RegistrationAuthority, subject: Subject, action: Callable[[], T]) -> T:
-    """Run a use case; audit its refusal or failure; never let internals reach the caller."""
+    """Run a use case and audit how it ended (docs/design.md, "Error model").
+
+    A refusal is audited and raised as it is; an incident opened below is already
+    audited and passes; any other failure (the pre-issuance linter's verdict among
+    them) opens an incident on the subject. Nothing of a failure reaches the caller.
+    """
     try:
         return action()
-    except LintRefused as refusal:
-        incident = new_incident_id()
-        logger.error("%s refused by the pre-issuance linter, incident %s: %s", subject.action, incident,
-                     "; ".join(refusal.findings))
-        record_outcome(ra, subject, outcome="failed", code=refusal.code, incident_id=incident,
-                       detail="lint: " + "; ".join(refusal.findings))
-        raise InternalError(incident) from None
     except ServiceError as refusal:
         try:
             record_outcome(ra, subject, outcome="refused", code=refusal.code, detail=refusal.message)
         except Exception:  # the refusal stands; the log has the audit store's failure
             logger.exception("audit of a %s refusal (%s) failed", subject.action, refusal.code)
         raise
-    except Exception as failure:
-        incident = new_incident_id()
-        logger.exception("%s failed, incident %s", subject.action, incident)
-        try:
-            record_outcome(ra, subject, outcome="failed", code=InternalError.code, incident_id=incident,
-                           detail=type(failure).__name__)
-        except Exception:
-            logger.exception("audit of incident %s failed", incident)
-        raise InternalError(incident) from None
+    except InternalError:
+        raise
+    except Exception as failure:  # noqa: BLE001 - any other failure is an incident, opened here
+        raise open_incident(logger, f"{subject.action} failed", failure=failure, audit=(ra, subject)) from None
