@@ -1,14 +1,17 @@
-"""What the PHP and node-soap interop tests share: the orders a client run works on, the
-calls it makes (one JSON job), and running the client script."""
+"""The interop scenario's material: the SOAP clients of other languages it runs (PHP's
+SoapClient with and without SOAP_SINGLE_ELEMENT_ARRAYS, node-soap), whether each is installed
+here, what each does with a list or a null, the orders a run works on, the calls it makes (one
+JSON job) and running a client's script on it. The assertions are in ``tests/test_interop.py``."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -22,6 +25,74 @@ SCRIPT_TIMEOUT = 60
 NAMES = ("example.com", "www.example.com")
 OPERATIONS = {"Hello", "Reissue", "ValidateOrderParameters", "ParseCSR", "GetOrderByPartnerOrderID"}
 HELLO = "bonjour — ünïcödé ✓ <&>"
+
+
+def _php_missing() -> str | None:
+    """Why PHP's SoapClient cannot run here, or None."""
+    php = shutil.which("php")
+    if php is None:
+        return "php is not installed (apt-get install php-cli php-soap)"
+    try:
+        listed = subprocess.run([php, "-m"], capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"`php -m` failed: {error}"
+    if "soap" not in listed.lower().split():
+        return "PHP's soap extension is not loaded (apt-get install php-soap)"
+    return None
+
+
+def _node_missing() -> str | None:
+    """Why node-soap cannot run here, or None."""
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not (INTEROP / "node_modules" / "soap" / "package.json").is_file():
+        return "tests/interop/node_modules is missing: run `npm ci --prefix tests/interop`"
+    return None
+
+
+@dataclass(frozen=True)
+class InteropClient:
+    """A SOAP client of another language as an integrator uses it, and what it does with our
+    messages (tests/interop/README.md, "What the clients do with our answers")."""
+
+    name: str
+    family: Literal["php", "node"]
+    command: tuple[str, ...]
+    features: tuple[str, ...]
+    """PHP SoapClient features, by constant name (PHP only)."""
+    one_item_list_is_array: bool
+    """A list of one item arrives as an array of one; otherwise as the bare item."""
+    empty_list: Any
+    """What an empty list element (``<SubjectAttributes/>``) arrives as."""
+    reports_dates: bool
+    """xs:dateTime arrives as a date object, whose paths the report lists (node: ``Date``); else a string."""
+    milliseconds_only: bool
+    """Its dates keep milliseconds: a TermStart's microseconds are cut."""
+    sends_nil_for_null: bool
+    """An optional element given as null is sent as ``xsi:nil="true"`` (else left out)."""
+    missing: str | None
+    """Why it cannot run here (then the scenario skips it, saying so), or None."""
+
+
+_PHP_MISSING, _NODE_MISSING = _php_missing(), _node_missing()
+
+CLIENTS = (
+    InteropClient(
+        name="php-single-element-arrays", family="php", command=("php", str(INTEROP / "php_client.php")),
+        features=("SOAP_SINGLE_ELEMENT_ARRAYS",), one_item_list_is_array=True, empty_list={},
+        reports_dates=False, milliseconds_only=False, sends_nil_for_null=False, missing=_PHP_MISSING,
+    ),
+    InteropClient(
+        name="php-default-features", family="php", command=("php", str(INTEROP / "php_client.php")),
+        features=(), one_item_list_is_array=False, empty_list={},
+        reports_dates=False, milliseconds_only=False, sends_nil_for_null=False, missing=_PHP_MISSING,
+    ),
+    InteropClient(
+        name="node-soap", family="node", command=("node", str(INTEROP / "node_client.js")),
+        features=(), one_item_list_is_array=True, empty_list=None,
+        reports_dates=True, milliseconds_only=True, sends_nil_for_null=True, missing=_NODE_MISSING,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -42,14 +113,15 @@ def make_orders(ra: RegistrationAuthority, partner: TestPartner) -> InteropOrder
     )
 
 
-def client_job(server: RunningServer, partner: TestPartner, orders: InteropOrders, **extra: Any) -> dict[str, Any]:
+def client_job(server: RunningServer, partner: TestPartner, orders: InteropOrders,
+               client: InteropClient) -> dict[str, Any]:
     """The calls every client makes, each named so that its answer can be found in the report."""
     reissued, fresh = orders.reissued.partner_order_id, orders.fresh.partner_order_id
     return {
         "wsdl": server.wsdl_url,
         "location": server.url,
         "partner": {"code": partner.code, "username": partner.username, "password": partner.password},
-        **extra,
+        **({"features": list(client.features)} if client.family == "php" else {}),
         "calls": [
             {"name": "hello", "operation": "Hello", "input": HELLO},
             {"name": "reissue", "operation": "Reissue", "order": reissued, "csr": fresh_key_csr(NAMES)},
@@ -78,8 +150,9 @@ def client_job(server: RunningServer, partner: TestPartner, orders: InteropOrder
 
 @dataclass
 class ClientRun:
-    """One run of a client script: the orders of its job and what the client answered."""
+    """One run of a client script: the client, the orders of its job and what the client answered."""
 
+    client: InteropClient
     reissued_order: Any
     fresh_order: Any
     reused_key_order: Any
@@ -98,13 +171,16 @@ class ClientRun:
         return set(self.call(name).get("dates", []))
 
 
-def run_client(command: list[str], job: dict[str, Any], cwd: Path) -> dict[str, Any]:
-    """Run a client script on ``job`` (JSON on stdin) and return its report (JSON on stdout)."""
-    completed = subprocess.run(command, input=json.dumps(job), capture_output=True, text=True,
-                               timeout=SCRIPT_TIMEOUT, cwd=cwd)
-    assert completed.returncode == 0, f"{' '.join(command)} exited {completed.returncode}:\n{completed.stderr}"
+def run_client(client: InteropClient, server: RunningServer, partner: TestPartner,
+               orders: InteropOrders) -> ClientRun:
+    """Run the client's script on the job (JSON on stdin), with its report (JSON on stdout)."""
+    job = client_job(server, partner, orders, client)
+    completed = subprocess.run(client.command, input=json.dumps(job), capture_output=True, text=True,
+                               timeout=SCRIPT_TIMEOUT, cwd=INTEROP)
+    command = " ".join(client.command)
+    assert completed.returncode == 0, f"{command} exited {completed.returncode}:\n{completed.stderr}"
     report: dict[str, Any] = json.loads(completed.stdout)
-    return report
+    return ClientRun(client, orders.reissued, orders.fresh, orders.reused_key, report)
 
 
 def when(stamp: str) -> datetime:
@@ -112,24 +188,3 @@ def when(stamp: str) -> datetime:
     parsed = datetime.fromisoformat(stamp)
     assert parsed.tzinfo is not None, stamp
     return parsed
-
-
-def assert_reissued_with_the_same_key(run: ClientRun) -> None:
-    """The reused-key reissue made a new certificate for the order's existing key."""
-    from api_support import load_pem_certificate
-
-    certificate = run.result("reused_key", "ReissueResult")["Certificate"]
-    assert certificate["SerialNumber"] != run.reused_key_order.certificate.serial
-    issued = load_pem_certificate(certificate["ServerCertificate"]).public_key()
-    assert issued == load_pem_certificate(run.reused_key_order.certificate.pem).public_key()
-
-
-def assert_validated_and_parsed(run: ClientRun) -> None:
-    """ValidateOrderParameters and ParseCSR answers, with their values typed by the client."""
-    validated = run.result("validate", "ValidateOrderParametersResult")
-    assert validated["ReturnsCurrentCertificate"] is False  # xs:boolean arrives as a boolean
-    assert validated["OrderID"] == run.fresh_order.order_id
-    parsed = run.result("parse", "ParseCSRResult")["ParsedCSR"]
-    assert (parsed["KeyAlgorithm"], parsed["KeySize"], parsed["Curve"]) == ("EC", 256, "P-256")
-    assert type(parsed["KeySize"]) is int
-    assert parsed["CommonName"] == "example.com" and "Organization" not in parsed
