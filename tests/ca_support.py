@@ -15,6 +15,7 @@ from pkilint.cabf.serverauth.serverauth_constants import CertificateType
 from pkilint.pkix import certificate as pkix_certificate
 from pkilint.validation import ValidationFindingSeverity
 
+from factory import EV_ORGANIZATION, ORGANIZATION
 from soap_service.ca.algorithms import PublicKey
 from soap_service.ca.hierarchy import CAMaterial, create_hierarchy
 from soap_service.ca.issuer import Issuer, IssuingCA
@@ -26,20 +27,6 @@ PUBLIC_URL = "https://pki.example.com"
 LOOPBACK_URL = "http://127.0.0.1:8080"
 INSTALLATION = "t3st01"
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-ORGANIZATION = SubjectOrganization(
-    name="Example Widgets Inc.", country="US", state="California", locality="San Francisco"
-)
-EV_ORGANIZATION = SubjectOrganization(
-    name="Example Widgets Inc.",
-    country="US",
-    state="California",
-    locality="San Francisco",
-    business_category="Private Organization",
-    jurisdiction_country="US",
-    jurisdiction_state="Delaware",
-    registration_number="5551234",
-)
 
 # (CA that issues it, level, DNS names) for each leaf kind the tests check
 LEAF_KINDS = {

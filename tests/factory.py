@@ -1,10 +1,11 @@
-"""Test data made through the RA's own use cases: partners, orders, CSRs."""
+"""Test data made through the RA's own use cases: partners, orders, CSRs; and the one
+organization every test validates (:data:`EV_ORGANIZATION`, :data:`ORGANIZATION`)."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
@@ -34,22 +35,24 @@ def new_partner(ra: RegistrationAuthority) -> TestPartner:
     return TestPartner(code=code, username="api", password=password)
 
 
-ORGANIZATION = Organization(
+EV_ORGANIZATION = Organization(
     name="Example Corporation",
     country="US",
     state="California",
     locality="San Francisco",
     business_category="Private Organization",
     jurisdiction_country="US",
+    jurisdiction_state="Delaware",
     registration_number="C1234567",
 )
+"""The organization of the tests as an EV order validates it, with its business category,
+jurisdiction of incorporation and registration number: what an EV leaf's subject carries."""
 
-DEFAULT_NAMES = {
-    "DV": ("example.com", "www.example.com"),
-    "OV": ("example.com", "www.example.com"),
-    "EV": ("example.com", "www.example.com"),
-    "CS": (),
-}
+ORGANIZATION = replace(
+    EV_ORGANIZATION, business_category=None, jurisdiction_country=None, jurisdiction_state=None,
+    registration_number=None,
+)
+"""The same organization as an OV or code-signing order validates it: C, ST, L and O only."""
 
 
 def fresh_key_csr(names: Sequence[str] = ("example.com",), key: CertificateIssuerPrivateKeyTypes | None = None,
@@ -84,7 +87,7 @@ def new_order(
             names=names,
             csr=csr or fresh_key_csr(names),
             contacts=(Contact("admin", "admin@example.com"), Contact("technical", "tech@example.com")),
-            organization=None if level == "DV" else ORGANIZATION,
+            organization=None if level == "DV" else EV_ORGANIZATION if level == "EV" else ORGANIZATION,
             term_days=term_days,
         ),
     )

@@ -31,8 +31,8 @@ from api_support import (
     zeep_service,
 )
 from conftest import TestInstallation as Installation
+from factory import ORGANIZATION, fresh_key_csr, new_order, new_partner
 from factory import TestPartner as Partner
-from factory import fresh_key_csr, new_order, new_partner
 from keyfactory import (
     broken_signature_csr_pem,
     close_prime_rsa_key,
@@ -207,7 +207,7 @@ def test_a_code_signing_order_reissues_without_names(
     result = api.service.Reissue(Request=order_request(partner, order.partner_order_id, csr))
     assert result.OrderResponseHeader.SuccessCode == 0, _errors(result.OrderResponseHeader)
     leaf = _load(result.Certificate.ServerCertificate)
-    assert leaf.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "Example Corporation"
+    assert leaf.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == ORGANIZATION.name
 
 
 def test_a_retried_reissue_returns_the_same_certificate(
@@ -351,7 +351,7 @@ def test_get_order_with_every_option(api: ZeepService, installation: Installatio
     assert (info.ValidationLevel, info.OrderStatus) == ("OV", "COMPLETED")
     assert info.TermStart < datetime.now(UTC) < info.TermEnd
     assert list(info.DNSNames.DNSName) == list(NAMES)
-    assert detail.Organization.Name == "Example Corporation" and detail.Organization.Country == "US"
+    assert (detail.Organization.Name, detail.Organization.Country) == (ORGANIZATION.name, ORGANIZATION.country)
     assert {(c.Role, c.Email) for c in detail.Contacts.Contact} == {
         ("admin", "admin@example.com"), ("technical", "tech@example.com")
     }

@@ -31,7 +31,7 @@ from ca_support import (
 )
 from soap_service.ca.algorithms import PublicKey, generate_key
 from soap_service.ca.issuer import IssuingCA, ca_certificate_url, crl_url, ocsp_url
-from soap_service.ca.profiles import LeafRequest, SubjectOrganization, ValidationLevel
+from soap_service.ca.profiles import LeafRequest, ValidationLevel
 from soap_service.errors import LintRefused, ServiceError
 
 E = TypeVar("E", bound=x509.ExtensionType)
@@ -197,33 +197,33 @@ def test_dv_subject_is_empty(leaves: LeafSet) -> None:
 def test_ov_subject_is_c_st_l_o_without_cn(leaves: LeafSet) -> None:
     for kind in ("ov", "ov-wildcard"):
         assert _subject(leaves[kind][2]) == [
-            (NameOID.COUNTRY_NAME.dotted_string, "US"),
-            (NameOID.STATE_OR_PROVINCE_NAME.dotted_string, "California"),
-            (NameOID.LOCALITY_NAME.dotted_string, "San Francisco"),
-            (NameOID.ORGANIZATION_NAME.dotted_string, "Example Widgets Inc."),
+            (NameOID.COUNTRY_NAME.dotted_string, ORGANIZATION.country),
+            (NameOID.STATE_OR_PROVINCE_NAME.dotted_string, ORGANIZATION.state),
+            (NameOID.LOCALITY_NAME.dotted_string, ORGANIZATION.locality),
+            (NameOID.ORGANIZATION_NAME.dotted_string, ORGANIZATION.name),
         ]
 
 
 def test_ev_subject_has_the_ev_guidelines_attributes(leaves: LeafSet) -> None:
     assert _subject(leaves["ev"][2]) == [
-        (NameOID.BUSINESS_CATEGORY.dotted_string, "Private Organization"),
-        (NameOID.JURISDICTION_COUNTRY_NAME.dotted_string, "US"),
-        (NameOID.JURISDICTION_STATE_OR_PROVINCE_NAME.dotted_string, "Delaware"),
-        (NameOID.SERIAL_NUMBER.dotted_string, "5551234"),
-        (NameOID.COUNTRY_NAME.dotted_string, "US"),
-        (NameOID.STATE_OR_PROVINCE_NAME.dotted_string, "California"),
-        (NameOID.LOCALITY_NAME.dotted_string, "San Francisco"),
-        (NameOID.ORGANIZATION_NAME.dotted_string, "Example Widgets Inc."),
+        (NameOID.BUSINESS_CATEGORY.dotted_string, EV_ORGANIZATION.business_category),
+        (NameOID.JURISDICTION_COUNTRY_NAME.dotted_string, EV_ORGANIZATION.jurisdiction_country),
+        (NameOID.JURISDICTION_STATE_OR_PROVINCE_NAME.dotted_string, EV_ORGANIZATION.jurisdiction_state),
+        (NameOID.SERIAL_NUMBER.dotted_string, EV_ORGANIZATION.registration_number),
+        (NameOID.COUNTRY_NAME.dotted_string, EV_ORGANIZATION.country),
+        (NameOID.STATE_OR_PROVINCE_NAME.dotted_string, EV_ORGANIZATION.state),
+        (NameOID.LOCALITY_NAME.dotted_string, EV_ORGANIZATION.locality),
+        (NameOID.ORGANIZATION_NAME.dotted_string, EV_ORGANIZATION.name),
     ]
 
 
 def test_code_signing_subject_is_the_organization(leaves: LeafSet) -> None:
     assert _subject(leaves["cs"][2]) == [
-        (NameOID.COUNTRY_NAME.dotted_string, "US"),
-        (NameOID.STATE_OR_PROVINCE_NAME.dotted_string, "California"),
-        (NameOID.LOCALITY_NAME.dotted_string, "San Francisco"),
-        (NameOID.ORGANIZATION_NAME.dotted_string, "Example Widgets Inc."),
-        (NameOID.COMMON_NAME.dotted_string, "Example Widgets Inc."),
+        (NameOID.COUNTRY_NAME.dotted_string, ORGANIZATION.country),
+        (NameOID.STATE_OR_PROVINCE_NAME.dotted_string, ORGANIZATION.state),
+        (NameOID.LOCALITY_NAME.dotted_string, ORGANIZATION.locality),
+        (NameOID.ORGANIZATION_NAME.dotted_string, ORGANIZATION.name),
+        (NameOID.COMMON_NAME.dotted_string, ORGANIZATION.name),
     ]
 
 
@@ -310,7 +310,7 @@ def test_ev_with_an_unknown_business_category_is_refused() -> None:
 
 
 def test_ov_without_state_and_locality_is_refused() -> None:
-    organization = SubjectOrganization(name="Example Widgets Inc.", country="US", state=None, locality=None)
+    organization = replace(ORGANIZATION, state=None, locality=None)
     request = leaf_request(ValidationLevel.OV, ("www.example.com",), organization=organization)
     assert any("stateprovince_and_locality_missing" in f for f in _refusal(request, "SYMANTEC-TLS"))
 

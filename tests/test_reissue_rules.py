@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select, update
 
-from factory import fresh_key_csr, new_order, new_partner
+from factory import ORGANIZATION, fresh_key_csr, new_order, new_partner
 from keyfactory import (
     broken_signature_csr_pem,
     close_prime_rsa_key,
@@ -270,16 +270,18 @@ def test_subject_organization_comes_from_the_order_never_the_csr(ra, partner):
     outcome = reissue(ra, partner, ov.order.partner_order_id, csr_pem(csr))
     leaf = x509.load_pem_x509_certificate(outcome.certificate.pem.encode())
     assert [a.value for a in leaf.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)] == [
-        "Example Corporation"
+        ORGANIZATION.name
     ]
-    assert [a.value for a in leaf.subject.get_attributes_for_oid(x509.NameOID.COUNTRY_NAME)] == ["US"]
+    assert [a.value for a in leaf.subject.get_attributes_for_oid(x509.NameOID.COUNTRY_NAME)] == [
+        ORGANIZATION.country
+    ]
 
 
 def test_code_signing_subject_is_the_validated_organization(ra, partner):
     cs = new_order(ra, partner, product="ThawteCodeSigning")
     outcome = reissue(ra, partner, cs.order.partner_order_id, fresh_key_csr([], common_name="whatever.example"))
     leaf = x509.load_pem_x509_certificate(outcome.certificate.pem.encode())
-    assert leaf.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)[0].value == "Example Corporation"
+    assert leaf.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)[0].value == ORGANIZATION.name
     assert outcome.certificate.names == ()
     eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [x509.ExtendedKeyUsageOID.CODE_SIGNING]

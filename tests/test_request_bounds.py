@@ -21,7 +21,7 @@ import pytest
 
 from api_support import RunningServer, ZeepService, order_request, running_server, zeep_service
 from conftest import TestInstallation as Installation
-from factory import ORGANIZATION, fresh_key_csr, new_order, new_partner
+from factory import EV_ORGANIZATION, fresh_key_csr, new_order, new_partner
 from factory import TestPartner as Partner
 from soap_service.api.requestlog import MAX_FIELD_CHARS
 from soap_service.api.requestlog import field as log_field
@@ -379,7 +379,7 @@ def _new_order(partner: Partner, **changes: Any) -> NewOrder:
         names=("example.com",),
         csr=fresh_key_csr(),
         contacts=(Contact("admin", "admin@example.com"), Contact("technical", "tech@example.com")),
-        organization=ORGANIZATION,
+        organization=EV_ORGANIZATION,
     )
     return replace(order, **changes)
 
@@ -389,12 +389,12 @@ def _new_order(partner: Partner, **changes: Any) -> NewOrder:
     [
         ({"names": ("foo\n.example.com",)}, "DNSNames"),
         ({"names": ("example.com",) * 26}, "DNSNames"),
-        ({"organization": replace(ORGANIZATION, country="US\n")}, "Country"),
-        ({"organization": replace(ORGANIZATION, jurisdiction_country="US\n")}, "JurisdictionCountry"),
-        ({"organization": replace(ORGANIZATION, name="O" * 65)}, "Organization"),
-        ({"organization": replace(ORGANIZATION, locality="L" * 129)}, "Locality"),
-        ({"organization": replace(ORGANIZATION, business_category="B" * 65)}, "BusinessCategory"),
-        ({"organization": replace(ORGANIZATION, registration_number="1" * 65)}, "RegistrationNumber"),
+        ({"organization": replace(EV_ORGANIZATION, country="US\n")}, "Country"),
+        ({"organization": replace(EV_ORGANIZATION, jurisdiction_country="US\n")}, "JurisdictionCountry"),
+        ({"organization": replace(EV_ORGANIZATION, name="O" * 65)}, "Organization"),
+        ({"organization": replace(EV_ORGANIZATION, locality="L" * 129)}, "Locality"),
+        ({"organization": replace(EV_ORGANIZATION, business_category="B" * 65)}, "BusinessCategory"),
+        ({"organization": replace(EV_ORGANIZATION, registration_number="1" * 65)}, "RegistrationNumber"),
         ({"contacts": (Contact("admin", "admin@example.com\n"), Contact("technical", "t@example.com"))},
          "Contacts"),
         ({"contacts": (Contact("admin", DOTTED_EMAIL), Contact("technical", "t@example.com"))}, "Email"),
