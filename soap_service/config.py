@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from soap_service.keyalgorithms import KEY_ALGORITHM_NAMES
+
 PREFIX = "SOAP_SERVICE_"
-KEY_ALGORITHMS = ("rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384")
 KEY_REUSE_POLICIES = ("warn", "refuse")
 
 
@@ -113,7 +114,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         database_url=database_url,
         public_url=public_url,
-        ca_key_algorithm=_choice(env, "CA_KEY_ALGORITHM", "rsa-2048", KEY_ALGORITHMS),
+        ca_key_algorithm=_choice(env, "CA_KEY_ALGORITHM", "rsa-2048", KEY_ALGORITHM_NAMES),
         ca_passphrase=Secret(passphrase) if passphrase else None,
         ca_passphrase_file=Path(passphrase_file) if passphrase_file else None,
         key_reuse=_choice(env, "KEY_REUSE", "warn", KEY_REUSE_POLICIES),

@@ -1,4 +1,6 @@
-"""Which keys are certified (DESIGN 3.4): sizes, exponent, curves, types, weak keys, blocklist."""
+"""Which keys are certified (docs/design.md, "Reissue rules"): one KeyPolicy for sizes, exponent,
+curves, types, weak keys, keys the CSR reader could not load, the published blocklist and our own
+blocked-key table."""
 
 from __future__ import annotations
 
@@ -18,10 +20,13 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 import keyfactory as kf
 from soap_service.errors import KeyRefused
 from soap_service.ra import keypolicy
-from soap_service.ra.csr import parse_csr
-from soap_service.ra.keypolicy import blocklist_available, check_key
+from soap_service.ra.csr import KeyLoadFailure, ParsedCSR, UnloadableKey, parse_csr, spki_sha256
+from soap_service.ra.keypolicy import KeyPolicy, blocklist_available
 
 REPO = Path(__file__).resolve().parent.parent
+
+POLICY = KeyPolicy()
+check_key = POLICY.check_key
 
 
 def _refusal(public_key: PublicKeyTypes) -> KeyRefused:
@@ -51,7 +56,8 @@ def test_ec_on_accepted_curves_is_accepted(curve: str) -> None:
 
 
 def test_the_key_of_a_parsed_csr_is_accepted() -> None:
-    check_key(parse_csr(kf.csr_pem(kf.make_csr(kf.ec_key("P-384")))).public_key)
+    reading = parse_csr(kf.csr_pem(kf.make_csr(kf.ec_key("P-384"))))
+    assert POLICY.check_csr(reading) is reading
 
 
 def test_many_ordinary_rsa_keys_are_accepted() -> None:
@@ -170,8 +176,9 @@ _PROBE = textwrap.dedent(
     import json, sys
     from cryptography.hazmat.primitives import serialization
     from soap_service.errors import KeyRefused
-    from soap_service.ra.keypolicy import blocklist_available, check_key
+    from soap_service.ra.keypolicy import KeyPolicy, blocklist_available
 
+    check_key = KeyPolicy().check_key
     results = {"available": blocklist_available(), "keys": []}
     for path in sys.argv[1:]:
         with open(path, "rb") as handle:
@@ -257,3 +264,93 @@ def test_keys_on_an_installed_blocklist_are_refused(tmp_path: Path) -> None:
     assert "public list of compromised keys (debianssl)" in refused_rsa
     assert "public list of compromised keys (debianssl)" in refused_ec
     assert accepted_rsa is None and accepted_ec is None
+
+
+def test_an_installed_blocklist_may_be_required(tmp_path: Path) -> None:
+    """KeyPolicy(require_blocklist=True) starts when the blocklist is there and refuses to when it is not."""
+    probe = textwrap.dedent(
+        """
+        from soap_service.config import ConfigurationError
+        from soap_service.ra.keypolicy import KeyPolicy
+
+        try:
+            KeyPolicy(require_blocklist=True)
+            print("started")
+        except ConfigurationError as error:
+            print(error)
+        KeyPolicy(require_blocklist=False)
+        """
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    installed = tmp_path / "installed" / "badkeys"
+    installed.mkdir(parents=True)
+    (installed / "blocklist.dat").write_bytes(b"".join(sorted(
+        hashlib.sha256(bytes([i])).digest()[:15] + b"\x01" for i in range(4)
+    )))
+    (installed / "badkeysdata.json").write_text(json.dumps({"blocklists": [{"id": 1, "name": "filler"}]}))
+    answers = {}
+    for name, cache_home in (("absent", empty), ("installed", installed.parent)):
+        env = {**os.environ, "XDG_CACHE_HOME": str(cache_home), "PYTHONPATH": str(REPO)}
+        completed = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert completed.returncode == 0, completed.stderr
+        answers[name] = completed.stdout.strip()
+    assert answers["installed"] == "started"
+    assert answers["absent"].startswith("SOAP_SERVICE_REQUIRE_KEY_BLOCKLIST=yes but badkeys's blocklist")
+    assert "badkeys --update-bl" in answers["absent"]
+
+
+# ----------------------------------------------------------------------------- keys the reader could not load
+
+
+@pytest.mark.parametrize(
+    ("failure", "message"),
+    [
+        (
+            KeyLoadFailure.UNSUPPORTED,
+            "the CSR's public key is of an algorithm or curve this service does not support: "
+            "only RSA 2048, 3072 or 4096 bits and ECDSA P-256 or P-384 keys are accepted",
+        ),
+        (
+            KeyLoadFailure.INVALID,
+            "the CSR's public key is invalid (not a point on its curve, explicit curve parameters, or a "
+            "malformed key): only RSA 2048, 3072 or 4096 bits and ECDSA P-256 or P-384 keys are accepted",
+        ),
+    ],
+)
+def test_a_key_the_reader_could_not_load_is_refused(failure: KeyLoadFailure, message: str) -> None:
+    for judge in (POLICY.loaded, POLICY.check_csr):
+        with pytest.raises(KeyRefused) as caught:
+            judge(UnloadableKey(failure))
+        assert (caught.value.code, caught.value.field, caught.value.message) == (-4009, "CSR", message)
+
+
+def test_loaded_applies_no_other_key_rule() -> None:
+    """ParseCSR's only key rule: a key that was read is answered, whatever the policy thinks of it."""
+    reading = parse_csr(kf.csr_pem(kf.make_csr(kf.rsa_key(1024))))
+    assert isinstance(reading, ParsedCSR)
+    assert POLICY.loaded(reading) is reading
+    with pytest.raises(KeyRefused):
+        POLICY.check_csr(reading)
+
+
+# ----------------------------------------------------------------------------- our own blocked-key table
+
+
+def test_a_key_on_our_blocked_key_table_is_refused() -> None:
+    key = kf.ec_key("P-256", index=5).public_key()
+    fingerprint = spki_sha256(key)
+    asked: list[str] = []
+
+    def blocked(spki: str) -> bool:
+        asked.append(spki)
+        return spki == fingerprint
+
+    with pytest.raises(KeyRefused) as caught:
+        POLICY.check_not_blocked(fingerprint, blocked)
+    assert (caught.value.code, caught.value.field) == (-4009, "CSR")
+    assert caught.value.message == "this key was reported compromised and is blocked"
+    POLICY.check_not_blocked(spki_sha256(kf.ec_key("P-256", index=6).public_key()), blocked)
+    assert asked == [fingerprint, spki_sha256(kf.ec_key("P-256", index=6).public_key())]

@@ -28,8 +28,8 @@ import keyfactory as kf
 from factory import new_order, new_partner
 from soap_service.errors import KeyRefused
 from soap_service.ra import weakkeys
-from soap_service.ra.csr import parse_csr
-from soap_service.ra.keypolicy import check_key
+from soap_service.ra.csr import KeyLoadFailure, UnloadableKey, parse_csr
+from soap_service.ra.keypolicy import KeyPolicy
 from soap_service.ra.reissue import Reissuer, ReissueRequest
 from soap_service.ra.weakkeys import RSAWeakness, ec_bound_covered, is_small_multiple, rsa_weakness
 from soap_service.storage import certificates as certificate_store
@@ -43,12 +43,15 @@ ORDERS = {
 }
 CURVES: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
 
+POLICY = KeyPolicy()
+check_key = POLICY.check_key
+
 
 def refusal_of_csr(pem: str) -> str:
     """The -4009 message for a CSR that reads and verifies but whose key is refused."""
-    parsed = parse_csr(pem)  # the self-signature verifies: only the key policy refuses it
+    reading = parse_csr(pem)  # the self-signature verifies: only the key policy refuses it
     with pytest.raises(KeyRefused) as caught:
-        check_key(parsed.public_key)
+        POLICY.check_csr(reading)
     assert (caught.value.code, caught.value.field) == (-4009, "CSR")
     return caught.value.message
 
@@ -189,10 +192,13 @@ def _invalid_points(curve: str) -> dict[str, bytes]:
 @pytest.mark.parametrize("curve", ["P-256", "P-384"])
 @pytest.mark.parametrize("kind", ["infinity", "off the curve", "x out of range", "truncated"])
 def test_the_point_at_infinity_and_invalid_points_are_refused_when_read(curve: str, kind: str) -> None:
-    """cryptography refuses them when it loads the key, before any signature or policy: -4009."""
+    """cryptography cannot load them, before any signature is checked: the reader says so and the
+    policy refuses them (-4009)."""
     der = kf.raw_ec_csr_der(_invalid_points(curve)[kind], curve)
+    reading = parse_csr(kf.der_to_pem(der))
+    assert reading == UnloadableKey(KeyLoadFailure.INVALID)
     with pytest.raises(KeyRefused) as caught:
-        parse_csr(kf.der_to_pem(der))
+        POLICY.check_csr(reading)
     assert caught.value.code == -4009
     assert "public key is invalid" in caught.value.message
 
@@ -320,12 +326,12 @@ def _openssl_csr(tmp_path: Path, newkey: list[str]) -> str:
     ids=["rsa2048", "rsa3072", "p256", "p384"],
 )
 def test_csrs_made_by_the_openssl_command_are_accepted(tmp_path: Path, newkey: list[str]) -> None:
-    check_key(parse_csr(_openssl_csr(tmp_path, newkey)).public_key)
+    POLICY.check_csr(parse_csr(_openssl_csr(tmp_path, newkey)))
 
 
 @pytest.mark.slow
 def test_an_openssl_rsa_4096_csr_is_accepted(tmp_path: Path) -> None:
-    check_key(parse_csr(_openssl_csr(tmp_path, ["-newkey", "rsa:4096"])).public_key)
+    POLICY.check_csr(parse_csr(_openssl_csr(tmp_path, ["-newkey", "rsa:4096"])))
 
 
 # ------------------------------------------------------------------ without prepare()
@@ -337,8 +343,9 @@ _LAZY_PROBE = textwrap.dedent(
     import keyfactory as kf
     from soap_service.errors import KeyRefused
     from soap_service.ra import weakkeys
-    from soap_service.ra.keypolicy import check_key
+    from soap_service.ra.keypolicy import KeyPolicy
 
+    check_key = KeyPolicy().check_key
     assert weakkeys._small_multiples.cache_info().currsize == 0
     refused = []
     for key in (kf.small_multiple_ec_key(1, "P-384").public_key(), kf.prime_power_rsa_key(2048, 3).public_key()):

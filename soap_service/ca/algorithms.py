@@ -1,4 +1,7 @@
-"""Key algorithms of the CA: the key types it holds and the hash each one signs with."""
+"""Key algorithms of the CA: the key types it holds and the hash each one signs with.
+
+Which algorithms exist is :mod:`soap_service.keyalgorithms`'s table, shared with the key policy.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +10,22 @@ from typing import TypeAlias
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from soap_service.keyalgorithms import KEY_ALGORITHM_NAMES, RSA_EXPONENT, RSAKeyAlgorithm, key_algorithm
+
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
-KEY_ALGORITHMS = ("rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384")
-
-_RSA_SIZES = {"rsa-2048": 2048, "rsa-3072": 3072, "rsa-4096": 4096}
-_CURVES: dict[str, type[ec.EllipticCurve]] = {"ecdsa-p256": ec.SECP256R1, "ecdsa-p384": ec.SECP384R1}
+KEY_ALGORITHMS = KEY_ALGORITHM_NAMES
 
 
 def generate_key(algorithm: str) -> PrivateKey:
     """A new private key for one of :data:`KEY_ALGORITHMS`; ``ValueError`` for anything else."""
-    if algorithm in _RSA_SIZES:
-        return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_SIZES[algorithm])
-    if algorithm in _CURVES:
-        return ec.generate_private_key(_CURVES[algorithm]())
-    raise ValueError(f"unknown key algorithm {algorithm!r}, expected one of {', '.join(KEY_ALGORITHMS)}")
+    chosen = key_algorithm(algorithm)
+    if chosen is None:
+        raise ValueError(f"unknown key algorithm {algorithm!r}, expected one of {', '.join(KEY_ALGORITHMS)}")
+    if isinstance(chosen, RSAKeyAlgorithm):
+        return rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=chosen.bits)
+    return ec.generate_private_key(chosen.curve_type())
 
 
 def signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:

@@ -1,20 +1,26 @@
 """Reading a CSR: PEM or bare base64 DER in, a verified :class:`ParsedCSR` out.
 
-This module only reads.  It refuses what cannot be trusted to say what it says (unreadable
-encodings, a self-signature that does not verify, a signature hash weaker than SHA-256); what
-is *acceptable* about the key is :mod:`soap_service.ra.keypolicy`'s job, and which names may
-be certified is the name policy's.  Extensions of the CSR are read only to learn the requested
-names: they are never copied into a certificate (DESIGN section 3, rule 4).
+This module only reads (docs/design.md, "Reissue rules", rule 5, and "Key policy").  It refuses
+what cannot be trusted to say what it says, with -4007: unreadable encodings, a signature
+algorithm that is not on the allowlist (:data:`ACCEPTED_SIGNATURES`), a self-signature that does
+not verify.  It never refuses a key: a key that cryptography cannot load is reported as
+:class:`UnloadableKey`, and what is *acceptable* about a key (-4009) is
+:class:`soap_service.ra.keypolicy.KeyPolicy`'s job; which names may be certified is the name
+policy's.  Extensions of the CSR are read only to learn the requested names: they are never
+copied into a certificate.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import hashlib
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -27,20 +33,18 @@ from cryptography.hazmat.primitives.asymmetric import (
     ed25519,
     mldsa,
     mlkem,
+    padding,
     rsa,
     x448,
     x25519,
 )
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 
-from soap_service.errors import CSRUnreadable, InvalidField, KeyRefused
+from soap_service.errors import CSRUnreadable, InvalidField
 
 MAX_CSR_CHARS = 64 * 1024
 """Largest CSR field accepted, in characters (a CSR with a 4096-bit key and many names is ~3 KB)."""
-
-MIN_SIGNATURE_HASH_BYTES = 32
-"""SHA-256 or stronger: a signature hash with a shorter digest is refused."""
 
 _PEM_BEGIN = "-----BEGIN "
 _PEM_END = "-----END "
@@ -58,60 +62,78 @@ _CSR_LABELS = frozenset({"CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"})
 _WHITESPACE = re.compile(r"\s+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
-# Names of the signature algorithms a CSR is likely to carry, as OpenSSL spells them.
-_SIGNATURE_NAMES: dict[str, str] = {
-    "1.2.840.113549.1.1.2": "md2WithRSAEncryption",
-    "1.2.840.113549.1.1.3": "md4WithRSAEncryption",
-    "1.2.840.113549.1.1.4": "md5WithRSAEncryption",
-    "1.2.840.113549.1.1.5": "sha1WithRSAEncryption",
-    "1.3.14.3.2.29": "sha1WithRSASignature",
-    "1.2.840.113549.1.1.14": "sha224WithRSAEncryption",
-    "1.2.840.113549.1.1.11": "sha256WithRSAEncryption",
-    "1.2.840.113549.1.1.12": "sha384WithRSAEncryption",
-    "1.2.840.113549.1.1.13": "sha512WithRSAEncryption",
-    "1.2.840.113549.1.1.10": "rsassaPss",
-    "2.16.840.1.101.3.4.3.13": "RSA-SHA3-224",
-    "2.16.840.1.101.3.4.3.14": "RSA-SHA3-256",
-    "2.16.840.1.101.3.4.3.15": "RSA-SHA3-384",
-    "2.16.840.1.101.3.4.3.16": "RSA-SHA3-512",
-    "1.2.840.10045.4.1": "ecdsa-with-SHA1",
-    "1.2.840.10045.4.3.1": "ecdsa-with-SHA224",
-    "1.2.840.10045.4.3.2": "ecdsa-with-SHA256",
-    "1.2.840.10045.4.3.3": "ecdsa-with-SHA384",
-    "1.2.840.10045.4.3.4": "ecdsa-with-SHA512",
-    "2.16.840.1.101.3.4.3.9": "ecdsa_with_SHA3-224",
-    "2.16.840.1.101.3.4.3.10": "ecdsa_with_SHA3-256",
-    "2.16.840.1.101.3.4.3.11": "ecdsa_with_SHA3-384",
-    "2.16.840.1.101.3.4.3.12": "ecdsa_with_SHA3-512",
-    "1.2.840.10040.4.3": "dsa-with-SHA1",
-    "2.16.840.1.101.3.4.3.1": "dsa-with-SHA224",
-    "2.16.840.1.101.3.4.3.2": "dsa-with-SHA256",
-    "2.16.840.1.101.3.4.3.3": "dsa-with-SHA384",
-    "2.16.840.1.101.3.4.3.4": "dsa-with-SHA512",
-    "1.3.101.112": "ED25519",
-    "1.3.101.113": "ED448",
-    "2.16.840.1.101.3.4.3.17": "ML-DSA-44",
-    "2.16.840.1.101.3.4.3.18": "ML-DSA-65",
-    "2.16.840.1.101.3.4.3.19": "ML-DSA-87",
+CSRPublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+"""The key of a CSR that verified: every accepted signature algorithm is RSA or ECDSA."""
+
+_RSASSA_PSS = "1.2.840.113549.1.1.10"
+
+ACCEPTED_SIGNATURES: Mapping[str, type[rsa.RSAPublicKey] | type[ec.EllipticCurvePublicKey]] = {
+    "1.2.840.113549.1.1.11": rsa.RSAPublicKey,  # sha256WithRSAEncryption
+    "1.2.840.113549.1.1.12": rsa.RSAPublicKey,  # sha384WithRSAEncryption
+    "1.2.840.113549.1.1.13": rsa.RSAPublicKey,  # sha512WithRSAEncryption
+    _RSASSA_PSS: rsa.RSAPublicKey,  # only with a hash of _PSS_HASHES and MGF1 on the same hash
+    "1.2.840.10045.4.3.2": ec.EllipticCurvePublicKey,  # ecdsa-with-SHA256
+    "1.2.840.10045.4.3.3": ec.EllipticCurvePublicKey,  # ecdsa-with-SHA384
+    "1.2.840.10045.4.3.4": ec.EllipticCurvePublicKey,  # ecdsa-with-SHA512
+}
+"""The allowlist of CSR signature algorithms, by OID, with the type of key each is made with.
+
+Every other algorithm is refused (-4007) by name, whatever its strength: SHA-1 and MD5, but also
+Ed25519, SHA-3, DSA and ML-DSA."""
+
+_PSS_HASHES: tuple[type[hashes.HashAlgorithm], ...] = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
+"""The hashes RSASSA-PSS is accepted with (its parameters name the hash; MGF1 must use the same)."""
+
+_ACCEPTED_TEXT = (
+    "only RSA (PKCS#1 v1.5, or PSS with MGF1 on the same hash) and ECDSA signatures with SHA-256, "
+    "SHA-384 or SHA-512 are accepted"
+)
+
+# The signature algorithms a CSR is likely to carry, as OpenSSL spells them, with the hash each
+# uses when it names one: only to name an algorithm in an answer, never to decide.
+_SIGNATURE_NAMES: dict[str, tuple[str, str | None]] = {
+    "1.2.840.113549.1.1.2": ("md2WithRSAEncryption", "MD2"),
+    "1.2.840.113549.1.1.3": ("md4WithRSAEncryption", "MD4"),
+    "1.2.840.113549.1.1.4": ("md5WithRSAEncryption", "MD5"),
+    "1.2.840.113549.1.1.5": ("sha1WithRSAEncryption", "SHA-1"),
+    "1.3.14.3.2.29": ("sha1WithRSASignature", "SHA-1"),
+    "1.2.840.113549.1.1.14": ("sha224WithRSAEncryption", "SHA-224"),
+    "1.2.840.113549.1.1.11": ("sha256WithRSAEncryption", "SHA-256"),
+    "1.2.840.113549.1.1.12": ("sha384WithRSAEncryption", "SHA-384"),
+    "1.2.840.113549.1.1.13": ("sha512WithRSAEncryption", "SHA-512"),
+    _RSASSA_PSS: ("rsassaPss", None),
+    "2.16.840.1.101.3.4.3.13": ("RSA-SHA3-224", "SHA3-224"),
+    "2.16.840.1.101.3.4.3.14": ("RSA-SHA3-256", "SHA3-256"),
+    "2.16.840.1.101.3.4.3.15": ("RSA-SHA3-384", "SHA3-384"),
+    "2.16.840.1.101.3.4.3.16": ("RSA-SHA3-512", "SHA3-512"),
+    "1.2.840.10045.4.1": ("ecdsa-with-SHA1", "SHA-1"),
+    "1.2.840.10045.4.3.1": ("ecdsa-with-SHA224", "SHA-224"),
+    "1.2.840.10045.4.3.2": ("ecdsa-with-SHA256", "SHA-256"),
+    "1.2.840.10045.4.3.3": ("ecdsa-with-SHA384", "SHA-384"),
+    "1.2.840.10045.4.3.4": ("ecdsa-with-SHA512", "SHA-512"),
+    "2.16.840.1.101.3.4.3.9": ("ecdsa_with_SHA3-224", "SHA3-224"),
+    "2.16.840.1.101.3.4.3.10": ("ecdsa_with_SHA3-256", "SHA3-256"),
+    "2.16.840.1.101.3.4.3.11": ("ecdsa_with_SHA3-384", "SHA3-384"),
+    "2.16.840.1.101.3.4.3.12": ("ecdsa_with_SHA3-512", "SHA3-512"),
+    "1.2.840.10040.4.3": ("dsa-with-SHA1", "SHA-1"),
+    "2.16.840.1.101.3.4.3.1": ("dsa-with-SHA224", "SHA-224"),
+    "2.16.840.1.101.3.4.3.2": ("dsa-with-SHA256", "SHA-256"),
+    "2.16.840.1.101.3.4.3.3": ("dsa-with-SHA384", "SHA-384"),
+    "2.16.840.1.101.3.4.3.4": ("dsa-with-SHA512", "SHA-512"),
+    "1.3.101.112": ("ED25519", None),
+    "1.3.101.113": ("ED448", None),
+    "2.16.840.1.101.3.4.3.17": ("ML-DSA-44", None),
+    "2.16.840.1.101.3.4.3.18": ("ML-DSA-65", None),
+    "2.16.840.1.101.3.4.3.19": ("ML-DSA-87", None),
 }
 
-# Signature algorithms whose hash is weaker than SHA-256, by OID, with the hash to name.
-# Checked on the OID before anything else: cryptography 50 will not verify SHA-1 (or MD5)
-# signatures at all and would only report "invalid signature", which misleads the caller.
-_WEAK_SIGNATURE_HASHES: dict[str, str] = {
-    "1.2.840.113549.1.1.2": "MD2",
-    "1.2.840.113549.1.1.3": "MD4",
-    "1.2.840.113549.1.1.4": "MD5",
-    "1.2.840.113549.1.1.5": "SHA-1",
-    "1.3.14.3.2.29": "SHA-1",
-    "1.2.840.10045.4.1": "SHA-1",
-    "1.2.840.10040.4.3": "SHA-1",
-    "1.2.840.113549.1.1.14": "SHA-224",
-    "1.2.840.10045.4.3.1": "SHA-224",
-    "2.16.840.1.101.3.4.3.1": "SHA-224",
-    "2.16.840.1.101.3.4.3.13": "SHA3-224",
-    "2.16.840.1.101.3.4.3.9": "SHA3-224",
-}
+_MAX_QUOTED_OID_CHARS = 64
+"""An unnamed OID is quoted in an answer only up to this length (a DER OID can be kilobytes)."""
+
+_DOES_NOT_VERIFY = (
+    "the CSR's signature does not verify with its own public key: "
+    "the CSR was altered after signing or signed with another key"
+)
 
 _CURVE_NAMES: dict[str, str] = {
     "secp192r1": "P-192",
@@ -124,12 +146,13 @@ _CURVE_NAMES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class ParsedCSR:
-    """A CSR whose encoding was read and whose self-signature verified (SHA-256 or stronger)."""
+    """A CSR whose encoding was read, whose signature algorithm is on the allowlist and whose
+    self-signature verified."""
 
     der: bytes
     sha256: str
     """Hex SHA-256 of the DER: byte-identical retries compare on this."""
-    public_key: CertificatePublicKeyTypes
+    public_key: CSRPublicKey
     spki_sha256: str
     """Hex SHA-256 of the key's DER SubjectPublicKeyInfo, as :func:`spki_sha256` computes it."""
     subject: tuple[tuple[str, str], ...]
@@ -138,13 +161,37 @@ class ParsedCSR:
     san_dns_names: tuple[str, ...]
     """dNSNames of the extensionRequest's subjectAltName, as given (not lowercased)."""
     key_algorithm: str
-    """"RSA", "EC", or another name ("DSA", "Ed25519", ...)."""
+    """"RSA" or "EC" (:func:`key_facts`)."""
     key_size: int
     """Bits: the RSA modulus, the EC curve's order size."""
     curve: str | None
-    """"P-256", "P-384", ... or cryptography's curve name; None for a key that is not EC."""
+    """"P-256", "P-384", ... or cryptography's curve name; None for an RSA key."""
     signature_algorithm: str
-    """Such as "sha256WithRSAEncryption", "ecdsa-with-SHA384"; the dotted OID when unnamed."""
+    """Such as "sha256WithRSAEncryption", "rsassaPss with SHA-256", "ecdsa-with-SHA384"."""
+
+
+class KeyLoadFailure(enum.Enum):
+    """Why cryptography could not load a CSR's public key."""
+
+    UNSUPPORTED = "unsupported"
+    """An algorithm or a curve it does not implement."""
+    INVALID = "invalid"
+    """A point not on its curve, the point at infinity, explicit curve parameters, a malformed key."""
+
+
+@dataclass(frozen=True)
+class UnloadableKey:
+    """A CSR read up to its public key, which could not be loaded: a fact, not a refusal.
+
+    Its signature cannot be verified without the key, so reading stops there (nothing after it,
+    the subject and the requested names, is read).  The key policy refuses it with -4009.
+    """
+
+    failure: KeyLoadFailure
+
+
+CSRReading: TypeAlias = ParsedCSR | UnloadableKey
+"""What :func:`parse_csr` reads from a CSR that it does not refuse."""
 
 
 def spki_sha256(public_key: PublicKeyTypes) -> str:
@@ -198,22 +245,29 @@ def check_csr_size(text: str) -> None:
         raise CSRUnreadable(f"the CSR is {len(text)} characters long: at most {MAX_CSR_CHARS} are accepted")
 
 
-def parse_csr(text: str) -> ParsedCSR:
+def parse_csr(text: str) -> CSRReading:
     """Read and verify a CSR given as PEM or as bare base64 of its DER.
 
     Raises :class:`InvalidField` when the field is empty, :class:`CSRUnreadable` when it cannot
-    be read, holds anything besides one CSR, is signed with a hash weaker than SHA-256 or its
-    signature does not verify, and :class:`KeyRefused` when its public key cannot even be
-    loaded (unknown algorithm, unsupported curve, invalid point): that is a refusal of the
-    key's type, code -4009, found while reading.
+    be read, holds anything besides one CSR, is signed with an algorithm off the allowlist or
+    its signature does not verify.  A public key that cannot even be loaded (unknown algorithm,
+    unsupported curve, invalid point) is not refused here: the answer is :class:`UnloadableKey`,
+    which the key policy refuses.
     """
     check_csr_size(text)
     if not text.strip():
         raise InvalidField("CSR is missing", field="CSR")
     der = _decode(text.strip())
     csr = _load_der(der)
-    signature_algorithm = _check_signature_hash(csr)
-    public_key = _load_public_key(csr)
+    signature_algorithm, key_type = _accepted_signature(csr)
+    try:
+        public_key = csr.public_key()
+    except UnsupportedAlgorithm:
+        return UnloadableKey(KeyLoadFailure.UNSUPPORTED)
+    except ValueError:
+        return UnloadableKey(KeyLoadFailure.INVALID)
+    if not isinstance(public_key, key_type):
+        raise CSRUnreadable(_DOES_NOT_VERIFY)  # an RSA signature cannot be made by an EC key, and so on
     try:
         signature_valid = csr.is_signature_valid
     except UnsupportedAlgorithm as exc:
@@ -221,10 +275,7 @@ def parse_csr(text: str) -> ParsedCSR:
             f"the CSR's signature algorithm {signature_algorithm} cannot be verified by this service"
         ) from exc
     if not signature_valid:
-        raise CSRUnreadable(
-            "the CSR's signature does not verify with its own public key: "
-            "the CSR was altered after signing or signed with another key"
-        )
+        raise CSRUnreadable(_DOES_NOT_VERIFY)
     subject = _subject(csr)
     key_algorithm, key_size, curve = key_facts(public_key)
     return ParsedCSR(
@@ -351,51 +402,63 @@ def _load_der(der: bytes) -> x509.CertificateSigningRequest:
         raise CSRUnreadable(message) from exc
 
 
-def _signature_name(csr: x509.CertificateSigningRequest) -> str:
+def _accepted_signature(
+    csr: x509.CertificateSigningRequest,
+) -> tuple[str, type[rsa.RSAPublicKey] | type[ec.EllipticCurvePublicKey]]:
+    """(the name of the CSR's signature algorithm, the type of key it is made with), when the
+    algorithm is on the allowlist; -4007 naming it when it is not.
+
+    Decided on the OID (and, for RSASSA-PSS, its parameters) before the key is loaded or the
+    signature verified: cryptography 50 does not verify SHA-1 or MD5 signatures at all and would
+    only report "invalid signature", which misleads the caller.
+    """
     dotted = csr.signature_algorithm_oid.dotted_string
-    return _SIGNATURE_NAMES.get(dotted, dotted)
+    key_type = ACCEPTED_SIGNATURES.get(dotted)
+    if key_type is None:
+        raise _signature_refused(_signature_label(dotted))
+    if dotted == _RSASSA_PSS:
+        return _accepted_pss(csr), key_type
+    name, _ = _SIGNATURE_NAMES[dotted]
+    return name, key_type
 
 
-def _check_signature_hash(csr: x509.CertificateSigningRequest) -> str:
-    """The signature algorithm's name, once its hash is known to be SHA-256 or stronger."""
-    name = _signature_name(csr)
-    weak = _WEAK_SIGNATURE_HASHES.get(csr.signature_algorithm_oid.dotted_string)
-    if weak is not None:
-        raise CSRUnreadable(f"the CSR is signed with {weak} ({name}): SHA-256 or stronger is required")
+def _accepted_pss(csr: x509.CertificateSigningRequest) -> str:
+    """"rsassaPss with SHA-256" when the hash is SHA-256/384/512 and the mask MGF1 with the same hash."""
     try:
         hash_algorithm = csr.signature_hash_algorithm
-    except UnsupportedAlgorithm as exc:
-        raise CSRUnreadable(f"the CSR's signature algorithm {name} is not supported") from exc
-    if hash_algorithm is not None and hash_algorithm.digest_size < MIN_SIGNATURE_HASH_BYTES:
-        raise CSRUnreadable(
-            f"the CSR is signed with {_hash_label(hash_algorithm)} ({name}): SHA-256 or stronger is required"
-        )
-    if name == "rsassaPss" and hash_algorithm is not None:
-        name = f"rsassaPss with {_hash_label(hash_algorithm)}"
-    return name
+        parameters = csr.signature_algorithm_parameters
+    except (UnsupportedAlgorithm, ValueError) as exc:
+        raise _signature_refused("rsassaPss with parameters this service cannot read") from exc
+    if hash_algorithm is None or not isinstance(parameters, padding.PSS):
+        raise _signature_refused("rsassaPss with parameters this service cannot read")
+    label = _hash_label(hash_algorithm)
+    if type(hash_algorithm) not in _PSS_HASHES:
+        raise _signature_refused(f"{label} (rsassaPss)")
+    if parameters.mgf != padding.MGF1(type(hash_algorithm)()):
+        raise _signature_refused(f"rsassaPss with {label} and a mask generation other than MGF1 with {label}")
+    return f"rsassaPss with {label}"
+
+
+def _signature_label(dotted: str) -> str:
+    """An algorithm off the allowlist as an answer names it: "SHA-1 (sha1WithRSAEncryption)",
+    "ED25519", or its dotted OID when it has no name here."""
+    known = _SIGNATURE_NAMES.get(dotted)
+    if known is None:
+        return dotted if len(dotted) <= _MAX_QUOTED_OID_CHARS else "an algorithm of an unknown, very long OID"
+    name, hash_label = known
+    return f"{hash_label} ({name})" if hash_label is not None else name
+
+
+def _signature_refused(label: str) -> CSRUnreadable:
+    return CSRUnreadable(f"the CSR is signed with {label}: {_ACCEPTED_TEXT}")
 
 
 def _hash_label(hash_algorithm: hashes.HashAlgorithm) -> str:
     """"SHA-1", "SHA-256", "SHA3-256", "MD5" from cryptography's "sha1", "sha256", "sha3-256", "md5"."""
     label = hash_algorithm.name.upper()
-    if label.startswith("SHA") and not label.startswith(("SHA-", "SHA3")):
+    if label.startswith("SHA") and not label.startswith(("SHA-", "SHA3-")):  # "SHA384" is not SHA-3
         return "SHA-" + label[3:]
     return label
-
-
-def _load_public_key(csr: x509.CertificateSigningRequest) -> CertificatePublicKeyTypes:
-    try:
-        return csr.public_key()
-    except UnsupportedAlgorithm as exc:
-        raise KeyRefused(
-            "the CSR's public key is of an algorithm or curve this service does not support: "
-            "only RSA 2048, 3072 or 4096 bits and ECDSA P-256 or P-384 keys are accepted"
-        ) from exc
-    except ValueError as exc:
-        raise KeyRefused(
-            "the CSR's public key is invalid (not a point on its curve, explicit curve parameters, "
-            "or a malformed key): only RSA 2048, 3072 or 4096 bits and ECDSA P-256 or P-384 keys are accepted"
-        ) from exc
 
 
 def _subject(csr: x509.CertificateSigningRequest) -> tuple[tuple[str, str], ...]:

@@ -7,21 +7,21 @@ transaction and has already applied the rules about who may ask for what.
 from __future__ import annotations
 
 import base64
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy.orm import Session
 
 from soap_service.ca.profiles import LeafRequest, ValidationLevel
 from soap_service.ca.serials import new_serial
-from soap_service.errors import KeyRefused, ServiceError
+from soap_service.errors import ServiceError
 from soap_service.ra.authorities import LoadedCA
 from soap_service.ra.catalogue import ProductSpec
 from soap_service.ra.csr import ParsedCSR, parse_csr, spki_sha256
-from soap_service.ra.keypolicy import check_key
+from soap_service.ra.keypolicy import KeyPolicy
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.validity import validity_window
 from soap_service.ra.views import ChainCertificate, organization_of
@@ -47,19 +47,22 @@ class ExaminedCSR:
         return self.parsed
 
 
-def examine_csr(text: str) -> ExaminedCSR:
+def examine_csr(policy: KeyPolicy, text: str) -> ExaminedCSR:
+    """The CSR read (-2019, -4007) and its key judged by ``policy`` (-4009): CPU work, no database."""
     try:
-        parsed = parse_csr(text)
-        check_key(parsed.public_key)
+        parsed = policy.check_csr(parse_csr(text))
     except ServiceError as refusal:
         return ExaminedCSR(None, refusal)
     return ExaminedCSR(parsed, None)
 
 
-def refuse_blocked_key(session: Session, csr: ParsedCSR) -> None:
-    """DESIGN 3.4: a key blocked for compromise is refused forever, on every path."""
-    if certificates.is_key_blocked(session, csr.spki_sha256):
-        raise KeyRefused("this key was reported compromised and is blocked")
+def refuse_blocked_key(policy: KeyPolicy, session: Session, csr: ParsedCSR) -> None:
+    """A key blocked for compromise is refused forever, on every path (docs/design.md, "Reissue rules").
+
+    Asked in the caller's transaction, after the order is locked: :mod:`soap_service.ra.keypolicy`
+    says why there and not in a session of its own.
+    """
+    policy.check_not_blocked(csr.spki_sha256, functools.partial(certificates.is_key_blocked, session))
 
 
 def csr_pem(parsed: ParsedCSR) -> str:
@@ -84,10 +87,6 @@ def issue_for_order(
     now: datetime,
 ) -> Certificate:
     """Sign and record a certificate of ``order`` for the CSR's key and ``names``."""
-    public_key = csr.public_key
-    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise KeyRefused("only RSA and ECDSA keys are accepted")
-
     level = ValidationLevel(product.validation_level)
     not_before, not_after = validity_window(product.validation_level, now, order.term_end)
     loaded = ra.authorities.issuing_ca(session, order.brand_code, product.validation_level)
@@ -98,7 +97,7 @@ def issue_for_order(
         loaded.issuing,
         LeafRequest(
             level=level,
-            public_key=public_key,
+            public_key=csr.public_key,
             dns_names=names,
             organization=organization_of(order),
             not_before=not_before,

@@ -1,18 +1,22 @@
-"""Which public keys the CA certifies (docs/design.md section 3, rule 4). Pure policy: no database.
+"""Which public keys the CA certifies: one :class:`KeyPolicy` owns every key rule and its message
+(docs/design.md, "Key policy", and reissue rules 5 and 7 there: -4009).  No database: our own
+blocked-key table is asked through a lookup the caller hands in.
 
-Accepted: RSA with a modulus of exactly 2048, 3072 or 4096 bits, odd, public exponent 65537,
-whose private key cannot be computed by the checks below; ECDSA on P-256 or P-384 (cryptography
-has already checked that the point is on the curve, and not the point at infinity, when it
-loaded the key) that is not a small multiple of the generator.  Everything else is refused with
-:class:`KeyRefused` (-4009) and a message that names the problem, never the key.
+Accepted: the keys of :mod:`soap_service.keyalgorithms`'s table, the same table the CA's own
+keys come from: RSA with a modulus of exactly 2048, 3072 or 4096 bits, odd, public exponent
+65537, whose private key cannot be computed by the checks below; ECDSA on P-256 or P-384
+(cryptography has already checked that the point is on the curve, and not the point at infinity,
+when it loaded the key) that is not a small multiple of the generator.  Everything else is
+refused with :class:`KeyRefused` (-4009) and a message that names the problem, never the key;
+so is a key the CSR reader could not load at all (:class:`~soap_service.ra.csr.UnloadableKey`).
 
 First our own arithmetic (:mod:`soap_service.ra.weakkeys`, which says exactly what it does and
 does not catch, and ``bench/key_checks.py`` for its cost): an RSA modulus that is a perfect
 power, has a prime factor below 2^20, is prime, has a prime factor p with p - 1 smooth
 (Pollard p - 1, B1 = 300) or with p + 1 smooth (Williams p + 1, B1 = 300, three seeds), or has
 factors close to a ratio of small numbers (Fermat on k*n, k <= 768); an EC point k*G with
-0 < |k| <= 2^20.  Its tables are built by :func:`prepare` when a worker starts (about 0.1 s),
-or on the first check.
+0 < |k| <= 2^20.  Its tables are built by :meth:`KeyPolicy.prepare` when a worker starts (about
+0.1 s), or on the first check.
 
 Then the badkeys checks, on every RSA key (about 0.4 ms for RSA-2048, most of it ``sharedprimes``):
 
@@ -28,8 +32,17 @@ Then the badkeys checks, on every RSA key (about 0.4 ms for RSA-2048, most of it
 ``smalld`` (Wiener's attack) is left out on purpose: it needs d < n^(1/4), which implies a
 public exponent about as large as n; with e fixed at 65537 it can never fire.
 
-The compromise blocklist of our own (keys revoked for keyCompromise, keyed by SPKI SHA-256)
-needs the database and is applied by the reissue use case, not here.
+Last, our own blocked-key table (keys revoked for keyCompromise, keyed by SPKI SHA-256):
+:meth:`KeyPolicy.check_not_blocked`, with a :data:`BlockedKeyLookup` in the caller's
+transaction.  Why the caller's and not a reader session of the policy's own: the reissue asks
+it after it has locked the order, in the transaction that then records the certificate.  There
+the question is answered as of that moment (a key blocked while the reissue waited for the lock
+is seen; on SQLite the reissue holds the write lock, so no block can commit between the
+question and the certificate), and it costs one primary-key read on a connection already held.
+A reader session would be a second connection taken from the same pool while the first holds
+a lock: under load every worker thread could hold a writer and wait for a reader, and the pool
+would run dry.  The rule order of the reissue stays as it was: this check comes after the order,
+the CSR and the names.
 """
 
 from __future__ import annotations
@@ -38,9 +51,9 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib.resources import files
-from typing import Any
+from typing import Any, TypeAlias
 
 from badkeys import checkrsa
 from badkeys.checks import checkall
@@ -48,18 +61,43 @@ from badkeys.utils import _cachedir
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from soap_service.config import ConfigurationError
 from soap_service.errors import KeyRefused
+from soap_service.keyalgorithms import EC_CURVES, RSA_EXPONENT, RSA_SIZES
 from soap_service.ra import weakkeys
-from soap_service.ra.csr import key_facts
+from soap_service.ra.csr import CSRReading, KeyLoadFailure, ParsedCSR, UnloadableKey, key_facts
 from soap_service.ra.weakkeys import RSAWeakness
 
 log = logging.getLogger(__name__)
 
-RSA_SIZES = (2048, 3072, 4096)
-RSA_EXPONENT = 65537
-EC_CURVES: Mapping[str, type[ec.EllipticCurve]] = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1}
+BlockedKeyLookup: TypeAlias = Callable[[str], bool]
+"""Whether our own blocked-key table holds the key of this SPKI SHA-256 (hex), in the caller's
+transaction: ``functools.partial(soap_service.storage.certificates.is_key_blocked, session)``."""
 
-_ACCEPTED = "only RSA 2048, 3072 or 4096 bits and ECDSA P-256 or P-384 keys are accepted"
+
+def _listed(items: Sequence[object], last: str) -> str:
+    """"2048, 3072 or 4096": the items, the last two joined by ``last``."""
+    words = [str(item) for item in items]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+
+
+_ACCEPTED = (
+    f"only RSA {_listed(RSA_SIZES, 'or')} bits and ECDSA {_listed(list(EC_CURVES), 'or')} keys are accepted"
+)
+_RSA_SIZES_ACCEPTED = f"only {_listed(RSA_SIZES, 'or')} are accepted"
+_EC_CURVES_ACCEPTED = f"only {_listed(list(EC_CURVES), 'and')} are accepted"
+
+_UNLOADABLE_MESSAGES: Mapping[KeyLoadFailure, str] = {
+    KeyLoadFailure.UNSUPPORTED: (
+        f"the CSR's public key is of an algorithm or curve this service does not support: {_ACCEPTED}"
+    ),
+    KeyLoadFailure.INVALID: (
+        "the CSR's public key is invalid (not a point on its curve, explicit curve parameters, "
+        f"or a malformed key): {_ACCEPTED}"
+    ),
+}
+
+_BLOCKED_MESSAGE = "this key was reported compromised and is blocked"
 
 # badkeys checks on n (and e) that need no data beyond the package's code, in the order the
 # refusal is reported when several fire.
@@ -119,23 +157,60 @@ _RSA_MESSAGES: Mapping[str, str] = {
 }
 
 
-def check_key(public_key: PublicKeyTypes) -> None:
-    """Return when the key may be certified; raise :class:`KeyRefused` saying why not."""
-    if isinstance(public_key, rsa.RSAPublicKey):
-        _check_rsa(public_key)
-    elif isinstance(public_key, ec.EllipticCurvePublicKey):
-        _check_ec(public_key)
-    else:
-        algorithm, _, _ = key_facts(public_key)
-        raise KeyRefused(f"{algorithm} keys are not accepted: {_ACCEPTED}")
+class KeyPolicy:
+    """Every rule about the key of a CSR, and its message (-4009); built once per RA.
 
+    In a reissue: :meth:`check_csr` on the CSR as read, before any lock (CPU only), then
+    :meth:`check_not_blocked` in the reissue's transaction, after the order and the names.
+    """
 
-def prepare() -> None:
-    """Load what the checks need (our tables, badkeys's, the blocklist) before the first request."""
-    weakkeys.prepare()
-    blocklist_available()
-    warm = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
-    check_key(warm)
+    def __init__(self, *, require_blocklist: bool = False) -> None:
+        """``require_blocklist``: refuse to start without badkeys's published blocklist
+        (``SOAP_SERVICE_REQUIRE_KEY_BLOCKLIST=yes``) rather than certify keys unchecked against it."""
+        if require_blocklist and not blocklist_available():
+            raise ConfigurationError(
+                "SOAP_SERVICE_REQUIRE_KEY_BLOCKLIST=yes but badkeys's blocklist of compromised keys (Debian weak "
+                "keys among them) is not installed: run `badkeys --update-bl` as the service's user"
+            )
+
+    def prepare(self) -> None:
+        """Load what the checks need (our tables, badkeys's, the blocklist) before the first request."""
+        weakkeys.prepare()
+        blocklist_available()
+        warm = rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=RSA_SIZES[0]).public_key()
+        self.check_key(warm)
+
+    def check_csr(self, reading: CSRReading) -> ParsedCSR:
+        """The CSR, when its key is one the CA certifies; :class:`KeyRefused` saying why not.
+
+        Everything but our own blocked-key table, which needs the caller's transaction
+        (:meth:`check_not_blocked`).
+        """
+        parsed = self.loaded(reading)
+        self.check_key(parsed.public_key)
+        return parsed
+
+    def loaded(self, reading: CSRReading) -> ParsedCSR:
+        """The CSR, when its key could be loaded at all; -4009 when it could not (ParseCSR's only key rule)."""
+        if isinstance(reading, UnloadableKey):
+            raise KeyRefused(_UNLOADABLE_MESSAGES[reading.failure])
+        return reading
+
+    def check_key(self, public_key: PublicKeyTypes) -> None:
+        """Return when the key may be certified (type, size, exponent, curve, weak keys, the
+        published blocklist); raise :class:`KeyRefused` saying why not."""
+        if isinstance(public_key, rsa.RSAPublicKey):
+            _check_rsa(public_key)
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            _check_ec(public_key)
+        else:
+            algorithm, _, _ = key_facts(public_key)
+            raise KeyRefused(f"{algorithm} keys are not accepted: {_ACCEPTED}")
+
+    def check_not_blocked(self, spki_sha256: str, is_blocked: BlockedKeyLookup) -> None:
+        """-4009 when our own blocked-key table holds the key: blocked for compromise, refused forever."""
+        if is_blocked(spki_sha256):
+            raise KeyRefused(_BLOCKED_MESSAGE)
 
 
 def _check_rsa(public_key: rsa.RSAPublicKey) -> None:
@@ -143,12 +218,12 @@ def _check_rsa(public_key: rsa.RSAPublicKey) -> None:
     n, e = numbers.n, numbers.e
     bits = n.bit_length()
     if bits not in RSA_SIZES:
-        raise KeyRefused(f"RSA key of {bits} bits: only 2048, 3072 or 4096 are accepted")
+        raise KeyRefused(f"RSA key of {bits} bits: {_RSA_SIZES_ACCEPTED}")
     if n % 2 == 0:
         raise KeyRefused("RSA key refused: its modulus is even, so it is not a valid RSA key")
     if e != RSA_EXPONENT:
         shown = str(e) if e.bit_length() <= 64 else f"of {e.bit_length()} bits"
-        raise KeyRefused(f"RSA public exponent {shown}: only 65537 is accepted")
+        raise KeyRefused(f"RSA public exponent {shown}: only {RSA_EXPONENT} is accepted")
     weakness = weakkeys.rsa_weakness(n)
     if weakness is not None:
         raise KeyRefused(_WEAKNESS_MESSAGES[weakness])
@@ -168,7 +243,7 @@ def _check_rsa(public_key: rsa.RSAPublicKey) -> None:
 def _check_ec(public_key: ec.EllipticCurvePublicKey) -> None:
     _, _, curve = key_facts(public_key)
     if curve is None or curve not in EC_CURVES or not isinstance(public_key.curve, EC_CURVES[curve]):
-        raise KeyRefused(f"EC key on curve {curve}: only P-256 and P-384 are accepted")
+        raise KeyRefused(f"EC key on curve {curve}: {_EC_CURVES_ACCEPTED}")
     point = public_key.public_numbers()
     if weakkeys.is_small_multiple(curve, point.x, point.y):
         raise KeyRefused(_SMALL_MULTIPLE_MESSAGE)

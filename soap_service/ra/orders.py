@@ -147,7 +147,7 @@ def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
     names = order_names(new.names, product)
     _check_organization(product, new.organization)
     _check_contacts(new.contacts)
-    examined = examine_csr(new.csr)
+    examined = examine_csr(ra.key_policy, new.csr)
     csr = examined.accepted()
     chosen = requested_names(validated=names, product=product, dns_names=None,
                              csr_names=[*csr.san_dns_names, *csr.common_names])
@@ -160,7 +160,7 @@ def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
             raise InvalidField(
                 f"partner {partner.code} already has an order {new.partner_order_id}", field="PartnerOrderID"
             )
-        refuse_blocked_key(session, csr)
+        refuse_blocked_key(ra.key_policy, session, csr)
         org = new.organization if product.validation_level != "DV" else None
         order = Order(
             order_id=_new_order_id(),

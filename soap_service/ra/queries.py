@@ -43,7 +43,8 @@ def order_for_partner(
 def parse_csr_for_partner(
     ra: RegistrationAuthority, credentials: Credentials, csr: str, *, channel: str
 ) -> ParsedCSR:
-    """A CSR read as the RA reads it (-4007 when it cannot be); authenticated, nothing stored."""
+    """A CSR read as the RA reads it (-4007 when it cannot be, -4009 when its key cannot even be
+    loaded); authenticated, nothing stored."""
     user = ra.authenticator.authenticate(credentials, channel=channel)
     subject = Subject(channel=channel, action="csr.parse", partner_code=user.partner_code, username=user.username)
-    return run_audited(ra, subject, lambda: parse_csr(csr))
+    return run_audited(ra, subject, lambda: ra.key_policy.loaded(parse_csr(csr)))

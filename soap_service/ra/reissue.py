@@ -178,7 +178,7 @@ class Reissuer:
 
     def _reissue(self, partner: PartnerRef, request: ReissueRequest, subject: Subject) -> IssuanceOutcome:
         check_request_fields(request)
-        examined = examine_csr(request.csr)  # CPU work outside the order's lock
+        examined = examine_csr(self._ra.key_policy, request.csr)  # CPU work outside the order's lock
         for _attempt in range(MAX_ATTEMPTS):
             try:
                 with self._ra.sessions() as session, session.begin():
@@ -222,7 +222,7 @@ class Reissuer:
             dns_names=request.dns_names,
             csr_names=[*csr.san_dns_names, *csr.common_names],
         )
-        refuse_blocked_key(session, csr)
+        refuse_blocked_key(ra.key_policy, session, csr)
         loaded = ra.authorities.issuing_ca(session, order.brand_code, product.validation_level)
         decision = _Decision(order, product, current, csr, loaded, names=names)
         if current is not None and current.csr_sha256 == csr.sha256 and names == tuple(current.name_list):
@@ -278,7 +278,7 @@ class Reissuer:
 
     def _validate(self, partner: PartnerRef, request: ReissueRequest, subject: Subject) -> ValidationOutcome:
         check_request_fields(request)
-        examined = examine_csr(request.csr)
+        examined = examine_csr(self._ra.key_policy, request.csr)
         now = self._ra.clock()
         with self._ra.sessions() as session, session.begin():
             decision = self._decide(session, partner, request, examined, now, lock=False)

@@ -12,12 +12,12 @@ from soap_service.ca.issuer import Issuer
 from soap_service.ca.keys import EncryptedKeyBackend, load_or_create_passphrase
 from soap_service.ca.keys.backend import KeyBackend
 from soap_service.ca.lint import PreIssuanceLinter
-from soap_service.config import ConfigurationError, Settings
+from soap_service.config import Settings
 from soap_service.datadir import secure_data_dir
-from soap_service.ra import keypolicy
 from soap_service.ra.auth import Authenticator
 from soap_service.ra.authorities import AuthorityRegistry
 from soap_service.ra.clock import Clock, utc_now
+from soap_service.ra.keypolicy import KeyPolicy
 from soap_service.storage.db import (
     SessionFactory,
     create_database_engine,
@@ -41,6 +41,7 @@ class RegistrationAuthority:
     issuer: Issuer
     linter: PreIssuanceLinter
     authenticator: Authenticator
+    key_policy: KeyPolicy
 
     @classmethod
     def from_settings(
@@ -54,11 +55,7 @@ class RegistrationAuthority:
         passphrase = load_or_create_passphrase(
             settings.ca_passphrase, settings.ca_passphrase_file, settings.data_dir
         )
-        if settings.require_key_blocklist and not keypolicy.blocklist_available():
-            raise ConfigurationError(
-                "SOAP_SERVICE_REQUIRE_KEY_BLOCKLIST=yes but badkeys's blocklist of compromised keys (Debian weak "
-                "keys among them) is not installed: run `badkeys --update-bl` as the service's user"
-            )
+        key_policy = KeyPolicy(require_blocklist=settings.require_key_blocklist)
         key_backend = EncryptedKeyBackend(passphrase)
         linter = PreIssuanceLinter(settings.public_url)
         if settings.public_url_is_internal:
@@ -78,13 +75,14 @@ class RegistrationAuthority:
             issuer=Issuer(settings.public_url, linter),
             linter=linter,
             authenticator=Authenticator(sessions, readers, settings, clock),
+            key_policy=key_policy,
         )
 
     def prepare(self) -> None:
         """Build what the first request would otherwise pay for: the linter's validators and
         the key checks' tables. Called where a worker starts, before it serves."""
         self.linter.prepare()
-        keypolicy.prepare()
+        self.key_policy.prepare()
 
     def close(self) -> None:
         self.engine.dispose()
