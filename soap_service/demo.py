@@ -1,31 +1,114 @@
 """``soap-service demo``: an installation to play with, made idempotently.
 
-A partner DEMO with API user ``demo`` (its password printed once, when it is
-created) and one completed order per product, ``DEMO-<product>``. The demo's
-subscriber keys are made here, for the demo's first CSRs only, and discarded.
+A partner DEMO with API user ``demo`` and one completed order per product,
+``DEMO-<product>``. The demo's subscriber keys are made here, for the demo's first
+CSRs only, and discarded.
+
+The demo partner's password is generated here and kept in the data directory
+(:data:`CREDENTIALS_FILE`, mode 0600 in a 0700 directory: ``soap_service.datadir``), so that
+every ``soap-service demo`` and every banner of ``soap-service serve`` can show it to the local
+operator. It is shown only while it is this database's: the demo partner and user exist and the
+kept password verifies against the stored hash (one argon2 verification, no login:
+``ra.partners.api_user_password_matches``); a file from another database, or a password changed
+since, is never shown. The password goes to the operator's terminal (stdout), never to a log.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from sqlalchemy.exc import SQLAlchemyError
 
-from soap_service.config import Secret
+from soap_service.config import Secret, Settings
+from soap_service.datadir import FILE_MODE
 from soap_service.ra.catalogue import PRODUCTS, ProductSpec
 from soap_service.ra.installation import initialize
 from soap_service.ra.orders import Contact, NewOrder, Organization, create_order, order_exists
-from soap_service.ra.partners import create_partner, partner_exists
+from soap_service.ra.partners import api_user_password_matches, create_partner, partner_exists
 from soap_service.ra.service import RegistrationAuthority
+from soap_service.storage.db import SessionFactory, create_database_engine, create_reader_factory
 
 PARTNER_CODE = "DEMO"
 USERNAME = "demo"
 ADMIN_EMAIL = "admin@example.com"
 TECH_EMAIL = "tech@example.com"
+EXAMPLE_ORDER = "DEMO-SSL123"
+CREDENTIALS_FILE = "demo-credentials.json"
+"""The demo partner's credentials, in the data directory: ``{"partner_code", "username", "password"}``."""
+
+
+@dataclass(frozen=True)
+class DemoCredentials:
+    partner_code: str
+    username: str
+    password: Secret
+
+
+def credentials_path(data_dir: Path) -> Path:
+    return data_dir / CREDENTIALS_FILE
+
+
+def keep_credentials(data_dir: Path, credentials: DemoCredentials) -> Path:
+    """Write ``credentials`` to :data:`CREDENTIALS_FILE` (mode 0600), replacing it whole."""
+    path = credentials_path(data_dir)
+    staged = path.with_name(path.name + ".new")
+    descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    os.fchmod(descriptor, FILE_MODE)  # a leftover staged file keeps its mode through O_CREAT
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        json.dump({"partner_code": credentials.partner_code, "username": credentials.username,
+                   "password": credentials.password.reveal()}, out)
+        out.write("\n")
+    os.replace(staged, path)
+    return path
+
+
+def _read_kept(data_dir: Path) -> DemoCredentials | None:
+    """The credentials in :data:`CREDENTIALS_FILE`, or None when there is none or it cannot be read."""
+    try:
+        kept = json.loads(credentials_path(data_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(kept, dict):
+        return None
+    code, username, password = kept.get("partner_code"), kept.get("username"), kept.get("password")
+    if not (isinstance(code, str) and isinstance(username, str) and isinstance(password, str)):
+        return None
+    return DemoCredentials(code, username, Secret(password))
+
+
+def kept_credentials(data_dir: Path, readers: SessionFactory) -> DemoCredentials | None:
+    """The demo partner's credentials kept in ``data_dir`` when they are those of the database
+    ``readers`` read: the demo partner and user exist and the kept password is the user's."""
+    kept = _read_kept(data_dir)
+    if kept is None or (kept.partner_code, kept.username) != (PARTNER_CODE, USERNAME):
+        return None
+    matches = api_user_password_matches(readers, code=kept.partner_code, username=kept.username,
+                                        password=kept.password)
+    return kept if matches else None
+
+
+def shown_credentials(settings: Settings) -> DemoCredentials | None:
+    """:func:`kept_credentials` for ``soap-service serve``'s banner, from the settings alone. The
+    database is opened only when the data directory holds the file; an unreadable database shows
+    nothing."""
+    if not credentials_path(settings.data_dir).is_file():
+        return None
+    engine = create_database_engine(settings.database_url)
+    try:
+        return kept_credentials(settings.data_dir, create_reader_factory(engine))
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
 
 
 def order_names(product: ProductSpec) -> tuple[str, ...]:
@@ -63,21 +146,35 @@ def demo_csr(names: tuple[str, ...]) -> str:
 
 
 def run(ra: RegistrationAuthority, out: TextIO) -> None:
+    """Make what is missing of the demo and say so in a few lines, the credentials among them."""
+    data_dir = ra.settings.data_dir
     installation = initialize(ra)
     out.write("CA hierarchy: " + ("created" if installation.created else "already present") + "\n")
-    if partner_exists(ra, PARTNER_CODE):
-        out.write(f"partner {PARTNER_CODE} / user {USERNAME}: already present (its password was shown once)\n")
+    if not partner_exists(ra, PARTNER_CODE):
+        # Kept before the partner exists: a failure in between leaves a password that verifies
+        # against nothing (never shown), never a partner whose password is lost.
+        credentials = DemoCredentials(PARTNER_CODE, USERNAME, Secret(secrets.token_urlsafe(18)))
+        path = keep_credentials(data_dir, credentials)
+        create_partner(ra, code=PARTNER_CODE, name="Demo Reseller", username=USERNAME,
+                       password=credentials.password)
+        out.write(f"partner {PARTNER_CODE} / user {USERNAME} / password {credentials.password.reveal()}"
+                  f"  (created; kept in {path}, shown by every `soap-service serve`)\n")
     else:
-        password = secrets.token_urlsafe(18)
-        create_partner(ra, code=PARTNER_CODE, name="Demo Reseller", username=USERNAME, password=Secret(password))
-        out.write(f"partner {PARTNER_CODE} / user {USERNAME} / password {password}\n")
-        out.write("(the password is shown this once: note it now)\n")
+        kept = kept_credentials(data_dir, ra.readers)
+        if kept is not None:
+            out.write(f"partner {PARTNER_CODE} / user {USERNAME} / password {kept.password.reveal()}"
+                      f"  (already present; kept in {credentials_path(data_dir)})\n")
+        else:
+            out.write(f"partner {PARTNER_CODE} / user {USERNAME}: already present; its password is not in "
+                      f"{credentials_path(data_dir)} (a demo of an older version, or another database): "
+                      "a new data directory makes a new demo partner\n")
+    created = 0
     for product in PRODUCTS:
         partner_order_id = f"DEMO-{product.code}"
         if order_exists(ra, partner_code=PARTNER_CODE, partner_order_id=partner_order_id):
             continue
         names = order_names(product)
-        outcome = create_order(
+        create_order(
             ra,
             NewOrder(
                 partner_code=PARTNER_CODE,
@@ -89,6 +186,6 @@ def run(ra: RegistrationAuthority, out: TextIO) -> None:
                 organization=organization(product),
             ),
         )
-        out.write(f"order {partner_order_id}: {product.code}, names {', '.join(names) or '-'}, "
-                  f"certificate {outcome.certificate.serial}\n")
-    out.write("demo orders: " + ", ".join(f"DEMO-{p.code}" for p in PRODUCTS) + "\n")
+        created += 1
+    out.write(f"demo orders: DEMO-<product> for each of the {len(PRODUCTS)} products ({created} created now), "
+              f"e.g. {EXAMPLE_ORDER}\n")

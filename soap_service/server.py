@@ -61,21 +61,21 @@ def banner(settings: Settings, *, bind: str, workers: int, threads: int) -> str:
     data directory and it is this database's (``demo.shown_credentials``); this goes to the
     operator's terminal, never to a log."""
     endpoint = service_url(settings.public_url)
+    kept = _from_here(demo.credentials_path(settings.data_dir))
     credentials = demo.shown_credentials(settings)
     if credentials is not None:
-        password = credentials.password.reveal()
+        shown = credentials.password.reveal()
         partner = [
             f"  demo partner   PartnerCode {credentials.partner_code}, UserName {credentials.username}, "
-            f"Password {password}",
-            f"                 (kept in {demo.credentials_path(settings.data_dir)}; "
-            "`make clean` and `make run` make a new one)",
+            f"Password {shown}",
+            f"                 (kept in {kept}; `make clean` and `make run` make a new one)",
         ]
     else:
-        password = "PASSWORD"
+        shown = "PASSWORD"
         partner = [
-            f"  demo partner   PartnerCode {demo.PARTNER_CODE}, UserName {demo.USERNAME}, once `soap-service demo` "
-            "has made it: its password",
-            f"                 is kept in {demo.credentials_path(settings.data_dir)} and shown here",
+            f"  demo partner   PartnerCode {demo.PARTNER_CODE}, UserName {demo.USERNAME} (its password is shown here "
+            "once `soap-service demo`",
+            f"                 has kept it in {kept}; `make clean` and `make run` make a new one)",
         ]
     return "\n".join([
         "soap-service: Partner Order API (SOAP 1.1)",
@@ -87,9 +87,9 @@ def banner(settings: Settings, *, bind: str, workers: int, threads: int) -> str:
         "  demo orders    DEMO-SSL123, DEMO-RapidSSL, DEMO-SecureSite, ... (one per product)",
         "",
         "  Reissue a demo order with zeep (a new key and CSR are made for you):",
-        f"    {_interpreter()} examples/reissue_zeep.py --url {endpoint} --order DEMO-SSL123 --password '{password}'",
+        f"    {_interpreter()} examples/reissue_zeep.py --url {endpoint} --order DEMO-SSL123 --password '{shown}'",
         "  the same with curl and the ready envelope examples/reissue.xml:",
-        f"    sed 's/DEMO-PASSWORD/{password}/' examples/reissue.xml |",
+        f"    sed 's/DEMO-PASSWORD/{shown}/' examples/reissue.xml |",
         "      curl -sS -H 'Content-Type: text/xml; charset=utf-8' -H 'SOAPAction: \"Reissue\"' \\",
         f"        --data-binary @- {endpoint}",
         "",
@@ -97,13 +97,16 @@ def banner(settings: Settings, *, bind: str, workers: int, threads: int) -> str:
 
 
 def _interpreter() -> str:
-    """This interpreter as the banner shows it: relative to the working directory when it is
-    inside it (``.venv/bin/python``, ``.venv-3.13/bin/python``), else its full path."""
-    executable = Path(sys.executable)
+    """This interpreter as the banner shows it (``.venv/bin/python``, ``.venv-3.13/bin/python``)."""
+    return _from_here(Path(sys.executable))
+
+
+def _from_here(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it, else in full."""
     try:
-        return str(executable.relative_to(Path.cwd()))
+        return str(path.relative_to(Path.cwd()))
     except ValueError:
-        return str(executable)
+        return str(path)
 
 
 def _host_port(bind: str) -> tuple[str, int] | None:

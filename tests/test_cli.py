@@ -160,16 +160,20 @@ def test_no_secret_reaches_the_logs(operator):
     assert "PRIVATE KEY" not in logs
 
 
-def test_demo_is_idempotent_and_shows_the_password_once(tmp_path):
+def test_demo_is_idempotent_and_shows_its_kept_password_each_time(tmp_path):
+    """The password is generated once, kept in the data directory (0600) and shown by every run
+    (tests/test_demo.py: and by every banner); it never reaches the logs, even at DEBUG."""
     for environ in database_environment("sqlite", tmp_path, "demo"):
         op = Operator(environ, tmp_path)
         first = op.run("demo").stdout
-        password_lines = [line for line in first.splitlines() if "password " in line and "/ user demo /" in line]
-        assert len(password_lines) == 1
-        password = password_lines[0].rsplit(" ", 1)[-1]
+        said = [line for line in first.splitlines() if line.startswith("partner DEMO / user demo / password ")]
+        assert len(said) == 1 and "(created; kept in " in said[0]
+        password = said[0].split()[7]
+        kept = tmp_path / "demo-credentials.json"
+        assert oct(kept.stat().st_mode & 0o777) == oct(0o600)
         second = op.run("demo").stdout
-        assert password not in second
-        assert "already present" in second
+        assert f"partner DEMO / user demo / password {password}  (already present; kept in {kept})" in second
+        assert len(first.splitlines()) == len(second.splitlines()) == 3
         shown = op.json("order", "show", "--partner", "DEMO", "--partner-order-id", "DEMO-RapidSSL")
         assert len(shown["certificates"]) == 1
         assert password not in "\n".join(op.logs)

@@ -117,6 +117,15 @@ def hash_password(password: Secret) -> str:
     return PasswordHasher().hash(value)
 
 
+def password_matches(password_hash: str, password: Secret) -> bool:
+    """Whether ``password`` is the one :func:`hash_password` made ``password_hash`` of: one argon2
+    verification and nothing else (no login: nothing counted, audited or cached)."""
+    try:
+        return bool(PasswordHasher().verify(password_hash, password.reveal()))
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 _STRIPES = 64
 
 

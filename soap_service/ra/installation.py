@@ -13,9 +13,10 @@ from soap_service.ca.hierarchy import create_hierarchy
 from soap_service.ra.catalogue import BRAND_NAMES, PRODUCTS
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.storage import audit, authorities, catalogue
-from soap_service.storage.schema import upgrade_to_head
 
 logger = logging.getLogger(__name__)
+
+ALEMBIC_LOGGER = "alembic"
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,26 @@ def is_initialized(ra: RegistrationAuthority) -> bool:
         return False
 
 
+def migrate(ra: RegistrationAuthority) -> None:
+    """The schema at Alembic's head. Alembic is loaded here, not when this module is (``serve``
+    checks :func:`is_initialized` without it), and its INFO lines (a line per plugin as it loads,
+    a line per migration) are not shown unless the ``alembic`` logger's level was set: a quiet
+    start at the default level."""
+    alembic_logger = logging.getLogger(ALEMBIC_LOGGER)
+    level = alembic_logger.level
+    if level == logging.NOTSET:
+        alembic_logger.setLevel(logging.WARNING)
+    try:
+        from soap_service.storage.schema import upgrade_to_head
+
+        upgrade_to_head(ra.engine)
+    finally:
+        alembic_logger.setLevel(level)
+
+
 def initialize(ra: RegistrationAuthority) -> Installation:
     """Migrate the schema, load the catalogue, create the hierarchy unless it exists."""
-    upgrade_to_head(ra.engine)
+    migrate(ra)
     now = ra.clock()
     created = False
     with ra.sessions() as session, session.begin():

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from soap_service.config import Secret
 from soap_service.errors import InvalidField
-from soap_service.ra.auth import hash_password
+from soap_service.ra.auth import hash_password, password_matches
 from soap_service.ra.fields import MAX_PARTNER_NAME_CHARS, bounded, is_clean_text, is_partner_code, is_user_name
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.storage import audit, partners
+from soap_service.storage.db import SessionFactory
 
 
 @dataclass(frozen=True)
@@ -46,3 +47,12 @@ def create_partner(
 def partner_exists(ra: RegistrationAuthority, code: str) -> bool:
     with ra.readers() as session:
         return partners.get_partner(session, code) is not None
+
+
+def api_user_password_matches(readers: SessionFactory, *, code: str, username: str, password: Secret) -> bool:
+    """Whether partner ``code`` has the API user ``username`` and ``password`` is its password: a
+    read and one argon2 verification. Not a login (see ``auth``): nothing is counted, audited or
+    cached, and the account's status is not looked at; for the demo's kept credentials."""
+    with readers() as session:
+        found = partners.get_api_user(session, code, username)
+    return found is not None and password_matches(found[1].password_hash, password)
