@@ -22,7 +22,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from soap_service.ca.profiles import ValidationLevel
 from soap_service.config import Secret, load_settings
 from soap_service.ra.auth import Credentials
 from soap_service.ra.installation import initialize
@@ -30,6 +29,7 @@ from soap_service.ra.orders import Contact, NewOrder, create_order
 from soap_service.ra.partners import create_partner
 from soap_service.ra.reissue import Reissuer, ReissueRequest
 from soap_service.ra.service import RegistrationAuthority
+from soap_service.vocabulary import ValidationLevel
 
 
 def csr(names: list[str]) -> str:

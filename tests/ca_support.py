@@ -20,8 +20,9 @@ from soap_service.ca.algorithms import PublicKey
 from soap_service.ca.hierarchy import CAMaterial, create_hierarchy
 from soap_service.ca.issuer import Issuer, IssuingCA
 from soap_service.ca.lint import PreIssuanceLinter
-from soap_service.ca.profiles import LeafRequest, SubjectOrganization, ValidationLevel
+from soap_service.ca.profiles import LeafRequest, SubjectOrganization
 from soap_service.ca.serials import new_serial
+from soap_service.vocabulary import ValidationLevel
 
 PUBLIC_URL = "https://pki.example.com"
 LOOPBACK_URL = "http://127.0.0.1:8080"

@@ -43,6 +43,7 @@ from keyfactory import (
     sha1_csr_pem,
 )
 from soap_service.storage.models import Certificate, Order
+from soap_service.vocabulary import CertificateStatus, OrderStatus
 
 NAMES = ("example.com", "www.example.com")
 
@@ -84,7 +85,7 @@ def _revoke_current_certificate(installation: Installation, order_id: str) -> No
         session.execute(
             update(Certificate)
             .where(Certificate.id == order.current_certificate_id)
-            .values(status="revoked", revoked_at=datetime.now(UTC), revocation_reason="superseded")
+            .values(status=CertificateStatus.REVOKED, revoked_at=datetime.now(UTC), revocation_reason="superseded")
         )
 
 
@@ -495,7 +496,7 @@ def test_4011_revoked_certificate(api: ZeepService, installation: Installation, 
 
 def test_4012_order_not_completed(api: ZeepService, installation: Installation, partner: Partner) -> None:
     order = _order(installation, partner)
-    _set_order(installation, order.order_id, status="CANCELLED")
+    _set_order(installation, order.order_id, status=OrderStatus.CANCELLED)
     result = api.service.Reissue(Request=order_request(partner, order.partner_order_id, fresh_key_csr(NAMES)))
     _refused(result, -4012, None)
 

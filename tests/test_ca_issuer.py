@@ -31,8 +31,9 @@ from ca_support import (
 )
 from soap_service.ca.algorithms import PublicKey, generate_key
 from soap_service.ca.issuer import IssuingCA, ca_certificate_url, crl_url, ocsp_url
-from soap_service.ca.profiles import LeafRequest, ValidationLevel
+from soap_service.ca.profiles import LeafRequest
 from soap_service.errors import LintRefused, ServiceError
+from soap_service.vocabulary import ValidationLevel
 
 E = TypeVar("E", bound=x509.ExtensionType)
 ALGORITHMS = ["rsa-2048", "ecdsa-p256"]

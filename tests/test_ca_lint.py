@@ -22,7 +22,7 @@ from ca_support import (
 from soap_service.ca.algorithms import generate_key
 from soap_service.ca.leaf import leaf_builder
 from soap_service.ca.lint import INTERNAL_URL_FINDING_CODES, PreIssuanceLinter
-from soap_service.ca.profiles import ValidationLevel
+from soap_service.vocabulary import ValidationLevel
 
 THROW_AWAY = generate_key("ecdsa-p256")
 

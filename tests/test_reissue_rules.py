@@ -39,6 +39,7 @@ from soap_service.ra.reissue import Reissuer, ReissueRequest
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.storage import certificates as certificate_store
 from soap_service.storage.models import AuditEvent, Certificate, Order, Partner
+from soap_service.vocabulary import CertificateStatus, OrderStatus
 
 
 def reissue(ra: RegistrationAuthority, partner, partner_order_id: str, csr: str, dns_names=None):
@@ -135,7 +136,7 @@ def test_order_errors_come_before_csr_errors(ra, partner):
 
 def test_cancelled_order_is_refused(ra, partner, order):
     poid = order.order.partner_order_id
-    set_order(ra, poid, status="CANCELLED")
+    set_order(ra, poid, status=OrderStatus.CANCELLED)
     assert refused(ra, partner, poid, fresh_key_csr(), OrderStateInvalid).code == -4012
 
 
@@ -150,7 +151,7 @@ def test_revoked_current_certificate_cannot_be_reissued(ra, partner, order):
     with ra.sessions() as session, session.begin():
         current = session.scalar(select(Certificate).where(Certificate.serial == order.certificate.serial))
         assert current is not None
-        current.status = "revoked"
+        current.status = CertificateStatus.REVOKED
         current.revoked_at = datetime.now(UTC)
         current.revocation_reason = "superseded"
     assert refused(ra, partner, poid, fresh_key_csr(), CertificateRevoked).code == -4011
@@ -158,7 +159,7 @@ def test_revoked_current_certificate_cannot_be_reissued(ra, partner, order):
 
 def test_revoked_order_cannot_be_reissued(ra, partner, order):
     poid = order.order.partner_order_id
-    set_order(ra, poid, status="REVOKED")
+    set_order(ra, poid, status=OrderStatus.REVOKED)
     assert refused(ra, partner, poid, fresh_key_csr(), CertificateRevoked).code == -4011
 
 
@@ -298,7 +299,7 @@ def test_reissue_keeps_the_original_valid_in_the_history(ra, partner, order):
     last = outcomes[-1]
     history = history_of(ra, partner, poid)
     assert [c.serial for c in history] == [first.serial] + [o.certificate.serial for o in outcomes]
-    assert all(c.status == "valid" for c in history)
+    assert all(c.status == CertificateStatus.VALID for c in history)
     assert last.order.certificate is not None and last.order.certificate.serial == last.certificate.serial
     assert [c.replaces for c in history] == [None] + [c.serial for c in history[:-1]]
     assert not last.warnings

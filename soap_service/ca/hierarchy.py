@@ -18,8 +18,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from soap_service.ca.algorithms import KEY_ALGORITHMS, PrivateKey, generate_key, signature_hash
 from soap_service.ca.leaf import authority_key_identifier
 from soap_service.ca.locations import authority_information_access, crl_distribution_points
-from soap_service.ca.profiles import POLICY_OIDS, ValidationLevel
+from soap_service.ca.profiles import POLICY_OIDS
 from soap_service.ca.serials import new_serial
+from soap_service.vocabulary import Brand, ValidationLevel
 
 __all__ = [
     "BRANDS",
@@ -32,13 +33,12 @@ __all__ = [
     "issuing_ca_name",
 ]
 
-BRANDS = ("SYMANTEC", "THAWTE", "GEOTRUST", "RAPIDSSL")
-CODE_SIGNING_BRANDS = ("THAWTE", "SYMANTEC")
+BRANDS = tuple(Brand)  # one TLS issuing CA each, in this order
+CODE_SIGNING_BRANDS = (Brand.THAWTE, Brand.SYMANTEC)
 ROOT_NAME = "ROOT"
 
 Role = Literal["root", "tls", "codesigning"]
 
-_BRAND_DISPLAY = {"SYMANTEC": "Symantec", "THAWTE": "Thawte", "GEOTRUST": "GeoTrust", "RAPIDSSL": "RapidSSL"}
 _COUNTRY = "US"
 _INSTALLATION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,19}")
 _ROOT_VALIDITY = timedelta(days=20 * 366)  # over 20 years, under the BR's 9132-day ceiling
@@ -50,12 +50,12 @@ _ANY_POLICY = x509.ObjectIdentifier("2.5.29.32.0")
 class CAMaterial:
     name: str  # "ROOT", "SYMANTEC-TLS", ..., "THAWTE-CS", "SYMANTEC-CS"
     role: Role
-    brand: str | None  # None for the root
+    brand: Brand | None  # None for the root
     certificate: x509.Certificate
     private_key: PrivateKey
 
 
-def issuing_ca_name(brand: str, role: Literal["tls", "codesigning"]) -> str:
+def issuing_ca_name(brand: Brand, role: Literal["tls", "codesigning"]) -> str:
     """The name of a brand's issuing CA, e.g. ``GEOTRUST-TLS`` or ``THAWTE-CS``."""
     return f"{brand}-{'TLS' if role == 'tls' else 'CS'}"
 
@@ -72,7 +72,7 @@ def create_hierarchy(algorithm: str, installation: str, public_url: str, now: da
         raise ValueError("now must be timezone-aware")
     start = now.astimezone(UTC).replace(microsecond=0)
     root = _root(generate_key(algorithm), installation, start)
-    roles: list[tuple[str, Literal["tls", "codesigning"]]] = [(brand, "tls") for brand in BRANDS]
+    roles: list[tuple[Brand, Literal["tls", "codesigning"]]] = [(brand, "tls") for brand in BRANDS]
     roles += [(brand, "codesigning") for brand in CODE_SIGNING_BRANDS]
     issuing = [
         _issuing(root, brand, role, generate_key(algorithm), installation, public_url, start) for brand, role in roles
@@ -126,14 +126,14 @@ def _root(key: PrivateKey, installation: str, start: datetime) -> CAMaterial:
 
 def _issuing(
     root: CAMaterial,
-    brand: str,
+    brand: Brand,
     role: Literal["tls", "codesigning"],
     key: PrivateKey,
     installation: str,
     public_url: str,
     start: datetime,
 ) -> CAMaterial:
-    display = _BRAND_DISPLAY[brand]
+    display = brand.display_name
     if role == "tls":
         common_name = f"{display} TLS Issuing CA"
         eku = ExtendedKeyUsageOID.SERVER_AUTH

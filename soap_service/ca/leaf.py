@@ -13,8 +13,8 @@ from soap_service.ca.profiles import (
     POLICY_OIDS,
     LeafRequest,
     SubjectOrganization,
-    ValidationLevel,
 )
+from soap_service.vocabulary import ValidationLevel
 
 _DIGITAL_SIGNATURE_ONLY = x509.KeyUsage(
     digital_signature=True,

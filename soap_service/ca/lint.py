@@ -32,7 +32,7 @@ from pkilint.validation import ValidationFindingSeverity, ValidationResult
 from pyasn1_alt_modules import rfc5280
 
 from soap_service.ca.locations import public_host
-from soap_service.ca.profiles import ValidationLevel
+from soap_service.vocabulary import ValidationLevel
 
 CAKind = Literal["root", "tls", "codesigning"]
 

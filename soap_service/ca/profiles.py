@@ -1,8 +1,7 @@
-"""What the registration authority asks the CA to sign: the leaf request and its levels."""
+"""What the registration authority asks the CA to sign: the leaf request, and what each validation level puts in it."""
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,13 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-
-class ValidationLevel(enum.StrEnum):
-    DV = "DV"
-    OV = "OV"
-    EV = "EV"
-    CS = "CS"
-
+from soap_service.vocabulary import ValidationLevel
 
 # The one reserved CA/Browser Forum policy OID of each level.
 POLICY_OIDS: dict[ValidationLevel, x509.ObjectIdentifier] = {

@@ -14,6 +14,7 @@ from soap_service.ca.issuer import IssuingCA
 from soap_service.ca.keys.backend import KeyBackend
 from soap_service.storage import authorities
 from soap_service.storage.models import CertificateAuthority
+from soap_service.vocabulary import Brand, ValidationLevel
 
 
 class NotInitialized(RuntimeError):
@@ -29,9 +30,9 @@ class LoadedCA:
     issuing: IssuingCA
 
 
-def issuing_ca_name_for(brand: str, validation_level: str) -> str:
+def issuing_ca_name_for(brand: str, validation_level: ValidationLevel) -> str:
     """The CA that signs a brand's TLS certificates, or its code-signing ones."""
-    return issuing_ca_name(brand, "codesigning" if validation_level == "CS" else "tls")
+    return issuing_ca_name(Brand(brand), "codesigning" if validation_level == ValidationLevel.CS else "tls")
 
 
 class AuthorityRegistry:
@@ -48,7 +49,7 @@ class AuthorityRegistry:
             self._records = {ca.name: ca for ca in authorities.list_authorities(session)}
         return self._records
 
-    def issuing_ca(self, session: Session, brand: str, validation_level: str) -> LoadedCA:
+    def issuing_ca(self, session: Session, brand: str, validation_level: ValidationLevel) -> LoadedCA:
         """The CA for this brand and level; ``session`` is used only on first load."""
         name = issuing_ca_name_for(brand, validation_level)
         loaded = self._loaded.get(name)

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import SQLAlchemyError
 
 from soap_service.ca.hierarchy import create_hierarchy
-from soap_service.ra.catalogue import BRAND_NAMES, PRODUCTS
+from soap_service.ra.catalogue import PRODUCTS
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.storage import audit, authorities, catalogue
 
@@ -53,6 +53,7 @@ def migrate(ra: RegistrationAuthority) -> None:
         alembic_logger.setLevel(logging.WARNING)
     try:
         from soap_service.storage.schema import upgrade_to_head
+from soap_service.vocabulary import Brand
 
         upgrade_to_head(ra.engine)
     finally:
@@ -65,8 +66,8 @@ def initialize(ra: RegistrationAuthority) -> Installation:
     now = ra.clock()
     created = False
     with ra.sessions() as session, session.begin():
-        for brand, name in BRAND_NAMES.items():
-            catalogue.upsert_brand(session, brand, name)
+        for brand in Brand:
+            catalogue.upsert_brand(session, brand, brand.display_name)
         session.flush()
         for product in PRODUCTS:
             catalogue.upsert_product(

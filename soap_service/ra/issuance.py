@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.orm import Session
 
-from soap_service.ca.profiles import LeafRequest, ValidationLevel
+from soap_service.ca.profiles import LeafRequest
 from soap_service.ca.serials import new_serial
 from soap_service.errors import ServiceError
 from soap_service.ra.authorities import LoadedCA
@@ -27,6 +27,7 @@ from soap_service.ra.validity import validity_window
 from soap_service.ra.views import ChainCertificate, organization_of
 from soap_service.storage import certificates
 from soap_service.storage.models import Certificate, Order
+from soap_service.vocabulary import CertificateStatus
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def issue_for_order(
     now: datetime,
 ) -> Certificate:
     """Sign and record a certificate of ``order`` for the CSR's key and ``names``."""
-    level = ValidationLevel(product.validation_level)
+    level = product.validation_level
     not_before, not_after = validity_window(product.validation_level, now, order.term_end)
     loaded = ra.authorities.issuing_ca(session, order.brand_code, product.validation_level)
     serial = new_serial()
@@ -117,7 +118,7 @@ def issue_for_order(
         spki_sha256=spki_sha256(leaf.public_key()),
         csr_pem=csr_pem(csr),
         csr_sha256=csr.sha256,
-        status="valid",
+        status=CertificateStatus.VALID,
         replaces_id=replaces.id if replaces is not None else None,
         issued_at=now,
     )

@@ -9,14 +9,15 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from soap_service.ca.profiles import SubjectOrganization
 from soap_service.errors import InvalidField, OrderNotFound
 from soap_service.ra.audit import Subject
 from soap_service.ra.catalogue import PRODUCTS_BY_CODE, ProductSpec
+from soap_service.ra.csr import ParsedCSR
 from soap_service.ra.fields import (
     MAX_EMAIL_CHARS,
     MAX_PARTNER_CODE_CHARS,
@@ -34,7 +35,9 @@ from soap_service.ra.reissue import run_audited
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.views import IssuanceOutcome, OrderView
 from soap_service.storage import audit, certificates, orders, partners
-from soap_service.storage.models import Order, OrderContact, OrderName
+from soap_service.storage.errors import DuplicateOrder, OrderIdTaken, SerialCollision
+from soap_service.storage.models import Certificate, Order, OrderContact, OrderName
+from soap_service.vocabulary import OrderStatus, ValidationLevel
 
 MAX_TERM_DAYS = 5 * 366
 
@@ -85,7 +88,7 @@ class NewOrder:
 
 def _check_organization(product: ProductSpec, organization: Organization | None) -> None:
     level = product.validation_level
-    if level == "DV":
+    if level == ValidationLevel.DV:
         return
     if organization is None:
         raise InvalidField(f"a {level} product needs the validated organization", field="Organization")
@@ -99,9 +102,9 @@ def _check_organization(product: ProductSpec, organization: Organization | None)
         raise InvalidField("an organization field holds control or invalid characters", field="Organization")
     if not is_country_code(organization.country):
         raise InvalidField("country is a two-letter ISO 3166 code in capitals", field="Country")
-    if level in ("OV", "EV") and not (organization.state or organization.locality):
+    if level in (ValidationLevel.OV, ValidationLevel.EV) and not (organization.state or organization.locality):
         raise InvalidField("an OV or EV order needs a state or a locality", field="Locality")
-    if level == "EV":
+    if level == ValidationLevel.EV:
         if not organization.business_category:
             raise InvalidField("an EV order needs a business category", field="BusinessCategory")
         if not organization.jurisdiction_country or not is_country_code(organization.jurisdiction_country):
@@ -157,48 +160,10 @@ def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
         if partner is None:
             raise InvalidField(f"no partner with code {new.partner_code!r}", field="PartnerCode")
         if orders.find_order(session, partner_id=partner.id, partner_order_id=new.partner_order_id) is not None:
-            raise InvalidField(
-                f"partner {partner.code} already has an order {new.partner_order_id}", field="PartnerOrderID"
-            )
+            raise _already_ordered(partner.code, new.partner_order_id)
         refuse_blocked_key(ra.key_policy, session, csr)
-        org = new.organization if product.validation_level != "DV" else None
-        order = Order(
-            order_id=_new_order_id(),
-            partner_id=partner.id,
-            partner_order_id=new.partner_order_id,
-            brand_code=product.brand,
-            product_code=product.code,
-            status="COMPLETED",
-            term_start=now,
-            term_end=now + timedelta(days=new.term_days),
-            organization_name=org.name if org else None,
-            country=org.country if org else None,
-            state=org.state if org else None,
-            locality=org.locality if org else None,
-            business_category=org.business_category if org else None,
-            jurisdiction_country=org.jurisdiction_country if org else None,
-            jurisdiction_state=org.jurisdiction_state if org else None,
-            jurisdiction_locality=org.jurisdiction_locality if org else None,
-            registration_number=org.registration_number if org else None,
-            version=1,
-            created_at=now,
-            updated_at=now,
-        )
-        order.names = [OrderName(name=name, position=i) for i, name in enumerate(names)]
-        order.contacts = [
-            OrderContact(role=c.role, email=c.email, first_name=c.first_name, last_name=c.last_name,
-                         phone=c.phone)
-            for c in new.contacts
-        ]
-        try:
-            with session.begin_nested():
-                orders.add_order(session, order)
-        except IntegrityError:
-            raise InvalidField(
-                f"partner {partner.code} already has an order {new.partner_order_id}", field="PartnerOrderID"
-            ) from None
-        issued = issue_for_order(ra, session, order=order, product=product, csr=csr, names=chosen,
-                                 replaces=None, now=now)
+        order = _insert_order(session, partner.id, partner.code, product, new, names, now)
+        issued = _first_certificate(ra, session, order, product, csr, chosen, now)
         if not orders.set_current_certificate(session, order=order, certificate_id=issued.id,
                                               expected_version=1, at=now):
             raise RuntimeError("the new order changed under its creation")
@@ -210,6 +175,86 @@ def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
         loaded = ra.authorities.issuing_ca(session, product.brand, product.validation_level)
     assert view.certificate is not None
     return IssuanceOutcome(order=view, certificate=view.certificate, chain=chain_of(loaded))
+
+
+MAX_DRAWS = 5
+"""Draws of a random order ID, or serial number, before a new order gives up (each draw
+collides with a probability below 10**-5 even with a million orders)."""
+
+
+def _already_ordered(partner_code: str, partner_order_id: str) -> InvalidField:
+    return InvalidField(f"partner {partner_code} already has an order {partner_order_id}", field="PartnerOrderID")
+
+
+def _insert_order(
+    session: Session,
+    partner_id: int,
+    partner_code: str,
+    product: ProductSpec,
+    new: NewOrder,
+    names: tuple[str, ...],
+    now: datetime,
+) -> Order:
+    """The order, completed, under a random order ID that no other order has."""
+    for _draw in range(MAX_DRAWS):
+        try:
+            return orders.add_order(session, _order_row(partner_id, product, new, names, now))
+        except DuplicateOrder:  # another transaction entered it since this one looked
+            raise _already_ordered(partner_code, new.partner_order_id) from None
+        except OrderIdTaken:
+            continue
+    raise RuntimeError(f"no free order ID in {MAX_DRAWS} draws")
+
+
+def _order_row(partner_id: int, product: ProductSpec, new: NewOrder, names: tuple[str, ...], now: datetime) -> Order:
+    org = new.organization if product.validation_level != ValidationLevel.DV else None
+    order = Order(
+        order_id=_new_order_id(),
+        partner_id=partner_id,
+        partner_order_id=new.partner_order_id,
+        brand_code=product.brand,
+        product_code=product.code,
+        status=OrderStatus.COMPLETED,
+        term_start=now,
+        term_end=now + timedelta(days=new.term_days),
+        organization_name=org.name if org else None,
+        country=org.country if org else None,
+        state=org.state if org else None,
+        locality=org.locality if org else None,
+        business_category=org.business_category if org else None,
+        jurisdiction_country=org.jurisdiction_country if org else None,
+        jurisdiction_state=org.jurisdiction_state if org else None,
+        jurisdiction_locality=org.jurisdiction_locality if org else None,
+        registration_number=org.registration_number if org else None,
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+    order.names = [OrderName(name=name, position=i) for i, name in enumerate(names)]
+    order.contacts = [
+        OrderContact(role=c.role, email=c.email, first_name=c.first_name, last_name=c.last_name, phone=c.phone)
+        for c in new.contacts
+    ]
+    return order
+
+
+def _first_certificate(
+    ra: RegistrationAuthority,
+    session: Session,
+    order: Order,
+    product: ProductSpec,
+    csr: ParsedCSR,
+    names: tuple[str, ...],
+    now: datetime,
+) -> Certificate:
+    """The order's first certificate, under a serial number its CA has not used."""
+    for _draw in range(MAX_DRAWS):
+        try:
+            return issue_for_order(ra, session, order=order, product=product, csr=csr, names=names,
+                                   replaces=None, now=now)
+        except SerialCollision:
+            continue
+    raise RuntimeError(f"no free serial number in {MAX_DRAWS} draws")
 
 
 def show_order(ra: RegistrationAuthority, *, partner_id: int, partner_order_id: str) -> OrderView:

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from soap_service.errors import (
@@ -46,7 +45,9 @@ from soap_service.ra.names import requested_names
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.views import IssuanceOutcome, Notice, OrderView
 from soap_service.storage import audit, certificates, orders, partners
+from soap_service.storage.errors import SerialCollision
 from soap_service.storage.models import Certificate, Order
+from soap_service.vocabulary import CertificateStatus, OrderStatus
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +104,9 @@ class _ConcurrentChange(Exception):
 
 def check_reissuable(order: Order, current: Certificate | None, now: datetime) -> None:
     """DESIGN 3.3: completed, in term, and not revoked."""
-    if order.status == "REVOKED" or (current is not None and current.status == "revoked"):
+    if order.status == OrderStatus.REVOKED or (current is not None and current.status == CertificateStatus.REVOKED):
         raise CertificateRevoked()
-    if order.status != "COMPLETED":
+    if order.status != OrderStatus.COMPLETED:
         raise OrderStateInvalid(f"the order is {order.status.lower()}; only a completed order can be reissued")
     if order.term_end <= now:
         raise TermEnded()
@@ -183,12 +184,8 @@ class Reissuer:
             try:
                 with self._ra.sessions() as session, session.begin():
                     return self._reissue_locked(session, partner, request, examined, subject)
-            except _ConcurrentChange:
-                continue
-            except IntegrityError as error:
-                if "issued_serials" not in str(error.orig):
-                    raise
-                continue  # a serial collided; draw another
+            except (_ConcurrentChange, SerialCollision):
+                continue  # another reissue changed the order first, or the serial was taken: again
         raise RuntimeError(f"the order kept changing under the reissue ({MAX_ATTEMPTS} attempts)")
 
     def _decide(

@@ -9,6 +9,7 @@ from typing import Any
 
 from soap_service.ca.profiles import SubjectOrganization
 from soap_service.storage.models import Certificate, Order
+from soap_service.vocabulary import CertificateStatus, OrderStatus, ValidationLevel
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Notice:
 @dataclass(frozen=True)
 class CertificateView:
     serial: str
-    status: str
+    status: CertificateStatus
     issuer: str
     subject: str
     names: tuple[str, ...]
@@ -55,7 +56,7 @@ class CertificateView:
     def to_json(self, *, with_history_fields: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
             "serial": self.serial,
-            "status": self.status,
+            "status": self.status.lower(),  # the commands' JSON has always said "valid", "revoked"
             "issuer": self.issuer,
             "subject": self.subject,
             "names": list(self.names),
@@ -88,8 +89,8 @@ class OrderView:
     partner_order_id: str
     brand: str
     product: str
-    validation_level: str
-    status: str
+    validation_level: ValidationLevel
+    status: OrderStatus
     term_start: datetime
     term_end: datetime
     names: tuple[str, ...]
@@ -137,8 +138,8 @@ class OrderView:
             "partner_order_id": self.partner_order_id,
             "brand": self.brand,
             "product": self.product,
-            "validation_level": self.validation_level,
-            "status": self.status,
+            "validation_level": self.validation_level.value,
+            "status": self.status.value,
             "term_start": _iso(self.term_start),
             "term_end": _iso(self.term_end),
             "names": list(self.names),

@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from soap_service.storage.models import Brand, Product
+from soap_service.vocabulary import ValidationLevel
 
 
 def upsert_brand(session: Session, code: str, name: str) -> None:
@@ -22,7 +23,7 @@ def upsert_product(
     code: str,
     brand_code: str,
     name: str,
-    validation_level: str,
+    validation_level: ValidationLevel,
     wildcard_allowed: bool,
     max_names: int,
 ) -> None:

@@ -19,7 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from soap_service.storage.types import UTCDateTime
+from soap_service.storage.types import UTCDateTime, enum_column
+from soap_service.vocabulary import CertificateStatus, OrderStatus, ValidationLevel
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -50,7 +51,7 @@ class Product(Base):
     code: Mapped[str] = mapped_column(String(64), primary_key=True)
     brand_code: Mapped[str] = mapped_column(ForeignKey("brands.code"), index=True)
     name: Mapped[str] = mapped_column(String(200))
-    validation_level: Mapped[str] = mapped_column(String(2))  # DV, OV, EV, CS
+    validation_level: Mapped[ValidationLevel] = mapped_column(enum_column(ValidationLevel, "validation_level", 2))
     wildcard_allowed: Mapped[bool] = mapped_column(Boolean)
     max_names: Mapped[int] = mapped_column(Integer)
 
@@ -126,7 +127,7 @@ class Order(Base):
     partner_order_id: Mapped[str] = mapped_column(String(64))
     brand_code: Mapped[str] = mapped_column(ForeignKey("brands.code"))
     product_code: Mapped[str] = mapped_column(ForeignKey("products.code"))
-    status: Mapped[str] = mapped_column(String(16))  # COMPLETED, CANCELLED, REVOKED, PENDING
+    status: Mapped[OrderStatus] = mapped_column(enum_column(OrderStatus, "order_status", 16))
     term_start: Mapped[datetime] = mapped_column(UTCDateTime())
     term_end: Mapped[datetime] = mapped_column(UTCDateTime())
     organization_name: Mapped[str | None] = mapped_column(String(200))
@@ -207,7 +208,9 @@ class Certificate(Base):
     spki_sha256: Mapped[str] = mapped_column(String(64), index=True)
     csr_pem: Mapped[str] = mapped_column(Text)
     csr_sha256: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="valid")  # valid, revoked
+    status: Mapped[CertificateStatus] = mapped_column(
+        enum_column(CertificateStatus, "certificate_status", 16), default=CertificateStatus.VALID
+    )
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revocation_reason: Mapped[str | None] = mapped_column(String(32))
     replaces_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id"))

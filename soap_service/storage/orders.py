@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from soap_service.storage.errors import DuplicateOrder, OrderIdTaken
 from soap_service.storage.models import Order
 
 
@@ -30,8 +32,23 @@ def find_order(
 
 
 def add_order(session: Session, order: Order) -> Order:
-    session.add(order)
-    session.flush()
+    """Insert ``order`` with its names and contacts.
+
+    :class:`DuplicateOrder` when its partner already has an order with its PartnerOrderID
+    (on PostgreSQL, another transaction may have inserted it since the caller looked),
+    :class:`OrderIdTaken` when its order ID is another order's; either way nothing of it
+    is written, ``order`` is left out of the session, and the caller's transaction goes on.
+    """
+    partner_id, partner_order_id, order_id = order.partner_id, order.partner_order_id, order.order_id
+    try:
+        with session.begin_nested():
+            session.add(order)
+    except IntegrityError:
+        if find_order(session, partner_id=partner_id, partner_order_id=partner_order_id) is not None:
+            raise DuplicateOrder() from None
+        if session.scalar(select(Order.id).where(Order.order_id == order_id)) is not None:
+            raise OrderIdTaken() from None
+        raise
     return order
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect
+from sqlalchemy import DateTime, Dialect, Enum
 from sqlalchemy.types import TypeDecorator
 
 
@@ -40,3 +41,22 @@ def storable(value: str) -> str:
 def clip(value: str | None, length: int) -> str | None:
     """``value`` made storable and cut to fit a column of ``length`` characters."""
     return None if value is None else storable(value)[:length]
+
+
+def enum_column(values: type[StrEnum], name: str, length: int) -> Enum:
+    """A column holding one member of ``values``, spelled as the member (its name and its value
+    are the same, ``soap_service.vocabulary``), on every backend: a VARCHAR of ``length`` with a
+    CHECK constraint ``ck_<table>_<name>`` (not a PostgreSQL ENUM type, so adding a member
+    later is a constraint change, not an ``ALTER TYPE``). A string that is not a member is
+    refused before it reaches the database, and by the database itself."""
+    if any(member.name != member.value for member in values):
+        raise ValueError(f"{values.__name__}: each member must be spelled as its value")
+    return Enum(
+        values,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        validate_strings=True,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+    )
