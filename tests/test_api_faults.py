@@ -1,12 +1,15 @@
 """Internal failures, in process: a soap:Server fault whose message and detail carry an
-incident ID that the log also holds, and nothing of the failure's internals; and what must
-not become one (a body that cannot be read is the client's fault)."""
+incident ID that the log also holds, and nothing of the failure's internals; an incident
+opened below an edge is answered with its own ID, never a second one; a certificate the
+linter refuses is such an incident; and what must not become one (a body that cannot be
+read is the client's fault)."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from lxml import etree
+from sqlalchemy import select
 
 from api_support import SOAP_ENV, TNS, envelope, hello_envelope
 from conftest import TestInstallation as Installation
@@ -21,6 +25,8 @@ from factory import fresh_key_csr, new_order, new_partner
 from keyfactory import csr_pem, make_csr
 from soap_service.api.application import create_wsgi_app, xsd_document
 from soap_service.api.guard import SOAPGuard
+from soap_service.ra.incidents import open_incident
+from soap_service.storage.models import AuditEvent
 
 SECRET_DETAIL = "boom: postgres://user:hunter2@db/secret SELECT * FROM partners"
 
@@ -96,6 +102,71 @@ def test_a_failure_inside_the_ra_is_a_server_fault_with_the_logged_incident(
     line = next(r.getMessage() for r in caplog.records if r.name == "soap_service.api.requests")
     assert "outcome=fault:Server http=500" in line and f"incident={incident}" in line
     assert not [r for r in caplog.records if r.name.startswith("spyne")]
+
+
+def _incident_ids(text: str) -> set[str]:
+    return set(re.findall(r"INC-[0-9A-F]{12}", text))
+
+
+def test_an_incident_of_the_ra_is_answered_with_its_own_id_not_a_second_one(
+    installation: Installation, caplog: pytest.LogCaptureFixture
+) -> None:
+    partner = new_partner(installation.ra)
+    order = new_order(installation.ra, partner).order
+    app = create_wsgi_app(dataclasses.replace(installation.ra, clock=_boom))
+    with caplog.at_level(logging.INFO):
+        status, _headers, content = _call(app, _reissue(partner, order.partner_order_id, fresh_key_csr()))
+    incident, _message = _server_fault(status, content)
+    assert _incident_ids(caplog.text) == {incident}
+    opened = [r for r in caplog.records if r.getMessage().endswith(f" failed, incident {incident}")]
+    assert [(r.name, r.getMessage()) for r in opened] == [
+        ("soap_service.ra.reissue", f"reissue failed, incident {incident}")
+    ]
+    assert not [r for r in caplog.records if r.name.startswith("soap_service.api") and r.levelno >= logging.ERROR]
+
+
+def test_a_certificate_the_linter_refuses_is_an_incident_with_its_findings_in_the_log_and_the_audit(
+    installation: Installation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An internal name (not the public URL's) in the SAN: pkilint refuses the certificate. The
+    partner gets -9000 and an incident, never a refusal code nor the finding."""
+    partner = new_partner(installation.ra)
+    order = new_order(installation.ra, partner, names=("example.com", "intranet.local"),
+                      csr=fresh_key_csr(["example.com"])).order
+    app = create_wsgi_app(installation.ra)
+    with caplog.at_level(logging.INFO):
+        status, _headers, content = _call(app, _reissue(partner, order.partner_order_id,
+                                                        fresh_key_csr(["intranet.local"])))
+    incident, _message = _server_fault(status, content)
+    assert b"internal_domain_name" not in content and b"Errors" not in content
+    [logged] = [r for r in caplog.records if r.levelno >= logging.ERROR and incident in r.getMessage()]
+    assert "refused by the pre-issuance linter" in logged.getMessage()
+    assert "internal_domain_name" in logged.getMessage() and logged.exc_info is None
+    with installation.ra.sessions() as session:
+        [event] = session.scalars(select(AuditEvent).where(AuditEvent.incident_id == incident))
+    assert (event.action, event.outcome, event.code, event.channel) == ("reissue", "failed", -9000, "api")
+    assert event.detail.startswith("lint: ") and "internal_domain_name" in event.detail
+
+
+def test_an_incident_reaching_the_guard_is_answered_with_its_own_id(caplog: pytest.LogCaptureFixture) -> None:
+    """The guard's last resort has the same three cases: an incident opened below it is
+    answered as it is (logged once, where it was opened)."""
+    opened: list[str] = []
+
+    def failing_soap_app(environ: dict[str, Any], start_response: Any) -> Any:
+        incident = open_incident(logging.getLogger("tests.below_the_guard"), "a step below the guard failed")
+        opened.append(incident.incident_id)
+        raise incident
+
+    app = SOAPGuard(failing_soap_app, ra=None, wsdl=b"", xsd=xsd_document(), operations=frozenset({"Hello"}))  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO):
+        status, _headers, content = _call(app, hello_envelope())
+    incident, _message = _server_fault(status, content)
+    assert opened == [incident]
+    assert _incident_ids(caplog.text) == {incident}
+    assert not [r for r in caplog.records if r.name == "soap_service.api.guard" and r.levelno >= logging.ERROR]
+    line = next(r.getMessage() for r in caplog.records if r.name == "soap_service.api.requests")
+    assert "outcome=fault:Server http=500" in line and f"incident={incident}" in line
 
 
 def test_a_failure_in_the_api_layer_is_a_server_fault_too(

@@ -1,20 +1,27 @@
 """The operator's commands, run as an operator runs them: a real process, its
-JSON on stdout, its refusals on stderr with exit status 1."""
+JSON on stdout, its refusals on stderr with exit status 1, its incidents with exit
+status 3; and the one parser of ``soap-service``, whose every command is listed and
+whose unknown commands are usage errors (exit status 2)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from sqlalchemy import create_engine, text
 
 from conftest import BACKENDS, database_environment
 from factory import fresh_key_csr
+from soap_service.main import parser
 
 PASSWORD = "operator-chosen-password-1"
 
@@ -177,3 +184,146 @@ def test_demo_is_idempotent_and_shows_its_kept_password_each_time(tmp_path):
         shown = op.json("order", "show", "--partner", "DEMO", "--partner-order-id", "DEMO-RapidSSL")
         assert len(shown["certificates"]) == 1
         assert password not in "\n".join(op.logs)
+
+
+# ------------------------------------------------------------------- incidents (docs/design.md, "Error model")
+
+FAILING_NAME = "fail-injection.example.com"
+INCIDENT_LINE = re.compile(r"error -9000: internal error, incident (INC-[0-9A-F]{12}) \(details in the log above\)")
+
+
+@contextmanager
+def certificate_insert_failure(url: str) -> Iterator[None]:
+    """A real database failure after signing: the certificate row naming FAILING_NAME cannot be written."""
+    backend = url.split(":", 1)[0].split("+", 1)[0]
+    install, remove = {
+        "sqlite": (
+            [f"CREATE TRIGGER cli_inject_failure BEFORE INSERT ON certificates WHEN instr(NEW.names, "
+             f"'{FAILING_NAME}') > 0 BEGIN SELECT RAISE(ABORT, 'injected failure'); END"],
+            ["DROP TRIGGER cli_inject_failure"],
+        ),
+        "postgresql": (
+            ["CREATE FUNCTION cli_inject_failure() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+             f"IF strpos(NEW.names, '{FAILING_NAME}') > 0 THEN RAISE EXCEPTION 'injected failure'; END IF; "
+             "RETURN NEW; END $$",
+             "CREATE TRIGGER cli_inject_failure BEFORE INSERT ON certificates FOR EACH ROW "
+             "EXECUTE FUNCTION cli_inject_failure()"],
+            ["DROP TRIGGER cli_inject_failure ON certificates", "DROP FUNCTION cli_inject_failure()"],
+        ),
+    }[backend]
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            for statement in install:
+                connection.exec_driver_sql(statement)
+        yield
+        with engine.begin() as connection:
+            for statement in remove:
+                connection.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+def test_an_incident_in_a_use_case_exits_3_with_the_incident_the_log_and_the_audit_hold(operator):
+    """The reissue's own incident reaches the operator as it is: one ID, in the log with its
+    traceback, in the audit trail, and in the last line; no second incident at the edge."""
+    url = operator.environ["SOAP_SERVICE_DATABASE_URL"]
+    operator.json("order", "create", "--partner", "ACME", "--partner-order-id", "INC-1", "--product", "RapidSSL",
+                  "--name", "example.com", "--name", FAILING_NAME, "--admin-email", "a@example.com",
+                  "--tech-email", "t@example.com", "--csr", operator.csr_file(["example.com"]))
+    before = operator.json("order", "show", "--partner", "ACME", "--partner-order-id", "INC-1")
+    with certificate_insert_failure(url):
+        failed = operator.run("order", "reissue", "--partner", "ACME", "--partner-order-id", "INC-1",
+                              "--csr", operator.csr_file([FAILING_NAME]), check=False)
+    assert failed.returncode == 3, failed.stderr
+    assert failed.stdout == ""
+    last = failed.stderr.strip().splitlines()[-1]
+    matched = INCIDENT_LINE.fullmatch(last)
+    assert matched, last
+    incident = matched.group(1)
+    log = failed.stderr[: failed.stderr.rindex(last)]
+    assert set(re.findall(r"INC-[0-9A-F]{12}", log)) == {incident}  # opened once, by the use case
+    assert f"reissue failed, incident {incident}" in log and "Traceback" in log
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            events = connection.execute(
+                text("SELECT action, outcome, code, channel FROM audit_events WHERE incident_id = :incident"),
+                {"incident": incident},
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(event) for event in events] == [("reissue", "failed", -9000, "cli")]
+    assert operator.json("order", "show", "--partner", "ACME", "--partner-order-id", "INC-1") == before
+
+
+def test_a_failure_outside_a_use_case_opens_an_incident_at_the_edge(tmp_path):
+    """A database nobody listens on: the command opens the incident itself, says so, exits 3;
+    the URL's password reaches neither the log nor the message."""
+    environ = {**os.environ, "SOAP_SERVICE_DATA_DIR": str(tmp_path),
+               "SOAP_SERVICE_DATABASE_URL": "postgresql+psycopg://operator:s3cret-db-password@127.0.0.1:1/nowhere"}
+    done = subprocess.run([sys.executable, "-m", "soap_service.main", "init"], capture_output=True, text=True,
+                          env=environ, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == ""
+    last = done.stderr.strip().splitlines()[-1]
+    matched = INCIDENT_LINE.fullmatch(last)
+    assert matched, last
+    log = done.stderr[: done.stderr.rindex(last)]
+    assert f"soap-service init failed, incident {matched.group(1)}" in log and "OperationalError" in log
+    assert "s3cret-db-password" not in done.stderr
+
+
+# ------------------------------------------------------------------------------- one parser
+
+
+COMMANDS = ("init", "demo", "partner", "order", "serve", "wsdl")
+
+
+def test_help_lists_every_command():
+    done = subprocess.run([sys.executable, "-m", "soap_service.main", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    listed = re.findall(r"^ {4}(\w+) +\S", done.stdout, flags=re.MULTILINE)
+    assert tuple(listed) == COMMANDS, done.stdout
+    assert "{" + ",".join(COMMANDS) + "}" in done.stdout
+
+
+def test_every_command_has_its_own_handler():
+    handlers = set()
+    for argv in (["init"], ["demo"], ["partner", "create", "--code", "A", "--name", "A", "--username", "a"],
+                 ["order", "create", "--partner", "A", "--partner-order-id", "1", "--product", "RapidSSL",
+                  "--admin-email", "a@example.com", "--tech-email", "t@example.com", "--csr", "x.pem"],
+                 ["order", "show", "--partner", "A", "--partner-order-id", "1"],
+                 ["order", "reissue", "--partner", "A", "--partner-order-id", "1", "--csr", "x.pem"],
+                 ["serve"], ["wsdl"]):
+        args = parser().parse_args(argv)
+        handlers.add(getattr(args.handler, "args", (args.handler,)))  # cli's handlers are partials of one runner
+    assert len(handlers) == 8
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bogus"], "argument command: invalid choice: 'bogus'"),
+        ([], "the following arguments are required: command"),
+        (["order"], "the following arguments are required: action"),
+        (["order", "delete"], "argument action: invalid choice: 'delete'"),
+        (["partner", "show"], "argument action: invalid choice: 'show'"),
+        (["wsdl", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_an_unknown_command_is_a_usage_error(argv, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        parser().parse_args(argv)
+    assert stopped.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("usage: soap-service") and message in captured.err
+
+
+def test_an_unknown_command_exits_2_from_the_real_command():
+    done = subprocess.run([sys.executable, "-m", "soap_service.main", "serve-all"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert "invalid choice: 'serve-all'" in done.stderr and "Traceback" not in done.stderr

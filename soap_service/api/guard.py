@@ -41,7 +41,8 @@ from soap_service.api.refusal import Refusal
 from soap_service.api.requestlog import RECORD_KEY, RequestRecord, log_request
 from soap_service.api.schema import OperationSchema
 from soap_service.api.service import RA_KEY
-from soap_service.ra.incidents import new_incident_id
+from soap_service.errors import InternalError
+from soap_service.ra.incidents import open_incident
 from soap_service.ra.service import RegistrationAuthority
 
 logger = logging.getLogger(__name__)
@@ -97,11 +98,10 @@ class SOAPGuard:
         record = RequestRecord()
         try:
             status, headers, body = self._respond(environ, record)
-        except Exception:
-            incident = new_incident_id()
-            logger.exception("request failed, incident %s", incident)
-            record.faulted("Server", incident)
-            status, headers, body = _fault(server_fault(incident))
+        except InternalError as reported:  # an incident opened (and logged) where it failed
+            status, headers, body = _incident_answer(record, reported)
+        except Exception as failure:  # noqa: BLE001 - any other failure is an incident, opened here
+            status, headers, body = _incident_answer(record, open_incident(logger, "request failed", failure=failure))
         headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
         log_request(
@@ -174,13 +174,9 @@ class SOAPGuard:
         if not answers_operation(body, record.operation):
             # spyne swallows some failures of its own (a value XML cannot carry) and answers
             # HTTP 200 with an envelope that holds no response: that is an internal failure.
-            incident = new_incident_id()
-            logger.error(
-                "spyne answered HTTP %s without a %sResponse, incident %s",
-                status.split(" ", 1)[0], record.operation, incident,
-            )
-            record.faulted("Server", incident)
-            return _fault(server_fault(incident))
+            return _incident_answer(record, open_incident(
+                logger, f"spyne answered HTTP {status.split(' ', 1)[0]} without a {record.operation}Response"
+            ))
         return status, headers, body
 
     def _spyne_fault(self, body: bytes, record: RequestRecord, status: str, headers: Headers) -> Response:
@@ -200,10 +196,7 @@ class SOAPGuard:
             return _fault(fault_envelope(SPYNE_REFUSAL.faultcode, f"{SPYNE_REFUSAL.message} ({record.operation})"))
         if record.incident_id is not None:
             return status, headers, body
-        incident = new_incident_id()
-        logger.error("spyne answered a %s fault to %s, incident %s", code, record.operation, incident)
-        record.faulted("Server", incident)
-        return _fault(server_fault(incident))
+        return _incident_answer(record, open_incident(logger, f"spyne answered a {code} fault to {record.operation}"))
 
 
 SPYNE_REFUSAL = Refusal(
@@ -214,6 +207,12 @@ SPYNE_REFUSAL = Refusal(
 
 def _fault(body: bytes) -> Response:
     return HTTP_FAULT, [("Content-Type", FAULT_CONTENT_TYPE)], body
+
+
+def _incident_answer(record: RequestRecord, incident: InternalError) -> Response:
+    """The ``soap:Server`` fault of an incident, noted in the request's log line."""
+    record.faulted("Server", incident.incident_id)
+    return _fault(server_fault(incident.incident_id))
 
 
 def _method_not_allowed(record: RequestRecord) -> Response:
