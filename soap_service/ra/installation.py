@@ -13,6 +13,7 @@ from soap_service.ca.hierarchy import create_hierarchy
 from soap_service.ra.catalogue import PRODUCTS
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.storage import audit, authorities, catalogue
+from soap_service.vocabulary import Brand
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,6 @@ def migrate(ra: RegistrationAuthority) -> None:
         alembic_logger.setLevel(logging.WARNING)
     try:
         from soap_service.storage.schema import upgrade_to_head
-from soap_service.vocabulary import Brand
 
         upgrade_to_head(ra.engine)
     finally:
