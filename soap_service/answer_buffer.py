@@ -1,5 +1,5 @@
 """The answer to one request, produced by a thread and written by the worker's main loop
-(docs/design.md, serving; docs/security.md, slow clients).
+(docs/design.md, "Serving"; docs/security.md, slow clients).
 
 gunicorn's thread wrote each answer to the client's socket itself, blocking: a client that
 does not read (or reads slowly) held the thread until a write timed out, and a few of them

@@ -1,5 +1,5 @@
 """Where a request's body ends, found on the worker's main loop as its bytes arrive
-(docs/design.md, serving; docs/security.md, slow clients).
+(docs/design.md, "Serving"; docs/security.md, slow clients).
 
 :class:`soap_service.worker.HeadBufferingWorker` gives a connection to a thread only
 once its request head *and* body are in the connection's buffer, so that no thread

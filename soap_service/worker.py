@@ -1,5 +1,5 @@
 """The gunicorn worker of the Order API: gunicorn's gthread worker, except that no thread
-waits on a slow client (docs/design.md, serving; docs/security.md, slow clients).
+waits on a slow client (docs/design.md, "Serving"; docs/security.md, slow clients).
 
 gthread hands a connection to a thread as soon as it is readable, and the thread reads
 the request line, headers and body on a blocking socket, then writes the answer on it: a

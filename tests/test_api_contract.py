@@ -1,5 +1,5 @@
 """The published contract, in process: the checked-in WSDL and XSD are the service's,
-message shapes are those of DESIGN 4, the guard refuses what it must and hands spyne
+message shapes are those of docs/design.md, "The SOAP contract", the guard refuses what it must and hands spyne
 what it checked; the serving settings (gunicorn's) that the guard relies on."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Order API end to end: gunicorn on a loopback port, zeep clients generated from
 the served WSDL and from wsdl/order.wsdl, every operation, every error code of
-DESIGN 4 over the wire. Every message exchanged through zeep is validated against
+docs/design.md, "The SOAP contract", over the wire. Every message exchanged through zeep is validated against
 schemas/order.xsd (see ``api_support.SchemaCheck``)."""
 
 from __future__ import annotations
@@ -192,7 +192,8 @@ def test_reissue_answers_a_certificate_that_chains_to_the_returned_ca_certificat
     original = order.certificate.serial
     assert set(history) == {original, issued.SerialNumber}
     assert history[issued.SerialNumber].ReplacesSerialNumber == original
-    assert {c.CertificateStatus for c in history.values()} == {"VALID"}  # DESIGN 3.6: no revocation
+    # a reissue revokes nothing (docs/design.md, "Reissue rules")
+    assert {c.CertificateStatus for c in history.values()} == {"VALID"}
 
 
 def test_a_code_signing_order_reissues_without_names(

@@ -1,4 +1,5 @@
-"""Leaves issued by the CA: chain, profile of DESIGN 3.10, lint-clean, and refused when bad."""
+"""Leaves issued by the CA: chain, profile (docs/design.md, "Certificate profiles"), lint-clean, and refused
+when bad."""
 
 from __future__ import annotations
 

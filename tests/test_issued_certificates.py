@@ -1,4 +1,4 @@
-"""DESIGN 3.10: validity by date of issuance, and what the issued leaves are:
+"""docs/design.md, "Certificate profiles": validity by date of issuance, and what the issued leaves are:
 chained to their brand's CA, and clean under the linter."""
 
 from __future__ import annotations

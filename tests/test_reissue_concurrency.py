@@ -1,4 +1,4 @@
-"""DESIGN 3.11: concurrent reissues of one order are serialized, on SQLite and
+"""docs/design.md, "Concurrency and failures": concurrent reissues of one order are serialized, on SQLite and
 PostgreSQL alike; a failure after signing leaves nothing behind but its audit."""
 
 from __future__ import annotations

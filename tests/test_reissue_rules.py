@@ -1,4 +1,4 @@
-"""DESIGN section 3, rule by rule, through the RA's Reissue use case, on SQLite and
+"""docs/design.md, "Reissue rules", rule by rule, through the RA's Reissue use case, on SQLite and
 PostgreSQL, with real keys and CSRs."""
 
 from __future__ import annotations

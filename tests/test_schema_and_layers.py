@@ -1,5 +1,5 @@
 """The database schema comes from the migrations and matches the models; the
-package's layers hold (DESIGN 1)."""
+package's layers hold (docs/design.md, "Layers")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Keys whose private key anyone can compute are never certified (issue 6, defect 2; docs/design.md
-section 3, rule 4; BR 6.1.1.3).
+"""Keys whose private key anyone can compute are never certified (issue 6, defect 2; docs/design.md,
+"Key policy"; BR 6.1.1.3).
 
 Each reproducer of the issue is a CSR built at the DER level and signed by raw arithmetic with the
 private exponent anyone can compute (tests/keyfactory.py): its self-signature verifies, so only the

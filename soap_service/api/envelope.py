@@ -2,7 +2,7 @@
 answer.
 
 Refused before any work, each with a :class:`~soap_service.api.refusal.Refusal`
-(docs/design.md section 4): XML that is not well-formed, a DOCTYPE or entity declaration,
+(docs/design.md, "Error model"): XML that is not well-formed, a DOCTYPE or entity declaration,
 an envelope that is not SOAP 1.1, a Body that does not hold exactly one operation of ours,
 a header block marked ``mustUnderstand`` (answered ``soap:MustUnderstand``: this service
 understands none), and a SOAPAction that names another operation than the Body's (an empty

@@ -5,7 +5,7 @@ A POST to :data:`SERVICE_PATH` goes through, in order: its body (``http_body``: 
 Content-Type, the bytes within 1 MiB, their text), its envelope (``envelope``: well-formed
 XML without a DOCTYPE, SOAP 1.1, one operation of ours, no ``mustUnderstand`` header block,
 a SOAPAction that names the operation) and the published schema (``schema``). Each refusal
-is a SOAP 1.1 fault (docs/design.md section 4), most of them ``soap:Client.<subcode>``, whose
+is a SOAP 1.1 fault (docs/design.md, "Error model"), most of them ``soap:Client.<subcode>``, whose
 message names the rule and never quotes the request; a client fault of spyne's own is
 answered in our words. spyne gets the envelope ``envelope.spyne_envelope`` writes, labelled
 ``text/xml; charset=utf-8``, never the client's bytes nor its Content-Type.

@@ -2,7 +2,7 @@
 the body ends on the connection is the worker's concern, ``soap_service.request_body``).
 
 Refused before any work, each with a :class:`~soap_service.api.refusal.Refusal`
-(docs/design.md section 4): a Content-Type other than ``text/xml`` (multipart, MTOM and
+(docs/design.md, "Error model"): a Content-Type other than ``text/xml`` (multipart, MTOM and
 SOAP 1.2's ``application/soap+xml`` included) or a charset this service does not read, a
 body over 1 MiB (by its Content-Length, unread, or as it is read), a body that stops
 arriving, ends before its Content-Length or whose transfer coding is malformed, an empty
@@ -24,7 +24,7 @@ from typing import Any
 from soap_service.api.refusal import Refusal
 
 MAX_BODY_BYTES = 1024 * 1024
-"""The largest request body accepted (docs/design.md section 4: more than 1 MiB is refused)."""
+"""The largest request body accepted (docs/design.md, "Request fields": more than 1 MiB is refused)."""
 
 MEDIA_TYPE = "text/xml"
 CHARSETS = {

@@ -1,4 +1,4 @@
-"""The message types of the Order API (DESIGN section 4), as spyne models.
+"""The message types of the Order API (docs/design.md, "The SOAP contract"), as spyne models.
 
 One target namespace, elements qualified, document/literal wrapped: each operation
 ``Op`` takes one ``Request`` and answers one ``OpResult``. An element that a valid

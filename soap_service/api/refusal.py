@@ -1,5 +1,5 @@
 """What the guard refuses a message with, before any work: a SOAP 1.1 fault, most of them
-``soap:Client.<subcode>`` (docs/design.md section 4).
+``soap:Client.<subcode>`` (docs/design.md, "Error model").
 
 A refusal's message names the rule the message broke; it never quotes a value of the
 request nor a name the client chose. The guard (``guard``) answers it as a fault; the

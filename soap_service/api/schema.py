@@ -1,7 +1,7 @@
 """The published schema's check of an operation element, and what its refusal may say.
 
 A request that does not follow ``schemas/order.xsd`` is refused with
-``soap:Client.SchemaValidationError`` (docs/design.md section 4). The refusal names the
+``soap:Client.SchemaValidationError`` (docs/design.md, "Error model"). The refusal names the
 element, as its path of local names from the operation element, and the rule it broke,
 from a closed set of phrases (:data:`RULES`, and the few built here); it never quotes the
 request. lxml's own messages are never passed on: they quote the value that failed

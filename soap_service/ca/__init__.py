@@ -2,5 +2,5 @@
 
 It builds certificates from what the registration authority tells it, lints every
 one before signing and keeps the CA keys. It knows nothing of partners, orders,
-SOAP or SQL (DESIGN sections 1 and 3.10).
+SOAP or SQL (docs/design.md, "Layers" and "Certificate profiles").
 """

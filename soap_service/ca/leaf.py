@@ -1,4 +1,7 @@
-"""The leaf certificate profile of DESIGN 3.10: a :class:`LeafRequest` becomes an unsigned certificate."""
+"""The leaf certificate profile: a :class:`LeafRequest` becomes an unsigned certificate.
+
+docs/design.md, "Certificate profiles".
+"""
 
 from __future__ import annotations
 

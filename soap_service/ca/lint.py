@@ -1,4 +1,4 @@
-"""Pre-issuance linting with pkilint (DESIGN 3.10).
+"""Pre-issuance linting with pkilint (docs/design.md, "Certificate profiles").
 
 pkilint's validators cost 0.2-0.4 s to build, so each :class:`PreIssuanceLinter`
 builds them once per certificate type, on first use or in :meth:`~PreIssuanceLinter.prepare`,

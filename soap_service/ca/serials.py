@@ -1,4 +1,7 @@
-"""Certificate serial numbers (DESIGN 3.11): positive, under 2**159, at least 64 random bits."""
+"""Certificate serial numbers: positive, under 2**159, at least 64 random bits.
+
+docs/design.md, "Certificate profiles".
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Partner credentials: argon2id hashes, a lockout counted in the database, and a
 short in-memory cache of verified credentials so steady traffic skips the hash.
 
-Two rules hold here (docs/design.md, authentication; issue 6):
+Two rules hold here (docs/design.md, "Authentication"; issue 6):
 
 - Every failure does the same work as a wrong password: exactly one argon2
   verification, against the user's hash or an equal-cost dummy, whatever failed

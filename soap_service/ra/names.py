@@ -77,7 +77,7 @@ def requested_names(
     dns_names: Sequence[str] | None,
     csr_names: Iterable[str],
 ) -> tuple[str, ...]:
-    """The names the new certificate carries (DESIGN 3.5).
+    """The names the new certificate carries (docs/design.md, "Reissue rules", rule 6).
 
     ``DNSNames`` when the request gives them, else the CSR's SAN and CN; each must be
     a name the order validated. When the request names none, all validated names.

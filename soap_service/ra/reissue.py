@@ -1,4 +1,4 @@
-"""The Reissue use case (DESIGN 3): a new certificate for an existing order."""
+"""The Reissue use case (docs/design.md, "Reissue rules"): a new certificate for an existing order."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ class _ConcurrentChange(Exception):
 
 
 def check_reissuable(order: Order, current: Certificate | None, now: datetime) -> None:
-    """DESIGN 3.3: completed, in term, and not revoked."""
+    """Reissue rule 4 (docs/design.md, "Reissue rules"): completed, in term, and not revoked."""
     if order.status == OrderStatus.REVOKED or (current is not None and current.status == CertificateStatus.REVOKED):
         raise CertificateRevoked()
     if order.status != OrderStatus.COMPLETED:
@@ -198,7 +198,7 @@ class Reissuer:
         *,
         lock: bool,
     ) -> _Decision:
-        """Every rule of DESIGN 3, in order; nothing is written."""
+        """Every reissue rule (docs/design.md, "Reissue rules"), in order; nothing is written."""
         ra = self._ra
         order = orders.find_order(
             session, partner_id=partner.id, partner_order_id=request.partner_order_id.strip(), for_update=lock
@@ -223,7 +223,7 @@ class Reissuer:
         loaded = ra.authorities.issuing_ca(session, order.brand_code, product.validation_level)
         decision = _Decision(order, product, current, csr, loaded, names=names)
         if current is not None and current.csr_sha256 == csr.sha256 and names == tuple(current.name_list):
-            decision.replay = True  # DESIGN 3.9: a retry of the reissue that made the current certificate
+            decision.replay = True  # rule 8: a retry of the reissue that made the current certificate
             return decision
         if current is not None and current.spki_sha256 == csr.spki_sha256:
             if ra.settings.key_reuse == "refuse":

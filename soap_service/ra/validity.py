@@ -1,4 +1,4 @@
-"""How long a new certificate may be valid (DESIGN 3.10)."""
+"""How long a new certificate may be valid (docs/design.md, "Certificate profiles")."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from soap_service.vocabulary import CertificateStatus, OrderStatus, ValidationLe
 
 @dataclass(frozen=True)
 class Notice:
-    """A warning attached to a successful answer (DESIGN 4, e.g. 1001)."""
+    """A warning attached to a successful answer (e.g. 1001, docs/design.md, "Reissue rules", rule 9)."""
 
     code: int
     message: str

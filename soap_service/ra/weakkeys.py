@@ -1,7 +1,7 @@
 """Public keys whose private key anyone can compute, found by arithmetic on the public key alone.
 
 Pure arithmetic with ``gmpy2``, no policy: :mod:`soap_service.ra.keypolicy` decides what to refuse
-and says why (docs/design.md section 3, rule 4; docs/security.md).  BR 6.1.1.3 asks a CA to reject
+and says why (docs/design.md, "Key policy"; docs/security.md).  BR 6.1.1.3 asks a CA to reject
 keys that a demonstrated method exposes; these are the methods, each within a fixed cost.  Costs
 below are medians on the 2-core reference machine, RSA-2048 / 3072 / 4096; ``bench/key_checks.py``
 measures them again.

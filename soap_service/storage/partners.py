@@ -70,7 +70,7 @@ def reserve_attempt(
     attempts since ``since``, and, below ``threshold``, add a pending attempt and return
     its id. ``None`` means the account is locked. The password is verified after the
     transaction ends, and the attempt settled by :func:`settle_attempt` in another one, so
-    no lock is held through a hash (docs/design.md, authentication). An attempt never
+    no lock is held through a hash (docs/design.md, "Authentication"). An attempt never
     settled (its worker died) stays pending and counts as a failure until it ages out.
     """
     lock_account(session, partner_code=partner_code, username=username)
