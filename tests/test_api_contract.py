@@ -19,10 +19,8 @@ from soap_service import gunicorn_conf, server
 from soap_service.api.application import wsdl_document, xsd_document
 from soap_service.api.envelope import (
     SOAP_ACTOR_NEXT,
-    inspect_envelope,
     read_request,
     refuse_mandatory_headers,
-    request_payload,
     soap_action_names,
     spyne_envelope,
 )
@@ -194,12 +192,12 @@ def test_no_element_is_nillable_and_integers_are_xs_int() -> None:
 
 
 def test_guard_reads_the_operation_of_a_valid_envelope() -> None:
-    assert inspect_envelope(envelope("Reissue", "<o:Request/>"), OPERATIONS) == "Reissue"
+    assert read_request(envelope("Reissue", "<o:Request/>"), OPERATIONS).operation == "Reissue"
     with_header = (
         f'<s:Envelope xmlns:s="{SOAP_ENV}"><s:Header/><s:Body><!-- c -->'
         f'<Hello xmlns="{TNS}"><Input>x</Input></Hello></s:Body></s:Envelope>'
     ).encode()
-    assert inspect_envelope(with_header, OPERATIONS) == "Hello"
+    assert read_request(with_header, OPERATIONS).operation == "Hello"
 
 
 @pytest.mark.parametrize(
@@ -223,7 +221,7 @@ def test_guard_reads_the_operation_of_a_valid_envelope() -> None:
 )
 def test_guard_refuses_what_is_not_a_request_of_ours(body: bytes, subcode: str) -> None:
     with pytest.raises(Refusal) as refused:
-        inspect_envelope(body, OPERATIONS)
+        read_request(body, OPERATIONS)
     assert refused.value.subcode == subcode
 
 
@@ -327,17 +325,17 @@ def test_other_content_types_and_charsets_are_refused(content_type: str, subcode
 def test_the_content_type_charset_decides_over_the_document() -> None:
     """RFC 7303: the charset parameter overrides the XML declaration; without one, the document decides."""
     latin = envelope("Hello", "<o:Input>café</o:Input>").replace(b'encoding="UTF-8"', b'encoding="ISO-8859-1"')
-    assert request_payload(latin, OPERATIONS, charset="utf-8").findtext(f"{{{TNS}}}Input") == "café"
-    assert request_payload(latin, OPERATIONS).findtext(f"{{{TNS}}}Input") == "cafÃ©"
+    assert read_request(latin, OPERATIONS, charset="utf-8").payload.findtext(f"{{{TNS}}}Input") == "café"
+    assert read_request(latin, OPERATIONS).payload.findtext(f"{{{TNS}}}Input") == "cafÃ©"
     utf16 = envelope("Hello", "<o:Input>é</o:Input>").decode().replace("UTF-8", "UTF-16").encode("utf-16")
-    assert request_payload(utf16, OPERATIONS, charset="utf-16").findtext(f"{{{TNS}}}Input") == "é"
-    assert request_payload(utf16, OPERATIONS).findtext(f"{{{TNS}}}Input") == "é"
+    assert read_request(utf16, OPERATIONS, charset="utf-16").payload.findtext(f"{{{TNS}}}Input") == "é"
+    assert read_request(utf16, OPERATIONS).payload.findtext(f"{{{TNS}}}Input") == "é"
     with pytest.raises(Refusal) as refused:
-        request_payload(utf16, OPERATIONS, charset="utf-8")
+        read_request(utf16, OPERATIONS, charset="utf-8")
     assert refused.value.subcode == "MalformedXML"
     utf7 = envelope("Hello", "<o:Input>x</o:Input>").replace(b'encoding="UTF-8"', b'encoding="UTF-7"')
     with pytest.raises(Refusal) as refused:
-        request_payload(utf7, OPERATIONS)
+        read_request(utf7, OPERATIONS)
     assert refused.value.subcode == "UnsupportedCharset"
 
 
@@ -350,7 +348,7 @@ def test_a_declaration_is_refused_whatever_the_body_is_written_in() -> None:
         assert b"<!DOCTYPE" not in encoded and b"<!ENTITY" not in encoded
         for charset in (None, "utf-16"):
             with pytest.raises(Refusal) as refused:
-                request_payload(encoded, OPERATIONS, charset=charset)
+                read_request(encoded, OPERATIONS, charset=charset)
             assert refused.value.subcode == "DTDNotAllowed"
 
 

@@ -48,7 +48,8 @@ def test_every_citation_names_a_section():
 
 def test_no_reference_to_a_design_document_outside_the_repository():
     word = re.compile(r"\b" + "design".upper() + r"\b")  # spelt so that this file does not cite it
-    found = [str(path.relative_to(ROOT)) for path in CITED_FILES if path.suffix == ".py" and word.search(path.read_text())]
+    found = [str(path.relative_to(ROOT)) for path in CITED_FILES
+             if path.suffix == ".py" and word.search(path.read_text())]
     assert not found
 
 

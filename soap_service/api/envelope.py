@@ -116,16 +116,6 @@ def read_request(body: bytes, operations: frozenset[str], *, charset: str | None
     return SOAPRequest(root, children[0])
 
 
-def request_payload(body: bytes, operations: frozenset[str], *, charset: str | None = None) -> etree._Element:
-    """The operation element in the Body of a SOAP 1.1 request, or a :class:`Refusal` saying why not."""
-    return read_request(body, operations, charset=charset).payload
-
-
-def inspect_envelope(body: bytes, operations: frozenset[str], *, charset: str | None = None) -> str:
-    """The operation named by a SOAP 1.1 request, or a :class:`Refusal` saying why not."""
-    return read_request(body, operations, charset=charset).operation
-
-
 def refuse_mandatory_headers(envelope: etree._Element) -> None:
     """A :class:`Refusal` (``soap:MustUnderstand``) for a header block that this service must
     understand to go on: it understands none. A block for another actor is not ours to judge."""
