@@ -1,10 +1,15 @@
 """Engine and sessions.
 
-SQLite runs in WAL mode with foreign keys on, and every transaction starts with
-``BEGIN IMMEDIATE``: SQLite ignores ``SELECT ... FOR UPDATE``, so writers are
-serialized by taking the write lock up front instead of failing on upgrade.
+SQLite runs in WAL mode with foreign keys on, and every transaction that may write
+starts with ``BEGIN IMMEDIATE``: SQLite ignores ``SELECT ... FOR UPDATE``, so writers
+are serialized by taking the write lock up front instead of failing on upgrade.
 PostgreSQL uses row locks (see the order queries) and the order's version
 compare-and-set.
+
+Sessions that only read (:func:`create_reader_factory`) cannot write: the database
+refuses it (docs/design.md, "Concurrency and failures"). On SQLite their transaction is
+a deferred ``BEGIN`` under ``PRAGMA query_only``, on PostgreSQL a ``READ ONLY``
+transaction; a write in one fails at its statement, before any lock is taken.
 """
 
 from __future__ import annotations
@@ -63,8 +68,14 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        mode = "BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
-        connection.exec_driver_sql(mode)
+        # query_only is the connection's, not the transaction's: every transaction sets it, so a
+        # pooled connection that served a reader serves a writer next.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("PRAGMA query_only=ON")
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("PRAGMA query_only=OFF")
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 READ_ONLY = "soap_service_read_only"
@@ -76,6 +87,11 @@ def create_session_factory(engine: Engine) -> SessionFactory:
 
 
 def create_reader_factory(engine: Engine) -> SessionFactory:
-    """Sessions that only read: on SQLite a plain (deferred) BEGIN, so readers never
-    wait for the write lock nor hold it. Same pool as the writers."""
-    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+    """Sessions that only read, and cannot write: on SQLite a plain (deferred) BEGIN with
+    ``PRAGMA query_only`` on, so readers never wait for the write lock nor hold it; on
+    PostgreSQL a READ ONLY transaction (the connection's read-only flag, put back when it
+    returns to the pool). Same pool as the writers."""
+    options: dict[str, Any] = {READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options["postgresql_readonly"] = True
+    return sessionmaker(engine.execution_options(**options), expire_on_commit=False)
