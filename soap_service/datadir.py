@@ -6,13 +6,16 @@ audit trail) and the generated CA passphrase. Nobody but the service's user may 
 - :func:`restrict_umask` sets the process umask to ``077`` (each process that opens the
   data calls it first), so every file and directory the service, SQLite or Alembic
   creates from then on is ``0600`` / ``0700`` whatever umask the shell had;
-- :func:`secure_data_dir` creates the directory ``0700`` and tightens one made before
+- :func:`secure_data_dir` refuses a directory that another user owns (that user could
+  read it, or plant links in it, whatever its mode), creates the directory ``0700`` and
+  tightens one made before
   (by an older version, by hand, or by ``mkdir`` under a ``022`` umask) to ``0700``, and
   its files to ``0600``; the same for a SQLite database kept outside it (its directory
   is the operator's and is left alone). A tightening is logged with the path and the
   modes, never the content.
 
-Only this module's functions change modes; it imports nothing of the package.
+Only this module's functions change modes; of the package it imports only the
+configuration's error.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import logging
 import os
 import stat
 from pathlib import Path
+
+from soap_service.config import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +43,16 @@ def restrict_umask() -> None:
 
 def secure_data_dir(data_dir: Path, *, sqlite_database: Path | None = None) -> None:
     """Create ``data_dir`` (``0700``) or tighten it and the files in it; tighten the SQLite
-    database ``sqlite_database`` and its sidecar files wherever they are."""
+    database ``sqlite_database`` and its sidecar files wherever they are.
+    :class:`~soap_service.config.ConfigurationError` when another user owns ``data_dir``."""
     restrict_umask()
     data_dir.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+    owner = data_dir.stat().st_uid
+    if owner != os.geteuid():
+        raise ConfigurationError(
+            f"the data directory {data_dir} belongs to another user (uid {owner}), who can read it or plant "
+            f"links in it: use a directory of this user's own (uid {os.geteuid()})"
+        )
     _tighten(data_dir, DIRECTORY_MODE)
     for entry in data_dir.iterdir():
         if entry.is_file() and not entry.is_symlink():

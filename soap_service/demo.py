@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -60,14 +61,19 @@ def credentials_path(data_dir: Path) -> Path:
 def keep_credentials(data_dir: Path, credentials: DemoCredentials) -> Path:
     """Write ``credentials`` to :data:`CREDENTIALS_FILE` (mode 0600), replacing it whole."""
     path = credentials_path(data_dir)
-    staged = path.with_name(path.name + ".new")
-    descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    os.fchmod(descriptor, FILE_MODE)  # a leftover staged file keeps its mode through O_CREAT
-    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-        json.dump({"partner_code": credentials.partner_code, "username": credentials.username,
-                   "password": credentials.password.reveal()}, out)
-        out.write("\n")
-    os.replace(staged, path)
+    # A new file of a name nobody could have chosen (O_EXCL, mode 0600): never a file or a
+    # symbolic link that was there before, whoever made it.
+    descriptor, staged = tempfile.mkstemp(prefix=f".{CREDENTIALS_FILE}.", suffix=".new", dir=data_dir)
+    try:
+        os.fchmod(descriptor, FILE_MODE)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            json.dump({"partner_code": credentials.partner_code, "username": credentials.username,
+                       "password": credentials.password.reveal()}, out)
+            out.write("\n")
+        os.replace(staged, path)
+    except BaseException:
+        Path(staged).unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -88,3 +88,23 @@ def test_a_database_outside_the_data_dir_is_tightened_too(tmp_path: Path, shell_
     ra.close()
     assert mode(database) == 0o600
     assert mode(elsewhere) == 0o755  # the operator's directory: not ours to change
+
+
+def test_a_data_dir_of_another_user_is_refused(tmp_path: Path) -> None:
+    """Another user who owns the directory can read it or plant links in it whatever its mode:
+    the service refuses it, before it writes anything there."""
+    if os.geteuid() == 0:
+        data_dir = tmp_path / "theirs"
+        data_dir.mkdir(mode=0o777)
+        os.chown(data_dir, 65534, 65534)  # nobody's
+    else:
+        data_dir = Path("/")  # root's, and not this user's
+    before = sorted(path.name for path in data_dir.iterdir())
+    environ = {**os.environ, **sqlite_environ(data_dir)}
+    done = subprocess.run([sys.executable, "-m", "soap_service.main", "init"], env=environ,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0
+    owner = data_dir.stat().st_uid
+    assert f"the data directory {data_dir} belongs to another user (uid {owner})" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(path.name for path in data_dir.iterdir()) == before

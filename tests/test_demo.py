@@ -196,8 +196,31 @@ def test_the_kept_credentials_are_the_users_alone_whatever_the_umask(tmp_path: P
     finally:
         os.umask(previous)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert not (tmp_path / (CREDENTIALS_FILE + ".new")).exists()
     assert json.loads(path.read_text())["password"] == "a-demo-password-1"
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == sorted([CREDENTIALS_FILE, CREDENTIALS_FILE + ".new"])
+
+
+def test_the_kept_credentials_never_follow_a_planted_link(tmp_path: Path) -> None:
+    """Links planted where the credentials are written (the staging name an earlier version
+    used, the file itself) are never followed: the file they point at keeps what it held."""
+    elsewhere = tmp_path / "elsewhere"
+    data_dir = tmp_path / "var"
+    data_dir.mkdir(mode=0o700)
+    targets = {name: elsewhere / name for name in ("staged", "kept")}
+    elsewhere.mkdir()
+    for target in targets.values():
+        target.write_text("theirs\n")
+        target.chmod(0o644)
+    (data_dir / (CREDENTIALS_FILE + ".new")).symlink_to(targets["staged"])
+    (data_dir / CREDENTIALS_FILE).symlink_to(targets["kept"])
+    path = keep_credentials(data_dir, DemoCredentials(PARTNER_CODE, USERNAME, Secret("a-demo-password-2")))
+    assert not path.is_symlink()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads(path.read_text())["password"] == "a-demo-password-2"
+    for target in targets.values():
+        assert target.read_text() == "theirs\n"
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert not [entry.name for entry in data_dir.iterdir() if entry.name.startswith(".")]  # nothing staged is left
 
 
 def test_migrating_says_nothing_of_alembic_at_the_default_level(tmp_path: Path) -> None:
