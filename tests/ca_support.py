@@ -19,15 +19,18 @@ from factory import EV_ORGANIZATION, ORGANIZATION
 from soap_service.ca.algorithms import PublicKey
 from soap_service.ca.hierarchy import CAMaterial, create_hierarchy
 from soap_service.ca.issuer import Issuer, IssuingCA
+from soap_service.ca.keys import EncryptedKeyBackend
 from soap_service.ca.lint import PreIssuanceLinter
 from soap_service.ca.profiles import LeafRequest, SubjectOrganization
 from soap_service.ca.serials import new_serial
+from soap_service.config import Secret
 from soap_service.vocabulary import ValidationLevel
 
 PUBLIC_URL = "https://pki.example.com"
 LOOPBACK_URL = "http://127.0.0.1:8080"
 INSTALLATION = "t3st01"
 NOW = datetime.now(UTC).replace(microsecond=0)
+KEY_BACKEND = EncryptedKeyBackend(Secret("ca-support passphrase 5d1e"))  # makes the test hierarchies' keys
 
 # (CA that issues it, level, DNS names) for each leaf kind the tests check
 LEAF_KINDS = {
@@ -48,7 +51,9 @@ def hierarchy(algorithm: str, public_url: str = PUBLIC_URL) -> dict[str, CAMater
 
 @functools.cache
 def _hierarchy(algorithm: str, public_url: str) -> dict[str, CAMaterial]:
-    return {material.name: material for material in create_hierarchy(algorithm, INSTALLATION, public_url, NOW)}
+    return {
+        material.name: material for material in create_hierarchy(algorithm, INSTALLATION, public_url, NOW, KEY_BACKEND)
+    }
 
 
 def linter(public_url: str = PUBLIC_URL) -> PreIssuanceLinter:
@@ -67,7 +72,7 @@ def issuer(public_url: str = PUBLIC_URL) -> Issuer:
 
 def issuing_ca(materials: dict[str, CAMaterial], name: str) -> IssuingCA:
     material = materials[name]
-    return IssuingCA(material.name, material.certificate, material.private_key, (materials["ROOT"].certificate,))
+    return IssuingCA(material.name, material.certificate, material.signer, (materials["ROOT"].certificate,))
 
 
 @functools.cache

@@ -11,8 +11,18 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-from ca_support import INSTALLATION, LOOPBACK_URL, NOW, PUBLIC_URL, full_serverauth_lint, hierarchy, linter
-from soap_service.ca.hierarchy import BRANDS, CODE_SIGNING_BRANDS, CAMaterial, create_hierarchy, generate_key
+from ca_support import (
+    INSTALLATION,
+    KEY_BACKEND,
+    LOOPBACK_URL,
+    NOW,
+    PUBLIC_URL,
+    full_serverauth_lint,
+    hierarchy,
+    linter,
+)
+from soap_service.ca.algorithms import generate_key
+from soap_service.ca.hierarchy import BRANDS, CODE_SIGNING_BRANDS, CAMaterial, create_hierarchy
 
 FAST_ALGORITHMS = ["rsa-2048", "ecdsa-p256"]
 ALL_ALGORITHMS = [
@@ -52,10 +62,13 @@ def test_hierarchy_has_the_root_then_four_tls_then_two_code_signing_cas(algorith
 
 @pytest.mark.parametrize("algorithm", FAST_ALGORITHMS)
 def test_every_ca_key_matches_its_certificate_and_is_of_the_algorithm(algorithm: str) -> None:
-    expected = rsa.RSAPrivateKey if algorithm.startswith("rsa") else ec.EllipticCurvePrivateKey
+    expected = rsa.RSAPublicKey if algorithm.startswith("rsa") else ec.EllipticCurvePublicKey
     for material in hierarchy(algorithm).values():
-        assert isinstance(material.private_key, expected)
-        assert material.private_key.public_key() == material.certificate.public_key()
+        assert isinstance(material.signer.public_key, expected)
+        assert material.signer.public_key == material.certificate.public_key()
+        # what the RA stores opens, in another backend object, to a signer of the same key
+        assert KEY_BACKEND.unlock(material.name, material.protected_key).public_key == material.signer.public_key
+        assert b"ENCRYPTED PRIVATE KEY" in material.protected_key
 
 
 @pytest.mark.parametrize("algorithm", FAST_ALGORITHMS)
@@ -120,7 +133,7 @@ def test_issuing_ca_profile(algorithm: str) -> None:
         crl = _value(certificate, x509.CRLDistributionPoints).value
         assert [n.value for n in crl[0].full_name or []] == ["http://pki.example.com/crl/ROOT.crl"]
         assert _value(certificate, x509.SubjectKeyIdentifier).value == x509.SubjectKeyIdentifier.from_public_key(
-            material.private_key.public_key()
+            material.signer.public_key
         )
         assert _value(certificate, x509.AuthorityKeyIdentifier).value.key_identifier == root_ski
 
@@ -187,12 +200,12 @@ def test_generate_key_refuses_other_algorithms(algorithm: str) -> None:
 @pytest.mark.parametrize("installation", ["", "has space", "x" * 21, "-lead", "évian"])
 def test_create_hierarchy_refuses_a_bad_installation_id(installation: str) -> None:
     with pytest.raises(ValueError, match="installation"):
-        create_hierarchy("ecdsa-p256", installation, PUBLIC_URL, NOW)
+        create_hierarchy("ecdsa-p256", installation, PUBLIC_URL, NOW, KEY_BACKEND)
 
 
 def test_create_hierarchy_refuses_naive_time() -> None:
     with pytest.raises(ValueError, match="timezone"):
-        create_hierarchy("ecdsa-p256", INSTALLATION, PUBLIC_URL, NOW.replace(tzinfo=None))
+        create_hierarchy("ecdsa-p256", INSTALLATION, PUBLIC_URL, NOW.replace(tzinfo=None), KEY_BACKEND)
 
 
 def test_camaterial_is_frozen() -> None:

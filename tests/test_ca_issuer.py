@@ -95,11 +95,11 @@ def test_code_signing_leaf_verifies_by_signature(leaves: LeafSet) -> None:
     assert ca.name == "THAWTE-CS"
     leaf.verify_directly_issued_by(ca.certificate)
     ca.certificate.verify_directly_issued_by(ca.chain[-1])
-    assert _signed_by(leaf, ca.private_key.public_key())
+    assert _signed_by(leaf, ca.signer.public_key)
     assert _signed_by(ca.certificate, ca.chain[-1].public_key())  # type: ignore[arg-type]
-    other = hierarchy("ecdsa-p256")["SYMANTEC-CS"].private_key.public_key()
-    other_rsa = hierarchy("rsa-2048")["SYMANTEC-CS"].private_key.public_key()
-    assert not _signed_by(leaf, other if isinstance(ca.private_key, ec.EllipticCurvePrivateKey) else other_rsa)
+    other = hierarchy("ecdsa-p256")["SYMANTEC-CS"].signer.public_key
+    other_rsa = hierarchy("rsa-2048")["SYMANTEC-CS"].signer.public_key
+    assert not _signed_by(leaf, other if isinstance(ca.signer.public_key, ec.EllipticCurvePublicKey) else other_rsa)
 
 
 @pytest.mark.parametrize("kind", list(LEAF_KINDS))
@@ -333,7 +333,7 @@ def test_naive_times_are_a_programming_error() -> None:
 def test_issuing_ca_refuses_a_key_that_is_not_its_own() -> None:
     materials = hierarchy("ecdsa-p256")
     with pytest.raises(ValueError, match="does not match"):
-        IssuingCA("RAPIDSSL-TLS", materials["RAPIDSSL-TLS"].certificate, materials["THAWTE-TLS"].private_key, ())
+        IssuingCA("RAPIDSSL-TLS", materials["RAPIDSSL-TLS"].certificate, materials["THAWTE-TLS"].signer, ())
 
 
 # --- the internal public URL exception ------------------------------------------------------------
@@ -403,5 +403,5 @@ def test_subscriber_key_types_do_not_change_the_profile() -> None:
     )
     leaf = issuer().issue(issuing_ca(hierarchy("rsa-2048"), "THAWTE-TLS"), request)
     assert isinstance(leaf.public_key(), ec.EllipticCurvePublicKey)
-    assert isinstance(hierarchy("rsa-2048")["THAWTE-TLS"].private_key, rsa.RSAPrivateKey)
+    assert isinstance(hierarchy("rsa-2048")["THAWTE-TLS"].signer.public_key, rsa.RSAPublicKey)
     assert full_serverauth_lint(leaf)[1] == []

@@ -1,4 +1,5 @@
-"""CA key storage: encrypted PKCS#8 in the database, one decryption per process, the passphrase file."""
+"""CA key storage: encrypted PKCS#8 in the database, one decryption per process, the passphrase file;
+the backend hands out signers (docs/design.md, "Certificate profiles")."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import stat
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from soap_service.ca.algorithms import PrivateKey, generate_key
+from soap_service.ca.algorithms import PrivateKey, PublicKey, generate_key
 from soap_service.ca.keys import (
+    CASigner,
     EncryptedKeyBackend,
     KeyBackend,
     KeyUnlockFailed,
+    NewKey,
     load_or_create_passphrase,
 )
 from soap_service.config import ConfigurationError, Secret
@@ -33,18 +38,20 @@ class CountingBackend(EncryptedKeyBackend):
         return super()._decrypt(ca_name, stored)
 
 
-@pytest.fixture(scope="module")
-def ec_key() -> ec.EllipticCurvePrivateKey:
-    key = generate_key("ecdsa-p256")
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return key
+def _verifies(public_key: PublicKey, signature: bytes, data: bytes, signer: CASigner) -> bool:
+    try:
+        if isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, data, padding.PKCS1v15(), signer.hash_algorithm)
+        else:
+            public_key.verify(signature, data, ec.ECDSA(signer.hash_algorithm))
+    except InvalidSignature:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    key = generate_key("rsa-2048")
-    assert isinstance(key, rsa.RSAPrivateKey)
-    return key
+def ec_new_key() -> NewKey:
+    return EncryptedKeyBackend(PASSPHRASE).create("THAWTE-TLS", "ecdsa-p256")
 
 
 def test_the_encrypted_backend_is_a_key_backend() -> None:
@@ -52,34 +59,52 @@ def test_the_encrypted_backend_is_a_key_backend() -> None:
     assert isinstance(backend, EncryptedKeyBackend)
 
 
-@pytest.mark.parametrize("which", ["ec_key", "rsa_key"])
-def test_round_trip(which: str, request: pytest.FixtureRequest) -> None:
-    key: PrivateKey = request.getfixturevalue(which)
+@pytest.mark.parametrize("algorithm", ["ecdsa-p256", "rsa-2048"])
+def test_round_trip(algorithm: str) -> None:
     backend = EncryptedKeyBackend(PASSPHRASE)
-    stored = backend.protect("GEOTRUST-TLS", key)
+    new = backend.create("GEOTRUST-TLS", algorithm)
+    stored = new.stored
     assert stored.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     assert PASSPHRASE.reveal().encode() not in stored
     unlocked = EncryptedKeyBackend(Secret(PASSPHRASE.reveal())).unlock("GEOTRUST-TLS", stored)
-    assert type(unlocked) is type(key)
-    assert unlocked.public_key() == key.public_key()
+    assert type(unlocked.public_key) is type(new.signer.public_key)
+    assert unlocked.public_key == new.signer.public_key
+    assert _verifies(new.signer.public_key, unlocked.sign(b"tbs bytes"), b"tbs bytes", unlocked)
 
 
-def test_unlock_decrypts_once_per_ca_and_stored_bytes(ec_key: ec.EllipticCurvePrivateKey) -> None:
+def test_keys_stored_before_the_signer_still_unlock() -> None:
+    # what `protect` stored before the backend handed out signers: cryptography's own encrypted PKCS#8
+    key = generate_key("ecdsa-p384")
+    stored = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(PASSPHRASE.reveal().encode()),
+    )
+    signer = EncryptedKeyBackend(PASSPHRASE).unlock("SYMANTEC-TLS", stored)
+    assert signer.public_key == key.public_key()
+    assert _verifies(key.public_key(), signer.sign(b"tbs"), b"tbs", signer)
+    # and what the backend stores now is that same format: the passphrase alone opens it
+    made = EncryptedKeyBackend(PASSPHRASE).create("SYMANTEC-TLS", "ecdsa-p256")
+    opened = serialization.load_pem_private_key(made.stored, PASSPHRASE.reveal().encode())
+    assert opened.public_key() == made.signer.public_key
+
+
+def test_unlock_decrypts_once_per_ca_and_stored_bytes(ec_new_key: NewKey) -> None:
     backend = CountingBackend(PASSPHRASE)
-    stored = backend.protect("THAWTE-TLS", ec_key)
+    stored = ec_new_key.stored
     first = backend.unlock("THAWTE-TLS", stored)
     second = backend.unlock("THAWTE-TLS", stored)
     assert first is second
     assert backend.decryptions == 1
     backend.unlock("THAWTE-CS", stored)  # another CA name is another entry
     assert backend.decryptions == 2
-    replaced = backend.protect("THAWTE-TLS", generate_key("ecdsa-p256"))  # a new key for the same CA
-    assert backend.unlock("THAWTE-TLS", replaced).public_key() != first.public_key()
+    replaced = backend.create("THAWTE-TLS", "ecdsa-p256").stored  # a new key for the same CA
+    assert backend.unlock("THAWTE-TLS", replaced).public_key != first.public_key
     assert backend.decryptions == 3
 
 
-def test_a_wrong_passphrase_is_a_clear_error_without_secrets(ec_key: ec.EllipticCurvePrivateKey) -> None:
-    stored = EncryptedKeyBackend(PASSPHRASE).protect("RAPIDSSL-TLS", ec_key)
+def test_a_wrong_passphrase_is_a_clear_error_without_secrets() -> None:
+    stored = EncryptedKeyBackend(PASSPHRASE).create("RAPIDSSL-TLS", "ecdsa-p256").stored
     wrong = Secret("not the passphrase at all 91b2")
     with pytest.raises(KeyUnlockFailed) as failure:
         EncryptedKeyBackend(wrong).unlock("RAPIDSSL-TLS", stored)
@@ -93,7 +118,7 @@ def test_a_wrong_passphrase_is_a_clear_error_without_secrets(ec_key: ec.Elliptic
     assert error.__cause__ is None and error.__suppress_context__
 
 
-def test_damaged_key_data_is_the_same_clear_error(ec_key: ec.EllipticCurvePrivateKey) -> None:
+def test_damaged_key_data_is_the_same_clear_error() -> None:
     with pytest.raises(KeyUnlockFailed, match="SYMANTEC-CS"):
         EncryptedKeyBackend(PASSPHRASE).unlock("SYMANTEC-CS", b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n")
 
@@ -153,7 +178,7 @@ def test_a_missing_or_empty_passphrase_file_is_a_configuration_error(tmp_path: P
         load_or_create_passphrase(None, empty, tmp_path)
 
 
-def test_the_generated_passphrase_unlocks_what_it_protected(tmp_path: Path, ec_key: ec.EllipticCurvePrivateKey) -> None:
-    stored = EncryptedKeyBackend(load_or_create_passphrase(None, None, tmp_path)).protect("ROOT", ec_key)
+def test_the_generated_passphrase_unlocks_what_it_protected(tmp_path: Path) -> None:
+    new = EncryptedKeyBackend(load_or_create_passphrase(None, None, tmp_path)).create("ROOT", "ecdsa-p256")
     again = EncryptedKeyBackend(load_or_create_passphrase(None, None, tmp_path))
-    assert again.unlock("ROOT", stored).public_key() == ec_key.public_key()
+    assert again.unlock("ROOT", new.stored).public_key == new.signer.public_key

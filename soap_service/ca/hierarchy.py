@@ -8,18 +8,21 @@ WARNING or above (apart from the internal-URL findings on a loopback public URL)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from soap_service.ca.algorithms import KEY_ALGORITHMS, PrivateKey, generate_key, signature_hash
+from soap_service.ca.algorithms import KEY_ALGORITHMS
+from soap_service.ca.keys.backend import KeyBackend, NewKey
+from soap_service.ca.keys.signer import CASigner
 from soap_service.ca.leaf import authority_key_identifier
 from soap_service.ca.locations import authority_information_access, crl_distribution_points
 from soap_service.ca.profiles import POLICY_OIDS
 from soap_service.ca.serials import new_serial
+from soap_service.ca.signing import sign_trial, trial_certificate
 from soap_service.vocabulary import Brand, ValidationLevel
 
 __all__ = [
@@ -29,7 +32,6 @@ __all__ = [
     "ROOT_NAME",
     "CAMaterial",
     "create_hierarchy",
-    "generate_key",
     "issuing_ca_name",
 ]
 
@@ -52,7 +54,8 @@ class CAMaterial:
     role: Role
     brand: Brand | None  # None for the root
     certificate: x509.Certificate
-    private_key: PrivateKey
+    signer: CASigner  # the key backend's; the private key stays there
+    protected_key: bytes = field(repr=False)  # what the key backend gave to store
 
 
 def issuing_ca_name(brand: Brand, role: Literal["tls", "codesigning"]) -> str:
@@ -60,8 +63,10 @@ def issuing_ca_name(brand: Brand, role: Literal["tls", "codesigning"]) -> str:
     return f"{brand}-{'TLS' if role == 'tls' else 'CS'}"
 
 
-def create_hierarchy(algorithm: str, installation: str, public_url: str, now: datetime) -> list[CAMaterial]:
-    """A new root and its seven issuing CAs, all with keys of ``algorithm``.
+def create_hierarchy(
+    algorithm: str, installation: str, public_url: str, now: datetime, keys: KeyBackend
+) -> list[CAMaterial]:
+    """A new root and its seven issuing CAs, all with keys of ``algorithm`` made by ``keys``.
 
     Returns the root first, then the TLS CAs in :data:`BRANDS` order, then the
     code-signing CAs in :data:`CODE_SIGNING_BRANDS` order.
@@ -70,13 +75,16 @@ def create_hierarchy(algorithm: str, installation: str, public_url: str, now: da
         raise ValueError("the installation id must be 1-20 letters, digits or '-'")
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    if algorithm not in KEY_ALGORITHMS:
+        raise ValueError(f"unknown key algorithm {algorithm!r}, expected one of {', '.join(KEY_ALGORITHMS)}")
     start = now.astimezone(UTC).replace(microsecond=0)
-    root = _root(generate_key(algorithm), installation, start)
+    root = _root(keys.create(ROOT_NAME, algorithm), installation, start)
     roles: list[tuple[Brand, Literal["tls", "codesigning"]]] = [(brand, "tls") for brand in BRANDS]
     roles += [(brand, "codesigning") for brand in CODE_SIGNING_BRANDS]
-    issuing = [
-        _issuing(root, brand, role, generate_key(algorithm), installation, public_url, start) for brand, role in roles
-    ]
+    issuing = []
+    for brand, role in roles:
+        key = keys.create(issuing_ca_name(brand, role), algorithm)
+        issuing.append(_issuing(root, brand, role, key, installation, public_url, start))
     return [root, *issuing]
 
 
@@ -104,14 +112,14 @@ def _ca_key_usage() -> x509.KeyUsage:
     )
 
 
-def _root(key: PrivateKey, installation: str, start: datetime) -> CAMaterial:
+def _root(key: NewKey, installation: str, start: datetime) -> CAMaterial:
     name = _name(installation, "Root CA")
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    certificate = (
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.signer.public_key)
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
-        .public_key(key.public_key())
+        .public_key(key.signer.public_key)
         .serial_number(new_serial())
         .not_valid_before(start)
         .not_valid_after(start + _ROOT_VALIDITY)
@@ -119,16 +127,16 @@ def _root(key: PrivateKey, installation: str, start: datetime) -> CAMaterial:
         .add_extension(_ca_key_usage(), critical=True)
         .add_extension(ski, critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-        .sign(key, signature_hash(key))
     )
-    return CAMaterial(ROOT_NAME, "root", None, certificate, key)
+    certificate = sign_trial(trial_certificate(builder, key.signer), key.signer, None)  # self-signed
+    return CAMaterial(ROOT_NAME, "root", None, certificate, key.signer, key.stored)
 
 
 def _issuing(
     root: CAMaterial,
     brand: Brand,
     role: Literal["tls", "codesigning"],
-    key: PrivateKey,
+    key: NewKey,
     installation: str,
     public_url: str,
     start: datetime,
@@ -143,11 +151,11 @@ def _issuing(
         common_name = f"{display} Code Signing CA"
         eku = ExtendedKeyUsageOID.CODE_SIGNING
         policy = POLICY_OIDS[ValidationLevel.CS]
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(installation, common_name))
         .issuer_name(root.certificate.subject)
-        .public_key(key.public_key())
+        .public_key(key.signer.public_key)
         .serial_number(new_serial())
         .not_valid_before(start)
         .not_valid_after(start + _ISSUING_VALIDITY)
@@ -163,8 +171,8 @@ def _issuing(
             crl_distribution_points(public_url, ROOT_NAME),
             critical=False,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.signer.public_key), critical=False)
         .add_extension(authority_key_identifier(root.certificate), critical=False)
-        .sign(root.private_key, signature_hash(root.private_key))
     )
-    return CAMaterial(issuing_ca_name(brand, role), role, brand, certificate, key)
+    certificate = sign_trial(trial_certificate(builder, root.signer), root.signer, root.certificate)
+    return CAMaterial(issuing_ca_name(brand, role), role, brand, certificate, key.signer, key.stored)

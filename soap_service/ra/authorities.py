@@ -78,7 +78,7 @@ class AuthorityRegistry:
         issuing = IssuingCA(
             name=record.name,
             certificate=x509.load_pem_x509_certificate(record.certificate_pem.encode()),
-            private_key=self._key_backend.unlock(record.name, record.protected_key),
+            signer=self._key_backend.unlock(record.name, record.protected_key),
             chain=tuple(chain),
         )
         return LoadedCA(id=record.id, issuing=issuing)

@@ -82,7 +82,9 @@ def initialize(ra: RegistrationAuthority) -> Installation:
         if not authorities.list_authorities(session):
             created = True
             installation = secrets.token_hex(4).upper()
-            materials = create_hierarchy(ra.settings.ca_key_algorithm, installation, ra.settings.public_url, now)
+            materials = create_hierarchy(
+                ra.settings.ca_key_algorithm, installation, ra.settings.public_url, now, ra.key_backend
+            )
             ids: dict[str, int] = {}
             for material in materials:
                 kind = material.role
@@ -96,7 +98,7 @@ def initialize(ra: RegistrationAuthority) -> Installation:
                     brand_code=material.brand,
                     parent_id=parent,
                     certificate_pem=material.certificate.public_bytes(serialization.Encoding.PEM).decode(),
-                    protected_key=ra.key_backend.protect(material.name, material.private_key),
+                    protected_key=material.protected_key,
                     created_at=now,
                 )
                 ids[material.name] = record.id

@@ -11,38 +11,46 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from soap_service.ca.algorithms import PrivateKey
-from soap_service.ca.keys.backend import KeyUnlockFailed
+from soap_service.ca.algorithms import PrivateKey, generate_key
+from soap_service.ca.keys.backend import KeyUnlockFailed, NewKey
+from soap_service.ca.keys.signer import CASigner, InProcessSigner
 from soap_service.config import ConfigurationError, Secret
 
 GENERATED_FILE_NAME = "ca-passphrase"  # under the data directory
 
 
 class EncryptedKeyBackend:
-    """PKCS#8 PEM encrypted with the best available scheme; unlocked keys are cached per process."""
+    """PKCS#8 PEM encrypted with the best available scheme; keys are made, and sign, in this process.
+
+    Unlocked keys are cached per process, each inside its :class:`InProcessSigner`.
+    """
 
     def __init__(self, passphrase: Secret) -> None:
         if not passphrase.reveal():
             raise ConfigurationError("the CA key passphrase is empty")
         self._passphrase = passphrase
-        self._unlocked: dict[tuple[str, bytes], PrivateKey] = {}
+        self._unlocked: dict[tuple[str, bytes], CASigner] = {}
         self._lock = threading.Lock()
 
-    def protect(self, ca_name: str, key: PrivateKey) -> bytes:
+    def create(self, ca_name: str, algorithm: str) -> NewKey:
+        key = generate_key(algorithm)
+        return NewKey(InProcessSigner(key), self._protect(key))
+
+    def _protect(self, key: PrivateKey) -> bytes:
         return key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.BestAvailableEncryption(self._passphrase.reveal().encode()),
         )
 
-    def unlock(self, ca_name: str, stored: bytes) -> PrivateKey:
+    def unlock(self, ca_name: str, stored: bytes) -> CASigner:
         cache_key = (ca_name, hashlib.sha256(stored).digest())
         with self._lock:
-            key = self._unlocked.get(cache_key)
-            if key is None:
-                key = self._decrypt(ca_name, stored)
-                self._unlocked[cache_key] = key
-        return key
+            signer = self._unlocked.get(cache_key)
+            if signer is None:
+                signer = InProcessSigner(self._decrypt(ca_name, stored))
+                self._unlocked[cache_key] = signer
+        return signer
 
     def _decrypt(self, ca_name: str, stored: bytes) -> PrivateKey:
         try:
