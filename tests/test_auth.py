@@ -180,6 +180,9 @@ FAILURE_PATHS = {
     "over-long password": lambda ra, p: p.credentials(password=p.password + "p" * MAX_PASSWORD_LENGTH),
     "huge password": lambda ra, p: p.credentials(password="p" * 1_000_000),
     "control character": lambda ra, p: p.credentials(password=p.password + "\n"),
+    "C1 control after the partner code": lambda ra, p: Credentials(p.code + "\x85", p.username, Secret(p.password)),
+    "line separator after the user name": lambda ra, p: Credentials(p.code, p.username + "\u2028",
+                                                                    Secret(p.password)),
     "lone surrogate": lambda ra, p: p.credentials(password=p.password + "\ud800"),
     "suspended partner": lambda ra, p: (suspend(ra, p), p.credentials())[1],
     "disabled user": lambda ra, p: (suspend(ra, p, user=True), p.credentials())[1],
@@ -236,3 +239,18 @@ def test_an_over_long_password_counts_as_a_failure_of_the_account(ra):
         authenticator.authenticate(partner.credentials(password="p" * 5000), channel="api")
     with pytest.raises(AccountLocked):
         authenticator.authenticate(partner.credentials(), channel="api")
+
+
+def test_an_unreadable_stored_hash_is_refused_as_a_wrong_password_and_logged(ra, caplog):
+    """A damaged hash in the database: the partner's answer stays -4001 (the same answer and
+    cost as a wrong password, so nothing tells the account apart), and the operator reads in
+    the log which account to repair, without the password or the stored value."""
+    partner = new_partner(ra)
+    store_hash(ra, partner, "$2b$12$not-an-argon2-hash-at-all")
+    with caplog.at_level("ERROR"), pytest.raises(AuthenticationFailed):
+        uncached(ra).authenticate(partner.credentials(), channel="api")
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert partner.code in errors[0] and partner.username in errors[0]
+    assert "cannot be read" in errors[0]
+    assert partner.password not in caplog.text and "not-an-argon2" not in caplog.text

@@ -351,7 +351,8 @@ def test_the_begin_flood_is_refused_by_the_ra_at_once(
 
 @pytest.mark.parametrize(
     "partner_order_id, fragment",
-    [("P" * 65_000, "longer than 64"), ("PO\n-1", "control"), ("PO-\x00", "control"), (" \t\n ", "missing")],
+    [("P" * 65_000, "longer than 64"), ("PO\n-1", "control"), ("PO-\x00", "control"), (" \t\n ", "missing"),
+     ("PO-1\x85", "control"), ("PO-1\u2028", "control"), ("\x9bPO-1", "control")],
 )
 def test_an_order_read_checks_the_partner_order_id_whole(
     ra: RegistrationAuthority, partner: Partner, partner_order_id: str, fragment: str

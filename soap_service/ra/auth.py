@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -41,6 +42,8 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PARTNER_CODE_LENGTH = MAX_PARTNER_CODE_CHARS
 MAX_USERNAME_LENGTH = MAX_USER_NAME_CHARS
 MAX_PASSWORD_LENGTH = 1024
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,12 +82,10 @@ class _Login:
             and len(username) <= MAX_USERNAME_LENGTH
             and len(password) <= MAX_PASSWORD_LENGTH
         )
-        code, username = code[:MAX_PARTNER_CODE_LENGTH].strip(), username[:MAX_USERNAME_LENGTH].strip()
-        acceptable = (
-            bounded
-            and bool(code and username and password)
-            and all(is_clean_text(value) for value in (code, username, password))
-        )
+        code, username = code[:MAX_PARTNER_CODE_LENGTH], username[:MAX_USERNAME_LENGTH]
+        clean = all(is_clean_text(value) for value in (code, username, password))  # before strip() drops any
+        code, username = code.strip(), username.strip()
+        acceptable = bounded and bool(code and username and password) and clean
         return cls(code, username, password if acceptable else "", acceptable)
 
     def __repr__(self) -> str:
@@ -225,6 +226,10 @@ class Authenticator:
         except InvalidHashError:
             with contextlib.suppress(VerificationError):
                 self._hasher.verify(self._dummy_hash, "-")
+            # The partner is answered as for a wrong password (the same answer, the same cost);
+            # the operator has to know which account cannot log in at all.
+            logger.error("the stored password hash of user %s of partner %s cannot be read by argon2: "
+                         "set a new password for this user", login.username, login.code)
             return False
         return password_hash is not None
 

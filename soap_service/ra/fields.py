@@ -41,9 +41,15 @@ _PARTNER_CODE_CHARS = _LETTERS_DIGITS | frozenset("_.-")
 _USER_NAME_CHARS = _LETTERS_DIGITS | frozenset("_.@-")
 
 
+_CONTROL_CHARACTERS = frozenset(map(chr, [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]))
+"""C0, DEL and C1 controls (Unicode category Cc), and the line and paragraph separators:
+Python's ``strip`` and ``splitlines`` take several of them for blanks or line breaks."""
+
+
 def is_clean_text(value: str) -> bool:
-    """No control characters, and storable as UTF-8 (no lone surrogates)."""
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    """No control characters (:data:`_CONTROL_CHARACTERS`), and storable as UTF-8 (no lone
+    surrogates)."""
+    if not _CONTROL_CHARACTERS.isdisjoint(value):
         return False
     try:
         value.encode("utf-8")
@@ -97,7 +103,7 @@ def checked_partner_order_id(value: str) -> str:
     stripped = bounded(value, MAX_PARTNER_ORDER_ID_CHARS, "PartnerOrderID").strip()
     if not stripped:
         raise InvalidField("PartnerOrderID is missing", field="PartnerOrderID")
-    if not is_clean_text(stripped):
+    if not is_clean_text(value.strip(" \t\r\n")):  # strip() alone takes some controls for blanks
         raise InvalidField("PartnerOrderID holds control or invalid characters", field="PartnerOrderID")
     return stripped
 
