@@ -13,14 +13,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 import keyfactory as kf
-from soap_service.errors import KeyRefused
+from soap_service.ca import der
+from soap_service.errors import CSRUnreadable, KeyRefused
 from soap_service.ra import keypolicy
-from soap_service.ra.csr import KeyLoadFailure, ParsedCSR, UnloadableKey, parse_csr, spki_sha256
+from soap_service.ra.csr import KeyEncoding, KeyLoadFailure, ParsedCSR, UnloadableKey, parse_csr, spki_sha256
 from soap_service.ra.keypolicy import KeyPolicy, blocklist_available
 
 REPO = Path(__file__).resolve().parent.parent
@@ -354,3 +355,136 @@ def test_a_key_on_our_blocked_key_table_is_refused() -> None:
     assert caught.value.message == "this key was reported compromised and is blocked"
     POLICY.check_not_blocked(spki_sha256(kf.ec_key("P-256", index=6).public_key()), blocked)
     assert asked == [fingerprint, spki_sha256(kf.ec_key("P-256", index=6).public_key())]
+
+
+# ----------------------------------------- how the CSR names its key (SubjectPublicKeyInfo)
+#
+# cryptography loads an RSA key under id-RSASSA-PSS and an EC key with explicit parameters of a
+# named curve as if they were the plain forms, so these CSRs are built at the DER level: the
+# request info of an ordinary CSR with its SubjectPublicKeyInfo replaced, signed again.
+
+_SHA256_OID = "2.16.840.1.101.3.4.2.1"
+_MGF1_OID = "1.2.840.113549.1.1.8"
+_RSASSA_PSS_OID = "1.2.840.113549.1.1.10"
+_EC_PUBLIC_KEY_OID = "1.2.840.10045.2.1"
+_P256 = {  # SEC 2, secp256r1
+    "p": 2**256 - 2**224 + 2**192 + 2**96 - 1,
+    "b": 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B,
+    "gx": 0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
+    "gy": 0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5,
+    "n": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+}
+
+
+def _integer(value: int) -> bytes:
+    return kf.der_tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _octets(data: bytes) -> bytes:
+    return kf.der_tlv(0x04, data)
+
+
+def _pss_parameters(trailer_field: int | None = None) -> bytes:
+    sha256 = kf.der_sequence(kf.der_oid(_SHA256_OID), kf.der_null())
+    fields = [kf.der_tlv(0xA0, sha256), kf.der_tlv(0xA1, kf.der_sequence(kf.der_oid(_MGF1_OID), sha256)),
+              kf.der_tlv(0xA2, _integer(32))]
+    if trailer_field is not None:
+        fields.append(kf.der_tlv(0xA3, _integer(trailer_field)))
+    return kf.der_sequence(*fields)
+
+
+def _request_info(key, spki: bytes | None = None) -> bytes:
+    """The request info of an ordinary CSR of ``key``, with ``spki`` in place of its own."""
+    info = kf.make_csr(key, ("spki.example.com",)).tbs_certrequest_bytes
+    if spki is None:
+        return info
+    version, subject, _, attributes = der.sequence_elements(info)
+    return kf.der_sequence(version, subject, spki, attributes)
+
+
+def _rsa_spki(key: rsa.RSAPrivateKey, algorithm: bytes) -> bytes:
+    numbers = key.public_key().public_numbers()
+    return kf.der_sequence(algorithm, kf.der_bit_string(kf.der_sequence(_integer(numbers.n), _integer(numbers.e))))
+
+
+def _pss_signed(key: rsa.RSAPrivateKey, info: bytes, trailer_field: int | None = None) -> str:
+    signature = key.sign(info, padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())
+    algorithm = kf.der_sequence(kf.der_oid(_RSASSA_PSS_OID), _pss_parameters(trailer_field))
+    return kf.der_to_pem(kf.der_sequence(info, algorithm, kf.der_bit_string(signature)))
+
+
+def _pkcs1_signed(key: rsa.RSAPrivateKey, info: bytes) -> str:
+    signature = key.sign(info, padding.PKCS1v15(), hashes.SHA256())
+    return kf.der_to_pem(kf.assemble_csr(info, "1.2.840.113549.1.1.11", signature, null_params=True))
+
+
+def _explicit_p256_spki(key: ec.EllipticCurvePrivateKey) -> bytes:
+    point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    c = _P256
+    parameters = kf.der_sequence(
+        _integer(1),
+        kf.der_sequence(kf.der_oid("1.2.840.10045.1.1"), _integer(c["p"])),
+        kf.der_sequence(_octets((c["p"] - 3).to_bytes(32, "big")), _octets(c["b"].to_bytes(32, "big"))),
+        _octets(b"\x04" + c["gx"].to_bytes(32, "big") + c["gy"].to_bytes(32, "big")),
+        _integer(c["n"]),
+        _integer(1),
+    )
+    return kf.der_sequence(kf.der_sequence(kf.der_oid(_EC_PUBLIC_KEY_OID), parameters), kf.der_bit_string(point))
+
+
+def _encoding_refusal(pem: str, fragment: str) -> None:
+    reading = parse_csr(pem)
+    assert isinstance(reading, ParsedCSR)  # read, and its signature verified: the policy refuses it
+    with pytest.raises(KeyRefused) as caught:
+        POLICY.check_csr(reading)
+    assert (caught.value.code, caught.value.field) == (-4009, "CSR")
+    assert fragment in caught.value.message
+
+
+def test_an_ec_key_with_explicit_parameters_of_p256_is_refused() -> None:
+    """Explicit parameters equal to P-256's load as P-256, but the design refuses them whatever
+    curve they describe (and the certificate would not carry the key as the CSR gave it)."""
+    key = kf.ec_key("P-256")
+    info = _request_info(key, _explicit_p256_spki(key))
+    pem = kf.der_to_pem(kf.assemble_csr(info, "1.2.840.10045.4.3.2", key.sign(info, ec.ECDSA(hashes.SHA256())),
+                                        null_params=False))
+    _encoding_refusal(pem, "explicit curve parameters")
+
+
+@pytest.mark.parametrize("signed_with", ["RSASSA-PSS", "PKCS#1 v1.5"])
+def test_an_rsa_key_restricted_to_pss_is_refused(signed_with: str) -> None:
+    """A key under id-RSASSA-PSS must only make PSS signatures; a certificate for it as an
+    rsaEncryption key would drop that restriction (and one PKCS#1 signature proves it ignored)."""
+    key = kf.rsa_key()
+    info = _request_info(key, _rsa_spki(key, kf.der_sequence(kf.der_oid(_RSASSA_PSS_OID))))
+    pem = _pss_signed(key, info) if signed_with == "RSASSA-PSS" else _pkcs1_signed(key, info)
+    _encoding_refusal(pem, "restricted to RSASSA-PSS")
+
+
+def test_rsa_encryption_without_its_null_parameters_is_the_same_key() -> None:
+    key = kf.rsa_key()
+    info = _request_info(key, _rsa_spki(key, kf.der_sequence(kf.der_oid("1.2.840.113549.1.1.1"))))
+    reading = parse_csr(_pkcs1_signed(key, info))
+    assert isinstance(reading, ParsedCSR) and reading.key_encoding is KeyEncoding.RSA_ENCRYPTION
+    assert POLICY.check_csr(reading) is reading
+
+
+@pytest.mark.parametrize("trailer_field, fragment", [
+    (2, "rsassaPss with SHA-256 and a trailerField other than 1 (RFC 4055)"),
+    (2**100, "not a valid DER-encoded PKCS#10"),  # cryptography's parser refuses it first
+])
+def test_a_pss_signature_with_another_trailer_field_is_refused(trailer_field: int, fragment: str) -> None:
+    """RFC 4055 defines trailerField 1 alone; cryptography does not check it, so the reader does."""
+    key = kf.rsa_key()
+    with pytest.raises(CSRUnreadable) as caught:
+        parse_csr(_pss_signed(key, _request_info(key), trailer_field))
+    assert caught.value.code == -4007
+    assert fragment in caught.value.message
+
+
+@pytest.mark.parametrize("trailer_field", [None, 1])
+def test_a_pss_signature_with_trailer_field_1_is_accepted(trailer_field: int | None) -> None:
+    key = kf.rsa_key()
+    reading = parse_csr(_pss_signed(key, _request_info(key), trailer_field))
+    assert isinstance(reading, ParsedCSR) and reading.signature_algorithm == "rsassaPss with SHA-256"
+    assert POLICY.check_csr(reading) is reading

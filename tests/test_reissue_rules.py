@@ -115,7 +115,7 @@ def test_wrong_password_unknown_user_and_unknown_partner_get_one_indistinct_erro
     assert snapshot(ra, poid)[3] == 1
 
 
-# Rule 2: the order is the partner's own ------------------------------------------------------------
+# Rule 3: the order is the partner's own ------------------------------------------------------------
 
 
 def test_unknown_order_and_another_partners_order_are_both_not_found(ra, partner, order):
@@ -131,7 +131,7 @@ def test_order_errors_come_before_csr_errors(ra, partner):
     assert refused(ra, partner, "NO-SUCH-ORDER", "garbage", OrderNotFound).code == -4003
 
 
-# Rule 3: state, term, revocation ----------------------------------------------------------------
+# Rule 4: state, term, revocation ----------------------------------------------------------------
 
 
 def test_cancelled_order_is_refused(ra, partner, order):
@@ -163,7 +163,7 @@ def test_revoked_order_cannot_be_reissued(ra, partner, order):
     assert refused(ra, partner, poid, fresh_key_csr(), CertificateRevoked).code == -4011
 
 
-# Rule 4: the CSR and its key ------------------------------------------------------------------------
+# Rule 5: the CSR and its key ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -217,13 +217,24 @@ def test_csr_extensions_are_not_copied(ra, partner, order):
         leaf.extensions.get_extension_for_class(x509.OCSPNoCheck)
 
 
-# Rule 5: names -------------------------------------------------------------------------------------
+# Rule 6: names -------------------------------------------------------------------------------------
 
 
 def test_a_name_outside_the_order_is_refused(ra, partner, order):
     csr = fresh_key_csr(["example.com", "evil.example.net"])
     caught = refused(ra, partner, order.order.partner_order_id, csr, NameNotValidated)
     assert caught.code == -4010 and caught.field == "CSR" and "evil.example.net" in caught.message
+
+
+def test_a_long_name_of_the_csr_is_quoted_short(ra, partner, order):
+    """A CSR's names have no bound of their own: the refusal quotes one longer than a DNS name
+    by its start and its length, not 40,000 characters back."""
+    long_name = "a" * 40_000 + ".example.net"
+    caught = refused(ra, partner, order.order.partner_order_id, fresh_key_csr(["example.com", long_name]),
+                     NameNotValidated)
+    assert caught.code == -4010 and caught.field == "CSR"
+    assert f"{'a' * 64}... ({len(long_name)} characters) is not a name validated" in caught.message
+    assert len(caught.message) < 200
 
 
 def test_a_name_in_dns_names_outside_the_order_is_refused_on_that_field(ra, partner, order):
@@ -289,7 +300,7 @@ def test_code_signing_subject_is_the_validated_organization(ra, partner):
     assert outcome.certificate.issuer == "THAWTE-CS"
 
 
-# Rules 6 and 7: the original stays valid; reissues are unlimited ------------------------------------
+# What a reissue never does: the original stays valid; reissues are unlimited ------------------------------------
 
 
 def test_reissue_keeps_the_original_valid_in_the_history(ra, partner, order):
@@ -305,7 +316,7 @@ def test_reissue_keeps_the_original_valid_in_the_history(ra, partner, order):
     assert not last.warnings
 
 
-# Rule 8: key reuse --------------------------------------------------------------------------------
+# Rule 9: key reuse --------------------------------------------------------------------------------
 
 
 def test_reusing_the_current_key_succeeds_with_warning_1001(ra, partner):
@@ -329,7 +340,7 @@ def test_key_reuse_can_be_made_an_error(ra, partner, installation):
     assert "new key" in caught.message
 
 
-# Rule 9: retrying is safe --------------------------------------------------------------------------
+# Rule 8: retrying is safe --------------------------------------------------------------------------
 
 
 def test_a_retry_with_the_same_csr_returns_the_same_certificate(ra, partner, order):

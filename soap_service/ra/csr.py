@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import (
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 
+from soap_service.ca import der
 from soap_service.errors import CSRUnreadable, InvalidField
 
 MAX_CSR_CHARS = 64 * 1024
@@ -168,6 +169,21 @@ class ParsedCSR:
     """"P-256", "P-384", ... or cryptography's curve name; None for an RSA key."""
     signature_algorithm: str
     """Such as "sha256WithRSAEncryption", "rsassaPss with SHA-256", "ecdsa-with-SHA384"."""
+    key_encoding: KeyEncoding
+    """How the CSR's SubjectPublicKeyInfo names the key's algorithm (cryptography loads some
+    keys whatever their AlgorithmIdentifier says)."""
+
+
+class KeyEncoding(enum.Enum):
+    """The AlgorithmIdentifier of a CSR's SubjectPublicKeyInfo, as far as the key policy cares."""
+
+    RSA_ENCRYPTION = "rsaEncryption"
+    """An RSA key for any RSA use (parameters NULL or absent): what a certificate carries."""
+    NAMED_CURVE = "id-ecPublicKey on a named curve"
+    RSASSA_PSS = "an RSA key restricted to RSASSA-PSS (id-RSASSA-PSS)"
+    """A restriction a certificate made from it would silently drop."""
+    EXPLICIT_CURVE = "id-ecPublicKey with explicit curve parameters"
+    OTHER = "an algorithm identifier other than rsaEncryption or id-ecPublicKey on a named curve"
 
 
 class KeyLoadFailure(enum.Enum):
@@ -259,7 +275,7 @@ def parse_csr(text: str) -> CSRReading:
         raise InvalidField("CSR is missing", field="CSR")
     der = _decode(text.strip())
     csr = _load_der(der)
-    signature_algorithm, key_type = _accepted_signature(csr)
+    signature_algorithm, key_type = _accepted_signature(csr, der)
     try:
         public_key = csr.public_key()
     except UnsupportedAlgorithm:
@@ -290,6 +306,7 @@ def parse_csr(text: str) -> CSRReading:
         key_size=key_size,
         curve=curve,
         signature_algorithm=signature_algorithm,
+        key_encoding=_key_encoding(csr.tbs_certrequest_bytes),
     )
 
 
@@ -403,7 +420,7 @@ def _load_der(der: bytes) -> x509.CertificateSigningRequest:
 
 
 def _accepted_signature(
-    csr: x509.CertificateSigningRequest,
+    csr: x509.CertificateSigningRequest, der: bytes
 ) -> tuple[str, type[rsa.RSAPublicKey] | type[ec.EllipticCurvePublicKey]]:
     """(the name of the CSR's signature algorithm, the type of key it is made with), when the
     algorithm is on the allowlist; -4007 naming it when it is not.
@@ -417,13 +434,14 @@ def _accepted_signature(
     if key_type is None:
         raise _signature_refused(_signature_label(dotted))
     if dotted == _RSASSA_PSS:
-        return _accepted_pss(csr), key_type
+        return _accepted_pss(csr, der), key_type
     name, _ = _SIGNATURE_NAMES[dotted]
     return name, key_type
 
 
-def _accepted_pss(csr: x509.CertificateSigningRequest) -> str:
-    """"rsassaPss with SHA-256" when the hash is SHA-256/384/512 and the mask MGF1 with the same hash."""
+def _accepted_pss(csr: x509.CertificateSigningRequest, der: bytes) -> str:
+    """"rsassaPss with SHA-256" when the hash is SHA-256/384/512, the mask MGF1 with the same hash
+    and the trailerField absent or 1 (the only value RFC 4055 defines; cryptography does not read it)."""
     try:
         hash_algorithm = csr.signature_hash_algorithm
         parameters = csr.signature_algorithm_parameters
@@ -436,7 +454,47 @@ def _accepted_pss(csr: x509.CertificateSigningRequest) -> str:
         raise _signature_refused(f"{label} (rsassaPss)")
     if parameters.mgf != padding.MGF1(type(hash_algorithm)()):
         raise _signature_refused(f"rsassaPss with {label} and a mask generation other than MGF1 with {label}")
+    if _pss_trailer_field(der) not in (None, _TRAILER_FIELD_BC):
+        raise _signature_refused(f"rsassaPss with {label} and a trailerField other than 1 (RFC 4055)")
     return f"rsassaPss with {label}"
+
+
+_RSA_ENCRYPTION_OID = bytes.fromhex("06092a864886f70d010101")
+_RSASSA_PSS_OID = bytes.fromhex("06092a864886f70d01010a")
+_EC_PUBLIC_KEY_OID = bytes.fromhex("06072a8648ce3d0201")
+_DER_NULL = bytes.fromhex("0500")
+_DER_OID_TAG = 0x06
+_PSS_TRAILER_FIELD_TAG = 0xA3  # RSASSA-PSS-params: [0] hash, [1] mask, [2] saltLength, [3] trailerField
+_TRAILER_FIELD_BC = bytes.fromhex("020101")  # INTEGER 1
+
+
+def _key_encoding(request_info: bytes) -> KeyEncoding:
+    """The :class:`KeyEncoding` of the SubjectPublicKeyInfo in a CertificationRequestInfo that
+    cryptography has read (so well-formed DER: a ValueError here is a bug, not the caller's)."""
+    spki = der.sequence_elements(request_info)[2]
+    algorithm = der.sequence_elements(der.sequence_elements(spki)[0])
+    identifier, parameters = algorithm[0], algorithm[1:]
+    if identifier == _RSA_ENCRYPTION_OID and parameters in ([], [_DER_NULL]):
+        return KeyEncoding.RSA_ENCRYPTION
+    if identifier == _RSASSA_PSS_OID:
+        return KeyEncoding.RSASSA_PSS
+    if identifier == _EC_PUBLIC_KEY_OID and len(parameters) == 1:
+        return KeyEncoding.NAMED_CURVE if parameters[0][0] == _DER_OID_TAG else KeyEncoding.EXPLICIT_CURVE
+    return KeyEncoding.OTHER
+
+
+def _pss_trailer_field(request: bytes) -> bytes | None:
+    """The trailerField element (whole) of a CSR signed with RSASSA-PSS, or None when absent."""
+    try:
+        algorithm = der.sequence_elements(der.sequence_elements(request)[1])
+        parameters = der.sequence_elements(algorithm[1]) if len(algorithm) == 2 else []
+    except ValueError as exc:  # parameters that are no SEQUENCE: cryptography would have refused them
+        raise _signature_refused("rsassaPss with parameters this service cannot read") from exc
+    for element in parameters:
+        if element[0] == _PSS_TRAILER_FIELD_TAG:
+            _, start, end = der.read_element(element)
+            return element[start:end]
+    return None
 
 
 def _signature_label(dotted: str) -> str:

@@ -65,7 +65,7 @@ from soap_service.config import ConfigurationError
 from soap_service.errors import KeyRefused
 from soap_service.keyalgorithms import EC_CURVES, RSA_EXPONENT, RSA_SIZES
 from soap_service.ra import weakkeys
-from soap_service.ra.csr import CSRReading, KeyLoadFailure, ParsedCSR, UnloadableKey, key_facts
+from soap_service.ra.csr import CSRReading, KeyEncoding, KeyLoadFailure, ParsedCSR, UnloadableKey, key_facts
 from soap_service.ra.weakkeys import RSAWeakness
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,11 @@ _UNLOADABLE_MESSAGES: Mapping[KeyLoadFailure, str] = {
         f"or a malformed key): {_ACCEPTED}"
     ),
 }
+
+_CERTIFIED_ENCODINGS = frozenset({KeyEncoding.RSA_ENCRYPTION, KeyEncoding.NAMED_CURVE})
+"""What a CSR's SubjectPublicKeyInfo may say of its key: what the certificate will say (BR
+7.1.3.1). A key restricted to RSASSA-PSS would lose its restriction, and explicit curve
+parameters are refused whichever curve they describe."""
 
 _BLOCKED_MESSAGE = "this key was reported compromised and is blocked"
 
@@ -187,6 +192,11 @@ class KeyPolicy:
         (:meth:`check_not_blocked`).
         """
         parsed = self.loaded(reading)
+        if parsed.key_encoding not in _CERTIFIED_ENCODINGS:
+            raise KeyRefused(
+                f"the CSR's public key is encoded as {parsed.key_encoding.value}: a certificate carries an "
+                f"rsaEncryption key or an EC key on a named curve; export the key in that form"
+            )
         self.check_key(parsed.public_key)
         return parsed
 

@@ -96,10 +96,21 @@ def requested_names(
             continue
         if name.startswith("*.") and not product.wildcard_allowed:
             raise NameNotValidated(
-                f"{name}: product {product.code} does not allow wildcard names", field=field
+                f"{_shown(name)}: product {product.code} does not allow wildcard names", field=field
             )
         if name not in allowed:
-            raise NameNotValidated(f"{raw} is not a name validated for this order", field=field)
+            raise NameNotValidated(f"{_shown(raw)} is not a name validated for this order", field=field)
         if name not in chosen:
             chosen.append(name)
     return tuple(chosen) if chosen else tuple(validated)
+
+
+_SHOWN_NAME_CHARS = 64
+
+
+def _shown(name: str) -> str:
+    """A requested name as an answer quotes it: a CSR's names have no bound of their own (a
+    40 KB one would come back whole), so one longer than a DNS name is cut short."""
+    if len(name) <= MAX_DNS_NAME_CHARS + 1:
+        return name
+    return f"{name[:_SHOWN_NAME_CHARS]}... ({len(name)} characters)"
