@@ -1,4 +1,6 @@
-"""The little DER the CA writes by hand: a certificate put together from its TBS, algorithm and signature.
+"""The little DER this service handles by hand: the CA puts a certificate together from its TBS,
+algorithm and signature; the CSR reader (``ra.csr``) looks at the key's algorithm identifier and
+the RSASSA-PSS parameters that cryptography does not report.
 
 Only definite lengths in their shortest form and one-byte tags (X.690, 8.1.2 and 10.1); anything
 else read here is refused with ``ValueError``.
