@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -19,6 +20,7 @@ from ca_support import (
     leaf_request,
     linter,
 )
+from soap_service.ca import lint
 from soap_service.ca.algorithms import generate_key
 from soap_service.ca.leaf import leaf_builder
 from soap_service.ca.lint import INTERNAL_URL_FINDING_CODES, PreIssuanceLinter
@@ -128,14 +130,47 @@ def test_the_linter_agrees_with_a_clean_issued_leaf(kind: str) -> None:
     assert linter().findings(leaf, level) == []
 
 
-def test_prepare_builds_every_validator_up_front() -> None:
+def _count_validator_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every validator pkilint is asked to build from now on (each costs 0.2-0.4 s)."""
+    built: list[str] = []
+    serverauth_profile, pkix_profile = lint._serverauth_profile, lint._pkix_profile
+
+    def counted_serverauth(certificate_type: Any) -> Any:
+        built.append(str(certificate_type))
+        return serverauth_profile(certificate_type)
+
+    def counted_pkix() -> Any:
+        built.append("PKIX")
+        return pkix_profile()
+
+    monkeypatch.setattr(lint, "_serverauth_profile", counted_serverauth)
+    monkeypatch.setattr(lint, "_pkix_profile", counted_pkix)
+    return built
+
+
+def _lint_every_kind(linter: PreIssuanceLinter) -> None:
+    leaf = _unsigned_leaf(PUBLIC_URL)
+    root = hierarchy("ecdsa-p256")["ROOT"].certificate
+    for level in ValidationLevel:
+        linter.findings(leaf, level)
+    for kind in ("root", "tls", "codesigning"):
+        linter.ca_findings(root, kind)  # type: ignore[arg-type]
+
+
+def test_prepare_builds_every_validator_up_front(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare() builds the seven validators (four leaf types, three CA types); linting
+    afterwards builds none, so no request pays for one."""
+    built = _count_validator_builds(monkeypatch)
     prepared = PreIssuanceLinter(PUBLIC_URL)
     prepared.prepare()
-    leaf = _unsigned_leaf(PUBLIC_URL)
-    started = time.perf_counter()
-    for level in ValidationLevel:
-        prepared.findings(leaf, level)
-    for kind in ("root", "tls", "codesigning"):
-        prepared.ca_findings(hierarchy("ecdsa-p256")["ROOT"].certificate, kind)  # type: ignore[arg-type]
-    # seven certificate types: building even one validator would take ~0.2-0.4 s
-    assert time.perf_counter() - started < 0.6
+    assert len(built) == 7 and len(set(built)) == 7
+    _lint_every_kind(prepared)
+    assert len(built) == 7
+
+
+def test_without_prepare_each_validator_is_built_on_first_use_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    built = _count_validator_builds(monkeypatch)
+    unprepared = PreIssuanceLinter(PUBLIC_URL)
+    _lint_every_kind(unprepared)
+    _lint_every_kind(unprepared)
+    assert len(built) == 7 and len(set(built)) == 7
