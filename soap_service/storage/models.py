@@ -224,6 +224,50 @@ class Certificate(Base):
         return [name for name in self.names.split("\n") if name]
 
 
+class OrderChange(Base):
+    """One change of an order that a partner polling GetModifiedOrders learns of: a
+    certificate issued, reissued or revoked, the order cancelled. Written in the same
+    transaction as the change itself; read by (partner, time)."""
+
+    __tablename__ = "order_changes"
+    __table_args__ = (Index("ix_order_changes_partner_at", "partner_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    change: Mapped[str] = mapped_column(String(16))  # issued, reissued, revoked, cancelled
+    certificate_serial: Mapped[str | None] = mapped_column(String(40))
+    detail: Mapped[str | None] = mapped_column(String(64))  # e.g. the revocation reason
+
+
+class CRLState(Base):
+    """The last CRL number an issuing CA used: every CRL it signs takes the next one, across
+    processes and hosts (RFC 5280 5.2.3: monotonically increasing)."""
+
+    __tablename__ = "crl_states"
+
+    ca_id: Mapped[int] = mapped_column(ForeignKey("certificate_authorities.id"), primary_key=True)
+    crl_number: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OCSPResponder(Base):
+    """A delegated OCSP responder certificate of an issuing CA (id-kp-OCSPSigning,
+    id-pkix-ocsp-nocheck) and its key, protected by the key backend like a CA key."""
+
+    __tablename__ = "ocsp_responders"
+    __table_args__ = (Index("ix_ocsp_responders_ca_not_after", "ca_id", "not_after"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    ca_id: Mapped[int] = mapped_column(ForeignKey("certificate_authorities.id"))
+    certificate_pem: Mapped[str] = mapped_column(Text)
+    protected_key: Mapped[bytes] = mapped_column(LargeBinary)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class BlockedKey(Base):
     """A public key refused forever, by the SHA-256 of its SubjectPublicKeyInfo."""
 
