@@ -30,6 +30,7 @@ from typing import Any
 from soap_service import demo
 from soap_service.config import ConfigurationError, Secret, Settings, load_settings
 from soap_service.errors import InternalError, InvalidField, ServiceError
+from soap_service.ra.crls import CRLPublisher, UnknownAuthority, crl_ca_name
 from soap_service.ra.incidents import open_incident
 from soap_service.ra.installation import initialize
 from soap_service.ra.orders import Contact, NewOrder, Organization, create_order, show_order_by_operator
@@ -37,6 +38,7 @@ from soap_service.ra.partners import create_partner
 from soap_service.ra.reissue import Reissuer, ReissueRequest
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.views import IssuanceOutcome
+from soap_service.vocabulary import Brand
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -90,6 +92,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     reissue.add_argument("--partner-order-id", required=True)
     reissue.add_argument("--csr", required=True, type=Path)
     reissue.add_argument("--name", action="append", dest="names", help="a name to include (repeat)")
+
+    crl = _command(commands, "crl", _write_crl,
+                   help="write the current CRL (DER) of a brand's TLS or code-signing CA to stdout")
+    crl.add_argument("--brand", required=True, type=str.upper, choices=[brand.value for brand in Brand])
+    crl.add_argument("--code-signing", action="store_true", help="the brand's code-signing CA")
 
 
 def _command(
@@ -236,3 +243,15 @@ def _reissue_order(args: argparse.Namespace, ra: RegistrationAuthority) -> dict[
         dns_names=tuple(args.names) if args.names else None,
     )
     return _outcome_json(Reissuer(ra).reissue_by_operator(args.partner, request))
+
+
+def _write_crl(args: argparse.Namespace, ra: RegistrationAuthority) -> None:
+    """The CA's current CRL, DER, on stdout and nothing else (docs/design.md, "Status publication")."""
+    try:
+        name = crl_ca_name(Brand(args.brand), code_signing=args.code_signing)
+    except UnknownAuthority as unknown:
+        raise InvalidField(str(unknown), field="--code-signing") from None
+    crl = CRLPublisher(ra).current_crl(name)
+    sys.stdout.flush()
+    sys.stdout.buffer.write(crl.der)
+    sys.stdout.buffer.flush()

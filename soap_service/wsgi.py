@@ -1,4 +1,6 @@
-"""Composition root: settings -> registration authority -> the SOAP WSGI application.
+"""Composition root: settings -> registration authority -> the WSGI application, a
+:class:`Dispatcher` that sends ``/ca/``, ``/crl/`` and ``/ocsp`` to the status front end
+(docs/design.md, "Status publication") and everything else to the SOAP guard, as before.
 
 ``application`` is what gunicorn loads (``soap_service.wsgi:application``). It is
 built lazily, once per process, on :meth:`LazyApplication.load`; the gunicorn
@@ -25,20 +27,46 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from soap_service.api.application import create_wsgi_app
-from soap_service.api.guard import SOAPGuard
 from soap_service.config import Settings, load_settings
+from soap_service.ra.crls import CRLPublisher
 from soap_service.ra.service import RegistrationAuthority
+from soap_service.status.application import StatusApplication, not_found
 
 StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+STATUS_PREFIXES = ("/ca/", "/crl/")
+OCSP_PATH = "/ocsp"
 
 
-def create_application(settings: Settings | None = None) -> SOAPGuard:
-    """The SOAP WSGI application for ``settings`` (read from the environment by default)."""
+class Dispatcher:
+    """Sends each request by its path: ``/ca/...`` and ``/crl/...`` to the status application,
+    ``/ocsp`` and ``/ocsp/...`` to the OCSP responder, anything else (``/api/order`` and the 404s
+    of other paths) to the SOAP guard. Prefix tests only, nothing that reads the path twice."""
+
+    def __init__(self, ra: RegistrationAuthority, *, soap: WSGIApp, status: WSGIApp, ocsp: WSGIApp) -> None:
+        self.ra = ra
+        self.soap = soap
+        self.status = status
+        self.ocsp = ocsp
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(STATUS_PREFIXES):
+            return self.status(environ, start_response)
+        if path == OCSP_PATH or path.startswith(OCSP_PATH + "/"):
+            return self.ocsp(environ, start_response)
+        return self.soap(environ, start_response)
+
+
+def create_application(settings: Settings | None = None) -> Dispatcher:
+    """The WSGI application for ``settings`` (read from the environment by default)."""
     settings = settings if settings is not None else load_settings()
     ra = RegistrationAuthority.from_settings(settings)
     try:
         ra.prepare()
-        return create_wsgi_app(ra)
+        ocsp: WSGIApp = not_found  # the OCSP responder (soap_service.status.ocsp) plugs in here
+        return Dispatcher(ra, soap=create_wsgi_app(ra), status=StatusApplication(CRLPublisher(ra)), ocsp=ocsp)
     except BaseException:
         ra.close()
         raise
@@ -47,12 +75,12 @@ def create_application(settings: Settings | None = None) -> SOAPGuard:
 class LazyApplication:
     """A WSGI application built on first use, once, from a factory; thread-safe."""
 
-    def __init__(self, factory: Callable[[], SOAPGuard]) -> None:
+    def __init__(self, factory: Callable[[], Dispatcher]) -> None:
         self._factory = factory
-        self._app: SOAPGuard | None = None
+        self._app: Dispatcher | None = None
         self._lock = threading.Lock()
 
-    def load(self) -> SOAPGuard:
+    def load(self) -> Dispatcher:
         app = self._app
         if app is None:
             with self._lock:

@@ -277,7 +277,7 @@ def test_a_failure_outside_a_use_case_opens_an_incident_at_the_edge(tmp_path):
 # ------------------------------------------------------------------------------- one parser
 
 
-COMMANDS = ("init", "demo", "partner", "order", "serve", "wsdl")
+COMMANDS = ("init", "demo", "partner", "order", "crl", "serve", "wsdl")
 
 
 def test_help_lists_every_command():
@@ -296,10 +296,10 @@ def test_every_command_has_its_own_handler():
                   "--admin-email", "a@example.com", "--tech-email", "t@example.com", "--csr", "x.pem"],
                  ["order", "show", "--partner", "A", "--partner-order-id", "1"],
                  ["order", "reissue", "--partner", "A", "--partner-order-id", "1", "--csr", "x.pem"],
-                 ["serve"], ["wsdl"]):
+                 ["crl", "--brand", "thawte"], ["serve"], ["wsdl"]):
         args = parser().parse_args(argv)
         handlers.add(getattr(args.handler, "args", (args.handler,)))  # cli's handlers are partials of one runner
-    assert len(handlers) == 8
+    assert len(handlers) == 9
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,11 @@ class AuthorityRegistry:
 
     def issuing_ca(self, session: Session, brand: str, validation_level: ValidationLevel) -> LoadedCA:
         """The CA for this brand and level; ``session`` is used only on first load."""
-        name = issuing_ca_name_for(brand, validation_level)
+        return self.by_name(session, issuing_ca_name_for(brand, validation_level))
+
+    def by_name(self, session: Session, name: str) -> LoadedCA:
+        """The CA named ``name`` (``ROOT`` or an issuing CA); :class:`NotInitialized` when there is
+        none. ``session`` is used only on first load."""
         loaded = self._loaded.get(name)
         if loaded is not None:
             return loaded

@@ -1,4 +1,4 @@
-"""The trial certificate: a builder signed by a throw-away key of the CA signer's algorithm.
+"""The trial certificate (and trial CRL): a builder signed by a throw-away key of the CA signer's algorithm.
 
 Its TBS is the one the CA's signer then signs (:func:`soap_service.ca.signing.sign_trial`), so what
 is linted is what is issued. The throw-away keys sign nothing that leaves the process.
@@ -47,4 +47,13 @@ def trial_certificate(builder: x509.CertificateBuilder, signer: CASigner) -> x50
     trial = builder.sign(_THROW_AWAY_KEYS.like(signer), signer.hash_algorithm)
     if trial.signature_algorithm_oid != signer.signature_algorithm:
         raise RuntimeError("the trial certificate's signature algorithm is not the CA signer's")
+    return trial
+
+
+def trial_crl(builder: x509.CertificateRevocationListBuilder, signer: CASigner) -> x509.CertificateRevocationList:
+    """``builder`` signed by a throw-away key with ``signer``'s signature algorithm and hash (a CRL's
+    TBS for :func:`soap_service.ca.signing.sign_trial_crl`)."""
+    trial = builder.sign(_THROW_AWAY_KEYS.like(signer), signer.hash_algorithm)
+    if trial.signature_algorithm_oid != signer.signature_algorithm:
+        raise RuntimeError("the trial CRL's signature algorithm is not the CA signer's")
     return trial
