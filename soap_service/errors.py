@@ -95,6 +95,12 @@ class TermEnded(ServiceError):
     default_message = "the order's term has ended"
 
 
+class AlreadyRevoked(ServiceError):
+    code = -4014
+    default_message = "the certificate is already revoked"
+    default_field = "SerialNumber"
+
+
 class InternalError(Exception):
     """An incident: an internal failure, already logged (and audited where it had a subject).
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from soap_service.ca.hierarchy import create_hierarchy
 from soap_service.ra.catalogue import PRODUCTS
+from soap_service.ra.ocsp import ensure_responders
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.storage import audit, authorities, catalogue
 from soap_service.vocabulary import Brand
@@ -107,6 +108,9 @@ def initialize(ra: RegistrationAuthority) -> Installation:
         summaries = tuple(
             _summary(ca.name, ca.role, ca.certificate_pem) for ca in authorities.list_authorities(session)
         )
+    # Each issuing CA's OCSP responder certificate, made or renewed after the hierarchy's transaction
+    # (an installation made before responders existed gets them here; docs/design.md, "OCSP").
+    ensure_responders(ra, now)
     return Installation(created=created, authorities=summaries)
 
 

@@ -25,7 +25,7 @@ from soap_service.ra.keypolicy import KeyPolicy
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.validity import validity_window
 from soap_service.ra.views import ChainCertificate, organization_of
-from soap_service.storage import certificates
+from soap_service.storage import certificates, changes
 from soap_service.storage.models import Certificate, Order
 from soap_service.vocabulary import CertificateStatus
 
@@ -87,7 +87,9 @@ def issue_for_order(
     replaces: Certificate | None,
     now: datetime,
 ) -> Certificate:
-    """Sign and record a certificate of ``order`` for the CSR's key and ``names``."""
+    """Sign and record a certificate of ``order`` for the CSR's key and ``names``, with the
+    order change a partner's GetModifiedOrders reports: "issued" for the order's first
+    certificate, "reissued" for the next ones (docs/design.md, "Revocation")."""
     level = product.validation_level
     not_before, not_after = validity_window(product.validation_level, now, order.term_end)
     loaded = ra.authorities.issuing_ca(session, order.brand_code, product.validation_level)
@@ -122,7 +124,12 @@ def issue_for_order(
         replaces_id=replaces.id if replaces is not None else None,
         issued_at=now,
     )
-    return certificates.add_certificate(session, record)
+    certificates.add_certificate(session, record)
+    changes.add_change(
+        session, order=order, at=now, change="issued" if replaces is None else "reissued",
+        certificate_serial=record.serial,
+    )
+    return record
 
 
 def chain_of(loaded: LoadedCA) -> tuple[ChainCertificate, ...]:

@@ -103,7 +103,12 @@ class _ConcurrentChange(Exception):
 
 
 def check_reissuable(order: Order, current: Certificate | None, now: datetime) -> None:
-    """Reissue rule 4 (docs/design.md, "Reissue rules"): completed, in term, and not revoked."""
+    """Reissue rule 4 (docs/design.md, "Reissue rules"): completed, in term, and not revoked.
+
+    A cancelled order is -4012 before its (revoked) certificates are looked at: the order
+    ended, whatever became of them (docs/design.md, "Revocation")."""
+    if order.status == OrderStatus.CANCELLED:
+        raise OrderStateInvalid("the order is cancelled; a cancelled order cannot be reissued")
     if order.status == OrderStatus.REVOKED or (current is not None and current.status == CertificateStatus.REVOKED):
         raise CertificateRevoked()
     if order.status != OrderStatus.COMPLETED:

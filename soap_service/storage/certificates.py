@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from soap_service.storage.errors import SerialCollision
-from soap_service.storage.models import BlockedKey, Certificate, IssuedSerial
+from soap_service.storage.models import BlockedKey, Certificate, IssuedSerial, Order
+from soap_service.vocabulary import CertificateStatus
 
 
 def reserve_serial(session: Session, *, ca_id: int, serial: str, at: datetime) -> None:
@@ -50,13 +52,102 @@ def order_history(session: Session, order_pk: int) -> list[Certificate]:
 
 
 def is_key_blocked(session: Session, spki_sha256: str) -> bool:
+    """Whether the key is blocked, as of now; on PostgreSQL under the key's shared lock.
+
+    The shared lock (:func:`_lock_key`) is held to the end of the caller's transaction, so a
+    revocation for keyCompromise blocking this key waits for the certificate this transaction
+    may issue with it, and then revokes it too (docs/design.md, "Revocation"). SQLite needs
+    none: its writers are serialized by ``BEGIN IMMEDIATE``.
+    """
+    _lock_key(session, spki_sha256, shared=True)
     return session.get(BlockedKey, spki_sha256) is not None
 
 
 def block_key(
     session: Session, *, spki_sha256: str, reason: str, at: datetime, certificate_id: int | None
 ) -> None:
-    if session.get(BlockedKey, spki_sha256) is None:
-        session.add(
-            BlockedKey(spki_sha256=spki_sha256, reason=reason, blocked_at=at, certificate_id=certificate_id)
+    """Block the key forever; a key already blocked stays as it was blocked (not an error).
+
+    On PostgreSQL takes the key's exclusive lock first (held to the commit): the issuances
+    that asked about the key before end first, the ones after see it blocked.
+    """
+    _lock_key(session, spki_sha256, shared=False)
+    if session.get(BlockedKey, spki_sha256) is not None:
+        return
+    try:
+        with session.begin_nested():
+            session.add(
+                BlockedKey(spki_sha256=spki_sha256, reason=reason, blocked_at=at, certificate_id=certificate_id)
+            )
+    except IntegrityError:
+        if session.get(BlockedKey, spki_sha256) is None:
+            raise
+
+
+def _lock_key(session: Session, spki_sha256: str, *, shared: bool) -> None:
+    """A transaction-scoped advisory lock on one key (PostgreSQL only), named by the first 60
+    bits of its SPKI SHA-256."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = int(spki_sha256[:15], 16)
+    lock = func.pg_advisory_xact_lock_shared(key) if shared else func.pg_advisory_xact_lock(key)
+    session.execute(select(lock))
+
+
+def certificate_of_order(session: Session, *, order_pk: int, serial: str) -> Certificate | None:
+    """The certificate of this order with this serial (lowercase hex, no leading zeros)."""
+    return session.scalar(select(Certificate).where(Certificate.order_pk == order_pk, Certificate.serial == serial))
+
+
+def partner_certificates_with_serial(session: Session, *, partner_id: int, serial: str) -> list[Certificate]:
+    """The certificates of this partner's orders with this serial (one per issuing CA at most)."""
+    query = (
+        select(Certificate)
+        .join(Order, Order.id == Certificate.order_pk)
+        .where(Order.partner_id == partner_id, Certificate.serial == serial)
+        .order_by(Certificate.id)
+    )
+    return list(session.scalars(query))
+
+
+def unrevoked_with_key(session: Session, *, spki_sha256: str, now: datetime) -> list[Certificate]:
+    """Every unexpired, unrevoked certificate of this key, of any order of any partner."""
+    query = (
+        select(Certificate)
+        .where(
+            Certificate.spki_sha256 == spki_sha256,
+            Certificate.status == CertificateStatus.VALID,
+            Certificate.not_after > now,
         )
+        .order_by(Certificate.id)
+    )
+    return list(session.scalars(query))
+
+
+def unrevoked_of_order(session: Session, *, order_pk: int, now: datetime) -> list[Certificate]:
+    """The order's unexpired, unrevoked certificates, oldest first."""
+    query = (
+        select(Certificate)
+        .where(
+            Certificate.order_pk == order_pk,
+            Certificate.status == CertificateStatus.VALID,
+            Certificate.not_after > now,
+        )
+        .order_by(Certificate.id)
+    )
+    return list(session.scalars(query))
+
+
+def revoke(session: Session, certificates: Sequence[Certificate], *, at: datetime, reason: str) -> None:
+    """Mark each certificate revoked at ``at`` for ``reason``."""
+    for certificate in certificates:
+        certificate.status = CertificateStatus.REVOKED
+        certificate.revoked_at = at
+        certificate.revocation_reason = reason
+    session.flush()
+
+
+def change_revocation_reason(session: Session, certificate: Certificate, *, reason: str) -> None:
+    """A revoked certificate's new reason; its revocation time stays."""
+    certificate.revocation_reason = reason
+    session.flush()

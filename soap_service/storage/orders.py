@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from soap_service.storage.errors import DuplicateOrder, OrderIdTaken
 from soap_service.storage.models import Order
+from soap_service.vocabulary import OrderStatus
 
 
 def find_order(
@@ -29,6 +30,36 @@ def find_order(
     if for_update:
         query = query.with_for_update(of=Order)
     return session.scalar(query)
+
+
+def get_order(session: Session, order_pk: int) -> Order | None:
+    return session.get(Order, order_pk)
+
+
+def lock_order(session: Session, order_pk: int) -> Order | None:
+    """The order with this primary key, its row locked as :func:`find_order` locks it."""
+    query = (
+        select(Order)
+        .where(Order.id == order_pk)
+        .options(selectinload(Order.names), selectinload(Order.contacts), selectinload(Order.product))
+        .with_for_update(of=Order)
+    )
+    return session.scalar(query)
+
+
+def record_change(session: Session, order_pks: list[int], *, at: datetime, status: OrderStatus | None = None) -> None:
+    """Bump the version (and set ``status`` when given) of each order: a revocation or a
+    cancellation moves the orders it touches as a reissue does. On PostgreSQL the UPDATE
+    waits for, and then holds, each order's row lock."""
+    values: dict[str, object] = {"version": Order.version + 1, "updated_at": at}
+    if status is not None:
+        values["status"] = status
+    for order_pk in sorted(set(order_pks)):
+        session.execute(
+            update(Order).where(Order.id == order_pk).values(**values).execution_options(synchronize_session=False)
+        )
+    for order in [o for o in session.identity_map.values() if isinstance(o, Order) and o.id in order_pks]:
+        session.expire(order, ["version", "updated_at", "status"])
 
 
 def add_order(session: Session, order: Order) -> Order:

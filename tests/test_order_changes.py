@@ -1,0 +1,171 @@
+"""docs/design.md, "Revocation", the change feed: what issuance, reissue, revocation and
+cancellation write to order_changes, and what GetModifiedOrders (ra.changes.modified_orders)
+answers from it, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from factory import fresh_key_csr, new_order, new_partner
+from soap_service.errors import AuthenticationFailed, InvalidField
+from soap_service.ra.changes import MAX_PAGE, MAX_WINDOW, ChangesPage, modified_orders
+from soap_service.ra.reissue import Reissuer, ReissueRequest
+from soap_service.ra.revocation import Revoker, RevokeRequest
+from soap_service.storage.models import AuditEvent, Order, OrderChange
+
+
+def feed(ra, partner, start: datetime, end: datetime, page_size: int = MAX_PAGE) -> ChangesPage:
+    return modified_orders(ra, partner.credentials(), start, end, channel="api", page_size=page_size)
+
+
+def rows_of(ra, poid: str) -> list[OrderChange]:
+    with ra.sessions() as session:
+        order_pk = session.scalar(select(Order.id).where(Order.partner_order_id == poid))
+        return list(session.scalars(select(OrderChange).where(OrderChange.order_pk == order_pk)
+                                    .order_by(OrderChange.id)))
+
+
+def window() -> tuple[datetime, datetime]:
+    now = datetime.now(UTC)
+    return now - timedelta(minutes=5), now + timedelta(minutes=5)
+
+
+def test_each_change_is_written_with_its_order(ra):
+    partner = new_partner(ra)
+    created = new_order(ra, partner)
+    poid = created.order.partner_order_id
+    csr = fresh_key_csr()
+    reissued = Reissuer(ra).reissue(partner.credentials(), ReissueRequest(poid, csr), channel="api")
+    replayed = Reissuer(ra).reissue(partner.credentials(), ReissueRequest(poid, csr), channel="api")
+    assert replayed.replayed
+    Revoker(ra).revoke(partner.credentials(), RevokeRequest(poid, created.certificate.serial, None, "superseded"),
+                       channel="api")
+    Revoker(ra).cancel(partner.credentials(), poid, channel="api")
+    rows = rows_of(ra, poid)
+    assert [(r.change, r.certificate_serial, r.detail) for r in rows] == [
+        ("issued", created.certificate.serial, None),
+        ("reissued", reissued.certificate.serial, None),  # the replay wrote nothing
+        ("revoked", created.certificate.serial, "superseded"),
+        ("revoked", reissued.certificate.serial, "cessationOfOperation"),
+        ("cancelled", None, None),
+    ]
+    with ra.sessions() as session:
+        partner_id = session.scalar(select(Order.partner_id).where(Order.partner_order_id == poid))
+    assert {r.partner_id for r in rows} == {partner_id}
+
+
+def test_a_refused_reissue_or_revocation_writes_no_change(ra):
+    partner = new_partner(ra)
+    created = new_order(ra, partner)
+    poid = created.order.partner_order_id
+    before = len(rows_of(ra, poid))
+    with pytest.raises(InvalidField):
+        Revoker(ra).revoke(partner.credentials(), RevokeRequest(poid, None, None, "certificateHold"), channel="api")
+    assert len(rows_of(ra, poid)) == before
+
+
+def test_the_feed_answers_the_partners_changes_in_order(ra):
+    partner = new_partner(ra)
+    start, end = window()
+    first = new_order(ra, partner)
+    second = new_order(ra, partner)
+    Revoker(ra).revoke(partner.credentials(), RevokeRequest(first.order.partner_order_id, None, None,
+                                                            "unspecified"), channel="api")
+    page = feed(ra, partner, start, end)
+    assert not page.more
+    assert [(c.partner_order_id, c.change, c.serial_number, c.detail) for c in page.changes] == [
+        (first.order.partner_order_id, "issued", first.certificate.serial, None),
+        (second.order.partner_order_id, "issued", second.certificate.serial, None),
+        (first.order.partner_order_id, "revoked", first.certificate.serial, "unspecified"),
+    ]
+    assert page.changes[0].order_id == first.order.order_id
+    assert [c.at for c in page.changes] == sorted(c.at for c in page.changes)
+    assert all(c.at.tzinfo is not None for c in page.changes)
+
+
+def test_from_is_inclusive_and_to_exclusive(ra):
+    partner = new_partner(ra)
+    created = new_order(ra, partner)
+    at = rows_of(ra, created.order.partner_order_id)[0].at
+    assert [c.serial_number for c in feed(ra, partner, at, at + timedelta(seconds=1)).changes] == [
+        created.certificate.serial]
+    assert feed(ra, partner, at - timedelta(days=1), at).changes == ()
+
+
+def test_pages_say_when_more_changes_are_left(ra):
+    partner = new_partner(ra)
+    start, end = window()
+    created = new_order(ra, partner)
+    poid = created.order.partner_order_id
+    for _ in range(3):
+        Reissuer(ra).reissue(partner.credentials(), ReissueRequest(poid, fresh_key_csr()), channel="api")
+    whole = feed(ra, partner, start, end)
+    assert len(whole.changes) == 4 and not whole.more
+    first = feed(ra, partner, start, end, page_size=3)
+    assert (first.changes, first.more) == (whole.changes[:3], True)
+    again = feed(ra, partner, first.changes[-1].at, end, page_size=3)
+    assert whole.changes[3] in again.changes
+    exact = feed(ra, partner, start, end, page_size=4)
+    assert (exact.changes, exact.more) == (whole.changes, False)
+
+
+def test_another_partner_sees_none_of_them(ra):
+    partner, other = new_partner(ra), new_partner(ra)
+    start, end = window()
+    created = new_order(ra, partner)
+    Revoker(ra).cancel(partner.credentials(), created.order.partner_order_id, channel="api")
+    assert feed(ra, other, start, end).changes == ()
+
+
+@pytest.mark.parametrize(("shift", "field"), [
+    ("naive-from", "FromDate"),
+    ("naive-to", "ToDate"),
+    ("reversed", "ToDate"),
+    ("empty", "ToDate"),
+    ("too-wide", "ToDate"),
+])
+def test_windows_out_of_bounds_are_refused_2019(ra, shift, field):
+    partner = new_partner(ra)
+    now = datetime.now(UTC)
+    start, end = {
+        "naive-from": (now.replace(tzinfo=None), now + timedelta(hours=1)),
+        "naive-to": (now, (now + timedelta(hours=1)).replace(tzinfo=None)),
+        "reversed": (now, now - timedelta(hours=1)),
+        "empty": (now, now),
+        "too-wide": (now, now + MAX_WINDOW + timedelta(seconds=1)),
+    }[shift]
+    with pytest.raises(InvalidField) as caught:
+        feed(ra, partner, start, end)
+    assert (caught.value.code, caught.value.field) == (-2019, field)
+
+
+def test_the_widest_window_is_allowed(ra):
+    partner = new_partner(ra)
+    now = datetime.now(UTC)
+    assert feed(ra, partner, now - MAX_WINDOW, now).changes == ()
+
+
+@pytest.mark.parametrize("size", [0, -1, MAX_PAGE + 1])
+def test_page_sizes_out_of_bounds_are_refused_2019(ra, size):
+    partner = new_partner(ra)
+    start, end = window()
+    with pytest.raises(InvalidField) as caught:
+        feed(ra, partner, start, end, page_size=size)
+    assert caught.value.field == "PageSize"
+
+
+def test_the_feed_authenticates_and_audits(ra):
+    partner = new_partner(ra)
+    start, end = window()
+    with pytest.raises(AuthenticationFailed):
+        modified_orders(ra, partner.credentials("wrong"), start, end, channel="api")
+    feed(ra, partner, start, end)
+    with pytest.raises(InvalidField):
+        feed(ra, partner, end, start)
+    with ra.sessions() as session:
+        events = list(session.scalars(select(AuditEvent).where(
+            AuditEvent.partner_code == partner.code, AuditEvent.action == "changes.read").order_by(AuditEvent.id)))
+    assert [(e.outcome, e.code) for e in events] == [("refused", -2019)]
