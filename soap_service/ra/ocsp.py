@@ -81,7 +81,8 @@ def _renew_one(ra: RegistrationAuthority, ca: CertificateAuthority, now: datetim
             not_after=material.certificate.not_valid_after_utc,
             created_at=now,
         )
-    logger.info("OCSP responder certificate made for CA %s, valid until %s",
+    # DEBUG: `soap-service init` and `demo` start quietly (six of these on a new installation)
+    logger.debug("OCSP responder certificate made for CA %s, valid until %s",
                 ca.name, material.certificate.not_valid_after_utc.isoformat())
     return True
 
