@@ -288,3 +288,32 @@ def test_first_use_makes_missing_responders(fresh: TestInstallation, tmp_path: P
     answer = OCSPResponderService(ra).answer(request_der(issued.leaf, issued.issuer))
     assert _status(answer.der).certificate_status == ocsp.OCSPCertStatus.GOOD
     assert len(_responders(ra)) == ISSUING_CAS
+
+
+def test_responder_certificate_profile(responder: Responder) -> None:
+    """docs/design.md, "OCSP": each responder certificate is the BR's OCSP responder profile, and
+    pkilint's serverauth linter (type OCSP_RESPONDER) finds nothing at WARNING or above."""
+    from ca_support import full_serverauth_lint
+
+    with responder.ra.readers() as session:
+        pairs = [
+            (x509.load_pem_x509_certificate(r.certificate_pem.encode()),
+             x509.load_pem_x509_certificate(session.get(CertificateAuthority, r.ca_id).certificate_pem.encode()))
+            for r in session.scalars(select(OCSPResponder))
+        ]
+    assert pairs
+    for certificate, ca in pairs:
+        extensions = certificate.extensions
+        assert list(extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+            x509.oid.ExtendedKeyUsageOID.OCSP_SIGNING
+        ]
+        extensions.get_extension_for_class(x509.OCSPNoCheck)
+        usage = extensions.get_extension_for_class(x509.KeyUsage)
+        assert usage.critical and usage.value.digital_signature and not usage.value.key_cert_sign
+        aki = extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+        assert aki == ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        with pytest.raises(x509.ExtensionNotFound):
+            extensions.get_extension_for_class(x509.AuthorityInformationAccess)
+        assert certificate.not_valid_after_utc - certificate.not_valid_before_utc == RESPONDER_VALIDITY
+        certificate.verify_directly_issued_by(ca)
+        assert full_serverauth_lint(certificate) == ("OCSP_RESPONDER", [])

@@ -1,0 +1,206 @@
+"""The OCSP responder over HTTP (docs/design.md, "OCSP"; RFC 6960 appendix A): POST and GET, the
+content types, the bounds checked before parsing, Cache-Control, and error statuses that are
+always an OCSPResponse (never HTML, never a 500). On SQLite and PostgreSQL, through the WSGI
+callable itself; the real server's wiring of /ocsp is tested where the status front end is.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from cryptography.x509 import ocsp
+from ocsp_support import Issued, issued_files, request_der
+
+from conftest import TestInstallation
+from factory import new_order, new_partner
+from soap_service.ca.ocsp import MAX_REQUEST_BYTES
+from soap_service.ra.ocsp import OCSPResponderService
+from soap_service.status.ocsp import MAX_GET_CHARS, MAX_HTTP_CACHE, OCSPApplication
+
+
+@dataclass
+class Reply:
+    status: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def response(self) -> ocsp.OCSPResponse:
+        assert self.headers["Content-Type"] == "application/ocsp-response"
+        assert self.headers["Content-Length"] == str(len(self.body))
+        return ocsp.load_der_ocsp_response(self.body)
+
+
+class _Unreadable(io.RawIOBase):
+    def read(self, size: int = -1) -> bytes:
+        raise AssertionError("the body was read")
+
+
+@dataclass
+class Setup:
+    app: OCSPApplication
+    service: OCSPResponderService
+    issued: Issued
+
+
+@pytest.fixture(scope="module")
+def setup(installation: TestInstallation, tmp_path_factory: pytest.TempPathFactory) -> Setup:
+    ra = installation.ra
+    service = OCSPResponderService(ra)
+    issued = issued_files(new_order(ra, new_partner(ra)), tmp_path_factory.mktemp("ocsp-http"))
+    return Setup(OCSPApplication(service, ra.clock), service, issued)
+
+
+def call(app: OCSPApplication, method: str, path: str, body: bytes = b"", *,
+         content_type: str = "application/ocsp-request", stream: Any = None,
+         content_length: str | None = None) -> Reply:
+    environ = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": str(len(body)) if content_length is None else content_length,
+        "wsgi.input": stream or io.BytesIO(body),
+    }
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        captured["status"], captured["headers"] = status, dict(headers)
+
+    body_out = b"".join(app(environ, start_response))
+    return Reply(captured["status"], captured["headers"], body_out)
+
+
+def _good(setup: Setup) -> bytes:
+    return request_der(setup.issued.leaf, setup.issued.issuer)
+
+
+def _assert_answered(setup: Setup) -> None:
+    reply = call(setup.app, "POST", "/ocsp", _good(setup))
+    assert reply.response.certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
+def test_post(setup: Setup) -> None:
+    reply = call(setup.app, "POST", "/ocsp", _good(setup))
+    assert reply.status == "200 OK"
+    assert reply.response.certificate_status == ocsp.OCSPCertStatus.GOOD
+    assert reply.headers["Cache-Control"] == "no-cache"
+    reply = call(setup.app, "POST", "/ocsp", _good(setup), content_type="application/ocsp-request; q=1")
+    assert reply.response.certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
+@pytest.mark.parametrize("alphabet", ["standard", "urlsafe", "unpadded"])
+def test_get_base64_in_the_path(setup: Setup, alphabet: str) -> None:
+    # a request whose base64 has '+' and '/' in both alphabets' places, found by trying nonces
+    for _ in range(500):
+        encoded = base64.b64encode(_with_serial_noise(setup)).decode()
+        if "+" in encoded and "/" in encoded and encoded.endswith("="):
+            break
+    else:
+        pytest.fail("no request with '+', '/' and padding in its base64")
+    if alphabet == "urlsafe":
+        encoded = encoded.replace("+", "-").replace("/", "_")
+    if alphabet == "unpadded":
+        encoded = encoded.rstrip("=")
+    reply = call(setup.app, "GET", "/ocsp/" + encoded)
+    assert reply.status == "200 OK"
+    assert reply.response.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+
+
+def _with_serial_noise(setup: Setup) -> bytes:
+    return request_der(setup.issued.leaf, setup.issued.issuer, nonce=secrets.token_bytes(16))
+
+
+def test_get_cache_control_bounded_by_next_update(setup: Setup) -> None:
+    encoded = base64.b64encode(_good(setup)).decode()
+    reply = call(setup.app, "GET", "/ocsp/" + encoded)
+    response = reply.response
+    assert response.certificate_status == ocsp.OCSPCertStatus.GOOD
+    control = reply.headers["Cache-Control"]
+    assert control.startswith("public, max-age=")
+    max_age = int(control.split("max-age=")[1].split(",")[0])
+    assert 0 < max_age <= MAX_HTTP_CACHE
+    assert max_age <= (response.next_update_utc - response.this_update_utc).total_seconds()
+    assert "Expires" in reply.headers
+    # with a nonce the answer is this request's alone
+    nonce_reply = call(setup.app, "GET", "/ocsp/" + base64.b64encode(_with_serial_noise(setup)).decode())
+    assert nonce_reply.headers["Cache-Control"] == "no-cache"
+
+
+def test_head_has_no_body(setup: Setup) -> None:
+    reply = call(setup.app, "HEAD", "/ocsp/" + base64.b64encode(_good(setup)).decode())
+    assert reply.status == "200 OK" and reply.body == b""
+    assert int(reply.headers["Content-Length"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "path", "body", "content_type"),
+    [
+        ("empty", "POST", "/ocsp", b"", "application/ocsp-request"),
+        ("garbage", "POST", "/ocsp", b"not an ocsp request at all", "application/ocsp-request"),
+        ("truncated", "POST", "/ocsp", None, "application/ocsp-request"),
+        ("wrong content type", "POST", "/ocsp", None, "application/x-www-form-urlencoded"),
+        ("no content type", "POST", "/ocsp", None, ""),
+        ("bad base64", "GET", "/ocsp/!!!notbase64***", b"", ""),
+        ("base64 of garbage", "GET", "/ocsp/" + base64.b64encode(b"garbage").decode(), b"", ""),
+        ("huge path", "GET", "/ocsp/" + "A" * (MAX_GET_CHARS + 4), b"", ""),
+    ],
+)
+def test_malformed(setup: Setup, name: str, method: str, path: str, body: bytes | None, content_type: str) -> None:
+    if body is None:
+        body = _good(setup)[:-4] if name == "truncated" else _good(setup)
+    reply = call(setup.app, method, path, body, content_type=content_type)
+    assert reply.status == "200 OK", name
+    assert reply.response.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST, name
+    _assert_answered(setup)
+
+
+def test_huge_body_refused_unread(setup: Setup) -> None:
+    reply = call(setup.app, "POST", "/ocsp", stream=_Unreadable(), content_length=str(MAX_REQUEST_BYTES + 1))
+    assert reply.response.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    # no Content-Length: read at most one byte past the bound
+    reply = call(setup.app, "POST", "/ocsp", stream=io.BytesIO(b"\x30" * 100_000), content_length="")
+    assert reply.response.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    _assert_answered(setup)
+
+
+def test_other_methods_and_paths(setup: Setup) -> None:
+    reply = call(setup.app, "PUT", "/ocsp", _good(setup))
+    assert reply.status.startswith("405") and reply.headers["Allow"] == "GET, POST"
+    assert reply.response.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    reply = call(setup.app, "GET", "/ocsp")
+    assert reply.status.startswith("405")
+    reply = call(setup.app, "GET", "/ocspx/abc")
+    assert reply.status.startswith("404")
+    assert reply.response.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def test_internal_failure_is_internal_error_not_500(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(_question: object) -> None:
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(setup.service, "_answer", fail)
+    reply = call(setup.app, "POST", "/ocsp", _good(setup))
+    assert reply.status == "200 OK"
+    assert reply.response.response_status == ocsp.OCSPResponseStatus.INTERNAL_ERROR
+    monkeypatch.undo()
+    _assert_answered(setup)
+
+
+def test_mounted_at_ocsp(setup: Setup) -> None:
+    """A router that mounts the callable at /ocsp (SCRIPT_NAME /ocsp, PATH_INFO the rest) reaches it too."""
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        captured["status"] = status
+
+    encoded = base64.b64encode(_good(setup)).decode()
+    environ = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/ocsp", "PATH_INFO": "/" + encoded, "wsgi.input": io.BytesIO()}
+    body = b"".join(setup.app(environ, start_response))
+    assert captured["status"] == "200 OK"
+    assert ocsp.load_der_ocsp_response(body).certificate_status == ocsp.OCSPCertStatus.GOOD
