@@ -57,3 +57,9 @@ def trial_crl(builder: x509.CertificateRevocationListBuilder, signer: CASigner) 
     if trial.signature_algorithm_oid != signer.signature_algorithm:
         raise RuntimeError("the trial CRL's signature algorithm is not the CA signer's")
     return trial
+
+
+def throw_away_key_like(signer: CASigner) -> PrivateKey:
+    """The process's throw-away key with ``signer``'s signature algorithm: it signs trials that never
+    leave the process (an OCSP response's, whose TBS the signer then signs: ``ca.ocsp``)."""
+    return _THROW_AWAY_KEYS.like(signer)
