@@ -22,7 +22,7 @@ from pkilint.bin import lint_crl
 from sqlalchemy import update
 
 from ca_support import hierarchy
-from conftest import TestInstallation
+from conftest import TestInstallation as Installation
 from factory import new_order, new_partner
 from soap_service.ca.crl import MAX_VALIDITY, RevokedEntry, build_crl
 from soap_service.ca.keys.signer import InProcessSigner
@@ -177,7 +177,7 @@ def test_every_ca_crl_lints_clean_empty_and_with_entries(ra: RegistrationAuthori
         assert _lint(crl, "CRL", tmp_path) == "", name
 
 
-def test_cached_until_the_revocation_state_changes(installation: TestInstallation, ra: RegistrationAuthority):
+def test_cached_until_the_revocation_state_changes(installation: Installation, ra: RegistrationAuthority):
     publisher = CRLPublisher(ra)
     first = publisher.current_crl("GEOTRUST-TLS")
     assert publisher.current_crl("GEOTRUST-TLS") is first  # unchanged: the same CRL, no new number
@@ -241,7 +241,7 @@ def test_unknown_ca(ra: RegistrationAuthority):
 # --------------------------------------------------------------- CRL numbers and the command
 
 
-def _crl_command(installation: TestInstallation, *args: str) -> subprocess.CompletedProcess[bytes]:
+def _crl_command(installation: Installation, *args: str) -> subprocess.CompletedProcess[bytes]:
     from api_support import server_environment
 
     return subprocess.run([sys.executable, "-m", "soap_service.main", "crl", *args],
@@ -252,7 +252,7 @@ def _number(der: bytes) -> int:
     return x509.load_der_x509_crl(der).extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
 
 
-def test_crl_command_and_numbers_across_processes(installation: TestInstallation, ra: RegistrationAuthority):
+def test_crl_command_and_numbers_across_processes(installation: Installation, ra: RegistrationAuthority):
     in_process = CRLPublisher(ra).current_crl("SYMANTEC-CS").number
     first = _crl_command(installation, "--brand", "symantec", "--code-signing")
     assert first.returncode == 0, first.stderr
@@ -272,13 +272,13 @@ def test_crl_command_and_numbers_across_processes(installation: TestInstallation
     assert "Thawte TLS Issuing CA" in str(x509.load_der_x509_crl(tls.stdout).issuer)
 
 
-def _env(installation: TestInstallation) -> dict[str, str]:
+def _env(installation: Installation) -> dict[str, str]:
     from api_support import server_environment
 
     return server_environment(installation)
 
 
-def test_crl_command_refusals(installation: TestInstallation):
+def test_crl_command_refusals(installation: Installation):
     no_cs = _crl_command(installation, "--brand", "GEOTRUST", "--code-signing")
     assert no_cs.returncode == 1 and no_cs.stdout == b""
     assert b"error -2019: GeoTrust has no code-signing CA" in no_cs.stderr

@@ -16,15 +16,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import AuthorityInformationAccessOID
-from sqlalchemy import update
 
 from api_support import RunningServer, request, running_server
 from conftest import TestInstallation as Installation
 from factory import new_order, new_partner
 from soap_service.config import load_settings
+from soap_service.ra.revocation import Revoker, RevokeRequest
 from soap_service.ra.service import RegistrationAuthority
-from soap_service.storage.models import Certificate
-from soap_service.vocabulary import CertificateStatus
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +70,18 @@ def _verify(tmp_path: Path, root: Path, issuer: Path, leaf: Path, *crls: Path, c
     return f"{done.returncode} {done.stdout}{done.stderr}"
 
 
-def _revoke(ra: RegistrationAuthority, serial: str, reason: str) -> None:
-    with ra.sessions() as session, session.begin():
-        session.execute(update(Certificate).where(Certificate.serial == serial).values(
-            status=CertificateStatus.REVOKED, revoked_at=ra.clock(), revocation_reason=reason))
+def _revoke(ra: RegistrationAuthority, partner: str, partner_order_id: str, serial: str, reason: str) -> None:
+    """Revoke as the operator does (``soap-service order revoke``: ``ra.revocation``)."""
+    Revoker(ra).revoke_by_operator(partner, RevokeRequest(
+        partner_order_id=partner_order_id, serial_number=serial, certificate_pem=None, reason=reason))
 
 
 @pytest.mark.parametrize(("product", "reason"), [("SSL123", "keyCompromise"), ("ThawteCodeSigning", "unspecified")])
 def test_openssl_verifies_with_the_fetched_crl_then_sees_the_revocation(
     server: RunningServer, local_ra: RegistrationAuthority, tmp_path: Path, product: str, reason: str
 ):
-    outcome = new_order(local_ra, new_partner(local_ra), product=product)
+    partner = new_partner(local_ra)
+    outcome = new_order(local_ra, partner, product=product)
     leaf_certificate = x509.load_pem_x509_certificate(outcome.certificate.pem.encode())
     crl_url, issuer_url = _urls(leaf_certificate)
     assert crl_url.startswith(server.base_url + "/crl/") and issuer_url.startswith(server.base_url + "/ca/")
@@ -105,7 +104,7 @@ def test_openssl_verifies_with_the_fetched_crl_then_sees_the_revocation(
     # Without the CRL, -crl_check cannot pass: the check is real.
     assert "unable to get certificate CRL" in _verify(tmp_path, root, issuer, leaf)
 
-    _revoke(local_ra, outcome.certificate.serial, reason)
+    _revoke(local_ra, partner.code, outcome.order.partner_order_id, outcome.certificate.serial, reason)
     revoked_der = _fetch(crl_url)[1]  # the next fetch shows it
     revoked_crl = x509.load_der_x509_crl(revoked_der)
     entry = revoked_crl.get_revoked_certificate_by_serial_number(leaf_certificate.serial_number)
