@@ -24,6 +24,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from soap_service.ra.installation import initialize
 from soap_service.ra.orders import Contact, NewOrder, Organization, create_order, show_order_by_operator
 from soap_service.ra.partners import create_partner
 from soap_service.ra.reissue import Reissuer, ReissueRequest
+from soap_service.ra.revocation import REVOCATION_REASONS, Revoker, RevokeRequest
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.views import IssuanceOutcome
 from soap_service.vocabulary import Brand
@@ -92,6 +94,18 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     reissue.add_argument("--partner-order-id", required=True)
     reissue.add_argument("--csr", required=True, type=Path)
     reissue.add_argument("--name", action="append", dest="names", help="a name to include (repeat)")
+
+    revoke = _command(order, "revoke", _revoke_order, name="order revoke",
+                      help="revoke the order's current certificate, or the one with --serial")
+    revoke.add_argument("--partner", required=True)
+    revoke.add_argument("--partner-order-id", required=True)
+    revoke.add_argument("--serial", help="the certificate's serial in hex (default: the current certificate)")
+    revoke.add_argument("--reason", required=True, help="one of " + ", ".join(REVOCATION_REASONS))
+
+    cancel = _command(order, "cancel", _cancel_order, name="order cancel",
+                      help="cancel the order and revoke its valid certificates (cessationOfOperation)")
+    cancel.add_argument("--partner", required=True)
+    cancel.add_argument("--partner-order-id", required=True)
 
     crl = _command(commands, "crl", _write_crl,
                    help="write the current CRL (DER) of a brand's TLS or code-signing CA to stdout")
@@ -255,3 +269,32 @@ def _write_crl(args: argparse.Namespace, ra: RegistrationAuthority) -> None:
     sys.stdout.flush()
     sys.stdout.buffer.write(crl.der)
     sys.stdout.buffer.flush()
+
+
+def _revoke_order(args: argparse.Namespace, ra: RegistrationAuthority) -> dict[str, Any]:
+    request = RevokeRequest(partner_order_id=args.partner_order_id, serial_number=args.serial, certificate_pem=None,
+                            reason=args.reason)
+    revoked = Revoker(ra).revoke_by_operator(args.partner, request)
+    return {
+        "order_id": revoked.order_id,
+        "partner_order_id": revoked.partner_order_id,
+        "serial": revoked.serial_number,
+        "revoked_at": _iso(revoked.revoked_at),
+        "revocation_reason": revoked.reason,
+        "also_revoked": list(revoked.also_revoked),
+    }
+
+
+def _cancel_order(args: argparse.Namespace, ra: RegistrationAuthority) -> dict[str, Any]:
+    cancelled = Revoker(ra).cancel_by_operator(args.partner, args.partner_order_id)
+    return {
+        "order_id": cancelled.order_id,
+        "partner_order_id": cancelled.partner_order_id,
+        "status": "CANCELLED",
+        "cancelled_at": _iso(cancelled.cancelled_at),
+        "revoked": list(cancelled.revoked),
+    }
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
