@@ -358,3 +358,48 @@ def test_the_operator_revokes_and_cancels_by_partner_code(ra):
             AuditEvent.action.in_(("revoke", "cancel"))).order_by(AuditEvent.id)))
     assert [(e.action, e.outcome, e.username) for e in events] == [
         ("revoke", "success", "operator"), ("cancel", "success", "operator")]
+
+
+def test_expired_certificates_are_left_as_they_are_by_cancel_and_key_compromise(ra):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    partner = new_partner(ra)
+    key = ec.generate_private_key(ec.SECP256R1())
+    compromised = new_order(ra, partner, csr=fresh_key_csr(key=key))
+    expired_same_key = new_order(ra, partner, csr=fresh_key_csr(key=key))
+    cancelled = new_order(ra, partner)
+    poid = cancelled.order.partner_order_id
+    newer = reissue(ra, partner, poid)
+    past = datetime.now(UTC) - timedelta(days=1)
+    with ra.sessions() as session, session.begin():
+        session.execute(update(Certificate).where(Certificate.serial.in_(
+            (expired_same_key.certificate.serial, cancelled.certificate.serial))).values(not_after=past))
+    assert revoke(ra, partner, compromised.order.partner_order_id, reason="keyCompromise").also_revoked == ()
+    assert Revoker(ra).cancel(partner.credentials(), poid, channel="api").revoked == (newer.certificate.serial,)
+    for serial in (expired_same_key.certificate.serial, cancelled.certificate.serial):
+        assert certificate(ra, serial).status == CertificateStatus.VALID
+
+
+def test_a_failure_inside_a_revocation_is_an_audited_incident_and_changes_nothing(ra, monkeypatch):
+    from soap_service.errors import InternalError
+    from soap_service.storage import certificates as certificate_store
+
+    partner = new_partner(ra)
+    poid = new_order(ra, partner).order.partner_order_id
+    before = state(ra, poid)
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(certificate_store, "revoke", failing)
+    with pytest.raises(InternalError) as caught:
+        revoke(ra, partner, poid)
+    monkeypatch.undo()
+    assert "disk full" not in caught.value.message
+    assert state(ra, poid) == before
+    with ra.sessions() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.partner_order_id == poid,
+                                                         AuditEvent.action == "revoke")).one()
+    assert (event.outcome, event.code, event.incident_id) == ("failed", -9000, caught.value.incident_id)
