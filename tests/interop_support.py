@@ -9,7 +9,7 @@ import json
 import shutil
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +23,10 @@ from soap_service.ra.service import RegistrationAuthority
 INTEROP = Path(__file__).resolve().parent / "interop"
 SCRIPT_TIMEOUT = 60
 NAMES = ("example.com", "www.example.com")
-OPERATIONS = {"Hello", "Reissue", "ValidateOrderParameters", "ParseCSR", "GetOrderByPartnerOrderID"}
+OPERATIONS = {
+    "Hello", "Reissue", "ValidateOrderParameters", "ParseCSR", "GetOrderByPartnerOrderID",
+    "Revoke", "ModifyOrder", "GetModifiedOrders",
+}
 HELLO = "bonjour — ünïcödé ✓ <&>"
 
 
@@ -101,15 +104,22 @@ class InteropOrders:
     fresh: Any  # an OrderView left with its one certificate
     reused_key: Any  # an OrderView whose reissue reuses its key
     key: ec.EllipticCurvePrivateKey
+    revoked_by_serial: Any  # an OrderView whose certificate the run revokes by SerialNumber
+    revoked_by_pem: Any  # an OrderView whose certificate the run revokes by its PEM alone
+    since: datetime  # before the first of them was made
 
 
 def make_orders(ra: RegistrationAuthority, partner: TestPartner) -> InteropOrders:
     key = ec.generate_private_key(ec.SECP256R1())
+    since = datetime.now(UTC) - timedelta(seconds=1)
     return InteropOrders(
         reissued=new_order(ra, partner).order,
         fresh=new_order(ra, partner).order,
         reused_key=new_order(ra, partner, csr=csr_pem(make_csr(key, NAMES))).order,
         key=key,
+        revoked_by_serial=new_order(ra, partner).order,
+        revoked_by_pem=new_order(ra, partner).order,
+        since=since,
     )
 
 
@@ -144,6 +154,17 @@ def client_job(server: RunningServer, partner: TestPartner, orders: InteropOrder
             {"name": "optional_nulls", "operation": "ValidateOrderParameters", "order": fresh,
              "csr": fresh_key_csr(NAMES), "optional_nulls": True},
             {"name": "fault", "operation": "Hello", "input": "x", "soap_action": "Reissue"},
+            {"name": "revoke", "operation": "Revoke", "order": orders.revoked_by_serial.partner_order_id,
+             "serial": orders.revoked_by_serial.certificate.serial, "reason": "superseded"},
+            {"name": "revoke_again", "operation": "Revoke", "order": orders.revoked_by_serial.partner_order_id,
+             "serial": orders.revoked_by_serial.certificate.serial, "reason": "superseded"},
+            {"name": "revoke_by_pem", "operation": "Revoke", "certificate": orders.revoked_by_pem.certificate.pem,
+             "reason": "cessationOfOperation"},
+            {"name": "modified", "operation": "GetModifiedOrders", "from": orders.since.isoformat(),
+             "to": (datetime.now(UTC) + timedelta(hours=1)).isoformat(), "page_size": 500},
+            *([{"name": "modified_as_date", "operation": "GetModifiedOrders", "from": orders.since.isoformat(),
+                "to": (datetime.now(UTC) + timedelta(hours=1)).isoformat(), "as_date": True}]
+              if client.family == "node" else []),
         ],
     }
 
@@ -156,6 +177,7 @@ class ClientRun:
     reissued_order: Any
     fresh_order: Any
     reused_key_order: Any
+    orders: InteropOrders
     report: dict[str, Any]
 
     def call(self, name: str) -> dict[str, Any]:
@@ -180,7 +202,7 @@ def run_client(client: InteropClient, server: RunningServer, partner: TestPartne
     command = " ".join(client.command)
     assert completed.returncode == 0, f"{command} exited {completed.returncode}:\n{completed.stderr}"
     report: dict[str, Any] = json.loads(completed.stdout)
-    return ClientRun(client, orders.reissued, orders.fresh, orders.reused_key, report)
+    return ClientRun(client, orders.reissued, orders.fresh, orders.reused_key, orders, report)
 
 
 def when(stamp: str) -> datetime:

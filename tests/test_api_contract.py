@@ -185,7 +185,8 @@ def test_no_element_is_nillable_and_integers_are_xs_int() -> None:
     assert not [e.get("name") for e in elements if e.get("type") in ("xs:integer", "xs:long", "xs:decimal")]
     assert {e.get("type") for e in elements if e.get("name") in ("SuccessCode", "ErrorCode", "KeySize")} == {"xs:int"}
     lists = {e.get("name") for e in elements if e.get("maxOccurs") == "unbounded"}
-    assert lists == {"DNSName", "Error", "Warning", "CACertificate", "SubjectAttribute", "Contact", "Certificate"}
+    assert lists == {"DNSName", "Error", "Warning", "CACertificate", "SubjectAttribute", "Contact", "Certificate",
+                     "SerialNumber", "OrderChange"}
 
 
 # ------------------------------------------------------------------------------------- the guard
@@ -212,7 +213,7 @@ def test_guard_reads_the_operation_of_a_valid_envelope() -> None:
         (b'<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Body/></e:Envelope>',
          "VersionMismatch"),
         (f'<e:Envelope xmlns:e="{SOAP_ENV}"><e:Body/></e:Envelope>'.encode(), "UnknownOperation"),
-        (envelope("Revoke", "<o:Request/>"), "UnknownOperation"),
+        (envelope("DeleteOrder", "<o:Request/>"), "UnknownOperation"),
         (f'<e:Envelope xmlns:e="{SOAP_ENV}"><e:Body><Hello><Input/></Hello></e:Body></e:Envelope>'.encode(),
          "UnknownOperation"),
         (envelope("Hello", "<o:Input/>").replace(b"</soapenv:Body>", b"<o:Hello/></soapenv:Body>"),

@@ -18,8 +18,10 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from soap_service.api import models as m
 from soap_service.errors import ServiceError
+from soap_service.ra.changes import OrderChangeView
 from soap_service.ra.csr import ParsedCSR
 from soap_service.ra.queries import OrderAnswer
+from soap_service.ra.revocation import CancelledOrder, RevokedCertificate
 from soap_service.ra.views import CertificateView, ChainCertificate, IssuanceOutcome, Notice, OrderView
 
 SUCCESS = 0
@@ -241,6 +243,45 @@ def order_detail(answer: OrderAnswer, options: m.OrderQueryOptions | None) -> m.
         if wanted("ReturnCertificateHistory")
         else None,
     )
+
+
+def _serial_numbers(serials: Sequence[str]) -> m.SerialNumbers | None:
+    """The list, or None (the element left out) when it is empty."""
+    return m.SerialNumbers(SerialNumber=list(serials)) if serials else None
+
+
+def revoked_certificate(revoked: RevokedCertificate, now: datetime) -> m.RevokeResult:
+    return m.RevokeResult(
+        OrderResponseHeader=order_header(revoked.partner_order_id, now),
+        OrderID=revoked.order_id,
+        SerialNumber=revoked.serial_number,
+        RevokedAt=revoked.revoked_at,
+        RevokeReason=revoked.reason,
+        AlsoRevoked=_serial_numbers(revoked.also_revoked),
+    )
+
+
+def cancelled_order(cancelled: CancelledOrder, now: datetime) -> m.ModifyOrderResult:
+    return m.ModifyOrderResult(
+        OrderResponseHeader=order_header(cancelled.partner_order_id, now),
+        OrderID=cancelled.order_id,
+        CancelledAt=cancelled.cancelled_at,
+        Revoked=_serial_numbers(cancelled.revoked),
+    )
+
+
+def order_changes(changes: Sequence[OrderChangeView]) -> m.OrderChanges:
+    return m.OrderChanges(OrderChange=[
+        m.OrderChange(
+            OrderID=change.order_id,
+            PartnerOrderID=change.partner_order_id,
+            ChangedAt=change.at,
+            Change=change.change,
+            SerialNumber=change.serial_number,
+            Detail=_optional_text(change.detail),
+        )
+        for change in changes
+    ])
 
 
 def _second(moment: datetime) -> datetime:

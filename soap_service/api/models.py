@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from soap_service.api.spyne_loader import Boolean, ComplexModel, DateTime, Integer32, Unicode
+from soap_service.ra.revocation import REVOCATION_REASONS
 
 TNS = "urn:soap-service:order:v1"
 """The one target namespace of every message type."""
@@ -113,6 +114,66 @@ class OrderQueryOptions(_Model):
         ("ReturnCACerts", Flag),
         ("ReturnPKCS7Cert", Flag),
         ("ReturnCertificateHistory", Flag),
+    ]
+
+
+# Revocation (docs/design.md, "The SOAP contract"): every text element the partner sends is
+# bounded here, in the published schema, and a closed set of values is an enumeration.
+MAX_CERTIFICATE_PEM_CHARS = 64 * 1024
+"""Revoke's Certificate: a PEM certificate, bounded as a CSR is."""
+MAX_SERIAL_NUMBER_CHARS = 64
+"""Revoke's SerialNumber: hex, 40 digits for the largest serial RFC 5280 allows (20 octets),
+with room for a leading zero or a colon-separated spelling."""
+IN_TNS: dict[str, Any] = {"__namespace__": TNS}
+"""For a named simple type: in the one target namespace (spyne's default is its own module's)."""
+MODIFY_ORDER_OPERATIONS = ("CANCEL",)
+"""What ModifyOrder can do to an order today."""
+
+RevokeReason = Unicode(values=list(REVOCATION_REASONS), type_name="RevokeReason", **IN_TNS, **REQUIRED)
+ModifyOrderOperation = Unicode(
+    values=list(MODIFY_ORDER_OPERATIONS), type_name="ModifyOrderOperation", **IN_TNS, **REQUIRED
+)
+CertificatePEM = Unicode(max_len=MAX_CERTIFICATE_PEM_CHARS, type_name="CertificatePEM", **IN_TNS, **OPTIONAL)
+SerialNumberText = Unicode(max_len=MAX_SERIAL_NUMBER_CHARS, type_name="SerialNumberText", **IN_TNS, **OPTIONAL)
+
+
+class RevokeOrderRequestHeader(_Model):
+    """Revoke's header: an OrderRequestHeader whose PartnerOrderID may be left out when the
+    request names the certificate by its PEM."""
+
+    __type_name__ = "RevokeOrderRequestHeader"
+    _type_info = [
+        ("PartnerCode", Text),
+        ("AuthToken", required(AuthToken)),
+        ("PartnerOrderID", OptionalText),
+    ]
+
+
+class RevokeRequest(_Model):
+    __type_name__ = "RevokeRequest"
+    _type_info = [
+        ("OrderRequestHeader", required(RevokeOrderRequestHeader)),
+        ("Certificate", CertificatePEM),
+        ("SerialNumber", SerialNumberText),
+        ("RevokeReason", RevokeReason),
+    ]
+
+
+class ModifyOrderRequest(_Model):
+    __type_name__ = "ModifyOrderRequest"
+    _type_info = [
+        ("OrderRequestHeader", required(OrderRequestHeader)),
+        ("ModifyOrderOperation", ModifyOrderOperation),
+    ]
+
+
+class GetModifiedOrdersRequest(_Model):
+    __type_name__ = "GetModifiedOrdersRequest"
+    _type_info = [
+        ("QueryRequestHeader", required(QueryRequestHeader)),
+        ("FromDate", Time),
+        ("ToDate", Time),
+        ("PageSize", Integer32(**OPTIONAL)),
     ]
 
 
@@ -333,6 +394,33 @@ class OrderDetail(_Model):
     ]
 
 
+# ------------------------------------------------------------------------------ revocation
+
+
+class SerialNumbers(_Model):
+    __type_name__ = "SerialNumbers"
+    _type_info = [("SerialNumber", Unicode(**LIST_ITEM))]
+
+
+class OrderChange(_Model):
+    """One change of an order in GetModifiedOrders' feed."""
+
+    __type_name__ = "OrderChange"
+    _type_info = [
+        ("OrderID", Text),
+        ("PartnerOrderID", Text),
+        ("ChangedAt", Time),
+        ("Change", Text),
+        ("SerialNumber", OptionalText),
+        ("Detail", OptionalText),
+    ]
+
+
+class OrderChanges(_Model):
+    __type_name__ = "OrderChanges"
+    _type_info = [("OrderChange", items(OrderChange))]
+
+
 # --------------------------------------------------------------------------------- results
 
 
@@ -369,4 +457,35 @@ class GetOrderByPartnerOrderIDResult(_Model):
     _type_info = [
         ("QueryResponseHeader", required(QueryResponseHeader)),
         ("OrderDetail", optional(OrderDetail)),
+    ]
+
+
+class RevokeResult(_Model):
+    __type_name__ = "RevokeResult"
+    _type_info = [
+        ("OrderResponseHeader", required(OrderResponseHeader)),
+        ("OrderID", OptionalText),
+        ("SerialNumber", OptionalText),
+        ("RevokedAt", OptionalTime),
+        ("RevokeReason", OptionalText),
+        ("AlsoRevoked", optional(SerialNumbers)),
+    ]
+
+
+class ModifyOrderResult(_Model):
+    __type_name__ = "ModifyOrderResult"
+    _type_info = [
+        ("OrderResponseHeader", required(OrderResponseHeader)),
+        ("OrderID", OptionalText),
+        ("CancelledAt", OptionalTime),
+        ("Revoked", optional(SerialNumbers)),
+    ]
+
+
+class GetModifiedOrdersResult(_Model):
+    __type_name__ = "GetModifiedOrdersResult"
+    _type_info = [
+        ("QueryResponseHeader", required(QueryResponseHeader)),
+        ("OrderChanges", optional(OrderChanges)),
+        ("More", Flag),
     ]

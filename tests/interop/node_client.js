@@ -7,7 +7,8 @@
  *   job    {"wsdl": URL, "location": URL,
  *           "partner": {"code", "username", "password"},
  *           "calls": [{"name", "operation", "input"?, "order"?, "csr"?, "password"?,
- *                      "dns_names"?, "options"?, "soap_action"?, "optional_nulls"?}]}
+ *                      "dns_names"?, "options"?, "soap_action"?, "optional_nulls"?,
+ *                      "serial"?, "certificate"?, "reason"?, "from"?, "to"?, "page_size"?, "as_date"?}]}
  *   report {"client", "load_error", "operations", "warnings",
  *           "calls": {name: {"status", "result", "dates", "request"} | {"status", "fault", "request"}}}
  *
@@ -78,6 +79,31 @@ function argumentsOf(job, call) {
       const request = { QueryRequestHeader: queryHeader(job, call), PartnerOrderID: call.order };
       if (call.options) {
         request.OrderQueryOptions = call.options;
+      }
+      return { Request: request };
+    }
+    case 'Revoke': {
+      // Keys in the schema's order; an optional element left out is a key left out (never null).
+      const header = { PartnerCode: job.partner.code, AuthToken: authToken(job, call) };
+      if (call.order) {
+        header.PartnerOrderID = call.order;
+      }
+      const request = { OrderRequestHeader: header };
+      if (call.certificate) {
+        request.Certificate = call.certificate;
+      }
+      if (call.serial) {
+        request.SerialNumber = call.serial;
+      }
+      request.RevokeReason = call.reason;
+      return { Request: request };
+    }
+    case 'GetModifiedOrders': {
+      // ISO 8601 strings with their zone; "as_date": JavaScript Date objects (which node-soap sends empty).
+      const date = (text) => (call.as_date ? new Date(text) : text);
+      const request = { QueryRequestHeader: queryHeader(job, call), FromDate: date(call.from), ToDate: date(call.to) };
+      if (call.page_size) {
+        request.PageSize = call.page_size;
       }
       return { Request: request };
     }

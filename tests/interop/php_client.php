@@ -7,7 +7,8 @@
  *   job    {"wsdl": URL, "location": URL, "features": ["SOAP_SINGLE_ELEMENT_ARRAYS"] | [],
  *           "partner": {"code", "username", "password"},
  *           "calls": [{"name", "operation", "input"?, "order"?, "csr"?, "password"?,
- *                      "dns_names"?, "options"?, "soap_action"?, "optional_nulls"?}]}
+ *                      "dns_names"?, "options"?, "soap_action"?, "optional_nulls"?,
+ *                      "serial"?, "certificate"?, "reason"?, "from"?, "to"?, "page_size"?}]}
  *   report {"client", "features", "load_error", "functions", "operations", "warnings",
  *           "calls": {name: {"status", "result" | "fault", "request"}}}
  *
@@ -90,6 +91,27 @@ function invoke(OrderClient $client, array $job, array $call): object
                 $request['OrderQueryOptions'] = $call['options'];
             }
             return $client->GetOrderByPartnerOrderID(['Request' => $request]);
+        case 'Revoke':
+            $header = ['PartnerCode' => $job['partner']['code'], 'AuthToken' => auth_token($job, $call)];
+            if (isset($call['order'])) {
+                $header['PartnerOrderID'] = $call['order'];
+            }
+            $request = ['OrderRequestHeader' => $header];
+            if (isset($call['certificate'])) {
+                $request['Certificate'] = $call['certificate'];
+            }
+            if (isset($call['serial'])) {
+                $request['SerialNumber'] = $call['serial'];
+            }
+            $request['RevokeReason'] = $call['reason'];
+            return $client->Revoke(['Request' => $request]);
+        case 'GetModifiedOrders':
+            $request = ['QueryRequestHeader' => query_header($job, $call), 'FromDate' => $call['from'],
+                        'ToDate' => $call['to']];
+            if (isset($call['page_size'])) {
+                $request['PageSize'] = $call['page_size'];
+            }
+            return $client->GetModifiedOrders(['Request' => $request]);
     }
     throw new InvalidArgumentException('unknown operation ' . $call['operation']);
 }
