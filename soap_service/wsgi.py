@@ -30,7 +30,8 @@ from soap_service.api.application import create_wsgi_app
 from soap_service.config import Settings, load_settings
 from soap_service.ra.crls import CRLPublisher
 from soap_service.ra.service import RegistrationAuthority
-from soap_service.status.application import StatusApplication, not_found
+from soap_service.status.application import StatusApplication
+from soap_service.status.ocsp import create_ocsp_application
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -65,7 +66,7 @@ def create_application(settings: Settings | None = None) -> Dispatcher:
     ra = RegistrationAuthority.from_settings(settings)
     try:
         ra.prepare()
-        ocsp: WSGIApp = not_found  # the OCSP responder (soap_service.status.ocsp) plugs in here
+        ocsp: WSGIApp = create_ocsp_application(ra)  # the OCSP responder (soap_service.status.ocsp)
         return Dispatcher(ra, soap=create_wsgi_app(ra), status=StatusApplication(CRLPublisher(ra)), ocsp=ocsp)
     except BaseException:
         ra.close()

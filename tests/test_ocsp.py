@@ -317,3 +317,22 @@ def test_responder_certificate_profile(responder: Responder) -> None:
         assert certificate.not_valid_after_utc - certificate.not_valid_before_utc == RESPONDER_VALIDITY
         certificate.verify_directly_issued_by(ca)
         assert full_serverauth_lint(certificate) == ("OCSP_RESPONDER", [])
+
+
+def test_a_responder_nearing_expiry_is_renewed_by_the_next_request(fresh: TestInstallation, tmp_path: Path) -> None:
+    ra = fresh.ra
+    issued = issued_files(new_order(ra, new_partner(ra)), tmp_path)
+    service = OCSPResponderService(ra)
+    request = request_der(issued.leaf, issued.issuer)
+    before = _status(service.answer(request).der).certificates[0]
+    real_clock = ra.clock
+    ra.clock = lambda: before.not_valid_after_utc - RENEWAL_MARGIN + timedelta(hours=1)
+    try:
+        after = _status(service.answer(request).der)
+    finally:
+        ra.clock = real_clock
+    assert after.certificate_status == ocsp.OCSPCertStatus.GOOD
+    renewed = after.certificates[0]
+    assert renewed.serial_number != before.serial_number
+    assert renewed.not_valid_after_utc > before.not_valid_after_utc
+    assert len(_responders(ra)) == 2 * ISSUING_CAS

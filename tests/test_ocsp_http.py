@@ -1,7 +1,7 @@
 """The OCSP responder over HTTP (docs/design.md, "OCSP"; RFC 6960 appendix A): POST and GET, the
 content types, the bounds checked before parsing, Cache-Control, and error statuses that are
 always an OCSPResponse (never HTML, never a 500). On SQLite and PostgreSQL, through the WSGI
-callable itself; the real server's wiring of /ocsp is tested where the status front end is.
+callable itself, and through the real server (soap-service serve, 2 workers) with openssl.
 """
 
 from __future__ import annotations
@@ -9,18 +9,26 @@ from __future__ import annotations
 import base64
 import io
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.x509 import ocsp
-from ocsp_support import Issued, issued_files, request_der
+from ocsp_support import Issued, issued_files, openssl_ocsp, request_der
 
+from api_support import RunningServer, running_server
+from api_support import request as http_request
 from conftest import TestInstallation
 from factory import new_order, new_partner
 from soap_service.ca.ocsp import MAX_REQUEST_BYTES
+from soap_service.config import load_settings
 from soap_service.ra.ocsp import OCSPResponderService
-from soap_service.status.ocsp import MAX_GET_CHARS, MAX_HTTP_CACHE, OCSPApplication
+from soap_service.ra.revocation import Revoker, RevokeRequest
+from soap_service.ra.service import RegistrationAuthority
+from soap_service.status.ocsp import MAX_GET_CHARS, MAX_HTTP_CACHE, REQUEST_TYPE, RESPONSE_TYPE, OCSPApplication
 
 
 @dataclass
@@ -204,3 +212,50 @@ def test_mounted_at_ocsp(setup: Setup) -> None:
     body = b"".join(setup.app(environ, start_response))
     assert captured["status"] == "200 OK"
     assert ocsp.load_der_ocsp_response(body).certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
+# ------------------------------------------------------------------------------- the real server
+
+
+@pytest.fixture(scope="module")
+def server(installation: TestInstallation, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    yield from running_server(installation, tmp_path_factory, workers=2)
+
+
+def test_real_server_good_revoked_unknown_and_errors(
+    installation: TestInstallation, server: RunningServer, tmp_path: Path
+) -> None:
+    """soap-service serve with 2 workers: openssl ocsp at the leaf's own OCSP URL says good, then
+    revoked with its reason after Revoke; unknown for a serial never issued; hostile requests get
+    error statuses and the server answers the next one."""
+    ra = RegistrationAuthority.from_settings(
+        load_settings({**installation.environ, "SOAP_SERVICE_PUBLIC_URL": server.base_url})
+    )
+    try:
+        partner = new_partner(ra)
+        outcome = new_order(ra, partner)
+        issued = issued_files(outcome, tmp_path)
+        assert issued.ocsp_url == server.base_url + "/ocsp"
+        output = openssl_ocsp(issued)
+        assert f"{issued.leaf_file}: good" in output and "Response verify OK" in output, output
+        assert "WARNING" not in output, output  # nonce echoed
+        Revoker(ra).revoke_by_operator(
+            partner.code, RevokeRequest(outcome.order.partner_order_id, None, None, "keyCompromise")
+        )
+        for _ in range(4):  # each worker, whatever it cached, sees the revocation at once
+            output = openssl_ocsp(issued, "-no_nonce")
+            assert f"{issued.leaf_file}: revoked" in output and "Reason: keyCompromise" in output, output
+        serial = x509.random_serial_number()
+        assert f"{hex(serial)}: unknown" in openssl_ocsp(issued, serial=serial)
+    finally:
+        ra.close()
+    for body, content_type in ((b"", REQUEST_TYPE), (b"garbage", REQUEST_TYPE),
+                               (b"0" * (MAX_REQUEST_BYTES + 1), REQUEST_TYPE),
+                               (request_der(issued.leaf, issued.issuer), "text/xml")):
+        status, headers, answer = http_request(server, "POST", "/ocsp", body, {"Content-Type": content_type})
+        assert status == 200 and headers["content-type"] == RESPONSE_TYPE
+        assert ocsp.load_der_ocsp_response(answer).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    path = "/ocsp/" + base64.b64encode(request_der(issued.leaf, issued.issuer)).decode().replace("/", "%2F")
+    status, headers, answer = http_request(server, "GET", path)
+    assert status == 200 and headers["cache-control"].startswith("public, max-age=")
+    assert ocsp.load_der_ocsp_response(answer).certificate_status == ocsp.OCSPCertStatus.REVOKED

@@ -142,6 +142,14 @@ class OCSPResponderService:
 
     # ------------------------------------------------------------------ issuers and responders
 
+    def prepare(self) -> None:
+        """Load the issuers and unlock the responder keys (making or renewing responders as needed)
+        before the first request; a failure is logged and the first request tries again."""
+        try:
+            self._load_issuers()
+        except Exception:
+            logger.exception("OCSP: the responders could not be loaded; the first request will try again")
+
     def _load_issuers(self) -> dict[tuple[str, bytes, bytes], _Issuer]:
         issuers = self._issuers
         if issuers is not None:

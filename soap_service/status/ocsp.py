@@ -23,6 +23,7 @@ from typing import Any
 
 from soap_service.ca.ocsp import MAX_REQUEST_BYTES, CertificateState, ErrorStatus
 from soap_service.ra.ocsp import OCSPAnswer, OCSPResponderService
+from soap_service.ra.service import RegistrationAuthority
 
 StartResponse = Callable[..., Any]
 
@@ -121,5 +122,8 @@ def _respond(
     return [] if head else [answer.der]
 
 
-def create_ocsp_application(service: OCSPResponderService, clock: Callable[[], datetime]) -> OCSPApplication:
-    return OCSPApplication(service, clock)
+def create_ocsp_application(ra: RegistrationAuthority) -> OCSPApplication:
+    """The OCSP responder of a worker: its issuers and responder keys loaded before it serves."""
+    service = OCSPResponderService(ra)
+    service.prepare()
+    return OCSPApplication(service, ra.clock)
