@@ -138,3 +138,33 @@ def test_sixteen_parallel_revocations_and_reissues_from_two_processes(ra, instal
                 worker.kill()
     assert all(worker.exitcode == 0 for worker in workers)
     check_history(ra, poid, outcomes)
+
+
+@pytest.mark.slow
+def test_parallel_key_compromise_revocations_of_one_key_from_two_orders_take_turns(ra):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    partner, other = new_partner(ra), new_partner(ra)
+    key = ec.generate_private_key(ec.SECP256R1())
+    orders = [new_order(ra, p, csr=fresh_key_csr(key=key)) for p in (partner, other)]
+    together = threading.Barrier(8)
+
+    def one(number: int) -> str:
+        owner, created = ((partner, orders[0]), (other, orders[1]))[number % 2]
+        together.wait()
+        try:
+            Revoker(ra).revoke(owner.credentials(), RevokeRequest(created.order.partner_order_id, None, None,
+                                                                  "keyCompromise"), channel="api")
+        except ServiceError as refusal:
+            return str(refusal.code)
+        return "ok"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(one, range(8)))
+    assert sorted(outcomes) == sorted(["ok"] + [str(AlreadyRevoked.code)] * 7), outcomes
+    with ra.readers() as session:
+        revoked = [session.scalar(select(Certificate).where(Certificate.serial == o.certificate.serial))
+                   for o in orders]
+    assert {(c.status, c.revocation_reason) for c in revoked if c is not None} == {
+        (CertificateStatus.REVOKED, "keyCompromise")}
+    assert len({c.revoked_at for c in revoked if c is not None}) == 1

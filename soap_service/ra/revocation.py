@@ -167,6 +167,11 @@ class Revoker:
         now = self._ra.clock()
         with self._ra.sessions() as session, session.begin():
             order, certificate = self._locate(session, partner, target)
+            if target.reason == KEY_COMPROMISE:
+                # Every keyCompromise of this key takes turns on the key's lock (PostgreSQL), and
+                # decides on the certificate as the one before it left it.
+                certificates.lock_key(session, certificate.spki_sha256)
+                session.refresh(certificate)
             if order.status == OrderStatus.CANCELLED:
                 raise OrderStateInvalid("the order is cancelled")
             if certificate.status == CertificateStatus.REVOKED:
@@ -177,13 +182,11 @@ class Revoker:
                 certificates.revoke(session, [certificate], at=now, reason=target.reason)
             changes.add_change(session, order=order, at=now, change="revoked",
                                certificate_serial=certificate.serial, detail=target.reason)
-            touched = [order.id]
             also: list[str] = []
             if target.reason == KEY_COMPROMISE:
                 others = self._revoke_key(session, certificate, now)
-                touched += [o.id for o, _c in others]
                 also = [c.serial for o, c in others if o.partner_id == partner.id]
-            orders.record_change(session, touched, at=now)
+            orders.record_change(session, [order.id], at=now)
             assert certificate.revoked_at is not None
             audit.append_event(
                 session, at=now, channel=subject.channel, action=subject.action, outcome="success", code=0,

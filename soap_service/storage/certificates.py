@@ -59,7 +59,7 @@ def is_key_blocked(session: Session, spki_sha256: str) -> bool:
     may issue with it, and then revokes it too (docs/design.md, "Revocation"). SQLite needs
     none: its writers are serialized by ``BEGIN IMMEDIATE``.
     """
-    _lock_key(session, spki_sha256, shared=True)
+    lock_key(session, spki_sha256, shared=True)
     return session.get(BlockedKey, spki_sha256) is not None
 
 
@@ -71,7 +71,7 @@ def block_key(
     On PostgreSQL takes the key's exclusive lock first (held to the commit): the issuances
     that asked about the key before end first, the ones after see it blocked.
     """
-    _lock_key(session, spki_sha256, shared=False)
+    lock_key(session, spki_sha256, shared=False)
     if session.get(BlockedKey, spki_sha256) is not None:
         return
     try:
@@ -84,9 +84,9 @@ def block_key(
             raise
 
 
-def _lock_key(session: Session, spki_sha256: str, *, shared: bool) -> None:
+def lock_key(session: Session, spki_sha256: str, *, shared: bool = False) -> None:
     """A transaction-scoped advisory lock on one key (PostgreSQL only), named by the first 60
-    bits of its SPKI SHA-256."""
+    bits of its SPKI SHA-256; taken again in the same transaction, it is already held."""
     if session.get_bind().dialect.name != "postgresql":
         return
     key = int(spki_sha256[:15], 16)

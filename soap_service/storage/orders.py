@@ -18,9 +18,12 @@ def find_order(
 ) -> Order | None:
     """The order of this partner with this PartnerOrderID; locks its row when asked.
 
-    ``FOR UPDATE`` is what serializes reissues on PostgreSQL; SQLite ignores it and
-    relies on ``BEGIN IMMEDIATE`` (see ``db``). Both also pass the version check of
-    :func:`set_current_certificate`.
+    ``FOR NO KEY UPDATE`` is what serializes reissues and revocations on PostgreSQL; SQLite
+    ignores it and relies on ``BEGIN IMMEDIATE`` (see ``db``). Both also pass the version
+    check of :func:`set_current_certificate`. Not ``FOR UPDATE``: that would also block the
+    ``FOR KEY SHARE`` lock a foreign key check takes, so a keyCompromise revocation writing
+    an order change of another order would wait for that order's reissue while the reissue
+    waits for the key (docs/design.md, "Revocation").
     """
     query = (
         select(Order)
@@ -28,7 +31,7 @@ def find_order(
         .options(selectinload(Order.names), selectinload(Order.contacts), selectinload(Order.product))
     )
     if for_update:
-        query = query.with_for_update(of=Order)
+        query = query.with_for_update(of=Order, key_share=True)
     return session.scalar(query)
 
 
@@ -42,7 +45,7 @@ def lock_order(session: Session, order_pk: int) -> Order | None:
         select(Order)
         .where(Order.id == order_pk)
         .options(selectinload(Order.names), selectinload(Order.contacts), selectinload(Order.product))
-        .with_for_update(of=Order)
+        .with_for_update(of=Order, key_share=True)
     )
     return session.scalar(query)
 
