@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -188,16 +189,36 @@ def test_other_methods_and_paths(setup: Setup) -> None:
     assert reply.response.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
 
 
-def test_internal_failure_is_internal_error_not_500(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_internal_failure_is_internal_error_not_500(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def fail(_question: object) -> None:
         raise RuntimeError("database gone")
 
     monkeypatch.setattr(setup.service, "_answer", fail)
-    reply = call(setup.app, "POST", "/ocsp", _good(setup))
+    with caplog.at_level(logging.INFO):
+        reply = call(setup.app, "POST", "/ocsp", _good(setup))
     assert reply.status == "200 OK"
     assert reply.response.response_status == ocsp.OCSPResponseStatus.INTERNAL_ERROR
+    (incident_line,) = [r for r in caplog.records if r.name == "soap_service.ra.ocsp"]
+    assert "OCSP answer failed, incident" in incident_line.getMessage()
+    incident = incident_line.getMessage().rsplit(" ", 1)[1]
+    (request_line,) = [r.getMessage() for r in caplog.records if r.name == "soap_service.status.requests"]
+    assert "op=ocsp ca=- outcome=internal_error http=200" in request_line and f"incident={incident}" in request_line
     monkeypatch.undo()
     _assert_answered(setup)
+
+
+def test_one_log_line_per_request(setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="soap_service.status.requests"):
+        call(setup.app, "POST", "/ocsp", _good(setup))
+        call(setup.app, "POST", "/ocsp", b"garbage")
+        call(setup.app, "PUT", "/ocsp", b"")
+    lines = [r.getMessage() for r in caplog.records if r.name == "soap_service.status.requests"]
+    assert len(lines) == 3
+    assert lines[0].startswith("op=ocsp ca=GEOTRUST-TLS outcome=good http=200 ")
+    assert lines[1].startswith("op=ocsp ca=- outcome=malformed_request http=200 ")
+    assert lines[2].startswith("op=ocsp ca=- outcome=malformed_request http=405 ")
 
 
 def test_mounted_at_ocsp(setup: Setup) -> None:

@@ -34,6 +34,7 @@ from soap_service.ca.ocsp import (
     sign_response,
 )
 from soap_service.ca.ocsp_responder import create_responder, needs_renewal
+from soap_service.ra.incidents import open_incident
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.storage import authorities
 from soap_service.storage import ocsp as ocsp_storage
@@ -117,10 +118,20 @@ class OCSPAnswer:
     der: bytes
     cache_until: datetime | None = None
     state: CertificateState | None = None  # None: an error status
+    error: ErrorStatus | None = None
+    ca: str | None = None  # the issuing CA the request named, when it is ours
+    incident: str | None = None  # the incident an internalError opened
 
     @classmethod
-    def error(cls, status: ErrorStatus) -> OCSPAnswer:
-        return cls(error_response(status))
+    def failed(cls, status: ErrorStatus, *, ca: str | None = None, incident: str | None = None) -> OCSPAnswer:
+        return cls(error_response(status), error=status, ca=ca, incident=incident)
+
+    @property
+    def outcome(self) -> str:
+        """What the request log says: good, revoked, unknown, or the error status."""
+        if self.state is not None:
+            return self.state.value
+        return self.error.name.lower() if self.error is not None else "-"
 
 
 @dataclass(frozen=True)
@@ -202,23 +213,23 @@ class OCSPResponderService:
         try:
             question = read_request(request_der)
         except MalformedRequest:
-            return OCSPAnswer.error(ErrorStatus.MALFORMED_REQUEST)
+            return OCSPAnswer.failed(ErrorStatus.MALFORMED_REQUEST)
         try:
             return self._answer(question)
-        except Exception:
-            logger.exception("OCSP: internal error answering a request")
-            return OCSPAnswer.error(ErrorStatus.INTERNAL_ERROR)
+        except Exception as failure:  # noqa: BLE001 - any failure is an incident, answered internalError
+            incident = open_incident(logger, "OCSP answer failed", failure=failure)
+            return OCSPAnswer.failed(ErrorStatus.INTERNAL_ERROR, incident=incident.incident_id)
 
     def _answer(self, question: OCSPQuestion) -> OCSPAnswer:
         issuers = self._load_issuers()
         issuer = issuers.get((question.hash_algorithm.name, question.issuer_name_hash, question.issuer_key_hash))
         if issuer is None:
-            return OCSPAnswer.error(ErrorStatus.UNAUTHORIZED)
+            return OCSPAnswer.failed(ErrorStatus.UNAUTHORIZED)
         now = self._ra.clock()
         issuer = self._renew_if_due(issuer, now)
         if issuer.responder_not_after <= now:
             logger.error("OCSP: the responder certificate of CA %s has expired", issuer.name)
-            return OCSPAnswer.error(ErrorStatus.INTERNAL_ERROR)
+            return OCSPAnswer.failed(ErrorStatus.INTERNAL_ERROR, ca=issuer.name)
         with self._ra.readers() as session:
             row = ocsp_storage.certificate_status(session, ca_id=issuer.id, serial=format(question.serial, "x"))
         if row is None:
@@ -229,12 +240,12 @@ class OCSPResponderService:
             state, revoked_at, reason = CertificateState.GOOD, None, None
         if question.nonce is not None:
             signed = sign_response(question, state, issuer.responder, now, revoked_at=revoked_at, reason=reason)
-            return OCSPAnswer(signed.der, None, state)
+            return OCSPAnswer(signed.der, None, state, ca=issuer.name)
         key = (issuer.id, question.serial, question.hash_algorithm.name)
         fingerprint = (issuer.responder_id, state, revoked_at, reason)
         cached = self._cache.get(key)
         if cached is not None and cached.fingerprint == fingerprint and now < cached.refresh_at:
-            return OCSPAnswer(cached.der, cached.next_update, state)
+            return OCSPAnswer(cached.der, cached.next_update, state, ca=issuer.name)
         signed = sign_response(question, state, issuer.responder, now, revoked_at=revoked_at, reason=reason)
         entry = _Cached(fingerprint, signed.der, signed.this_update + REFRESH_AFTER, signed.next_update)
         with self._lock:
@@ -242,4 +253,4 @@ class OCSPResponderService:
             self._cache.move_to_end(key)
             while len(self._cache) > CACHE_ENTRIES:
                 self._cache.popitem(last=False)
-        return OCSPAnswer(signed.der, signed.next_update, state)
+        return OCSPAnswer(signed.der, signed.next_update, state, ca=issuer.name)

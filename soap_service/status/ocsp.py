@@ -8,6 +8,10 @@ response, or an OCSPResponse with an error status (``malformedRequest``, ``unaut
 A GET answer about a good or revoked certificate may be kept by HTTP caches
 (``Cache-Control: public, max-age``) for at most :data:`MAX_HTTP_CACHE` and never past its nextUpdate.
 
+Each request ends with one line on ``soap_service.status.requests``: ``op=ocsp``, the issuing CA
+the request named (when it is ours), the outcome (good, revoked, unknown, or the error status),
+the HTTP status, the duration, the incident of an internalError, the client.
+
 Bounds, checked before anything is parsed: a body of at most ``ca.ocsp.MAX_REQUEST_BYTES`` (4 KiB),
 a GET path's base64 of at most :data:`MAX_GET_CHARS` characters.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from email.utils import format_datetime
@@ -24,6 +29,7 @@ from typing import Any
 from soap_service.ca.ocsp import MAX_REQUEST_BYTES, CertificateState, ErrorStatus
 from soap_service.ra.ocsp import OCSPAnswer, OCSPResponderService
 from soap_service.ra.service import RegistrationAuthority
+from soap_service.status.requestlog import log_status_request
 
 StartResponse = Callable[..., Any]
 
@@ -44,46 +50,62 @@ class OCSPApplication:
         self._clock = clock
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        captured: list[str] = []
+
+        def record(status: str, headers: list[tuple[str, str]]) -> Any:
+            captured.append(status)
+            return start_response(status, headers)
+
+        answer, body = self._route(environ, record)
+        log_status_request(
+            operation="ocsp", ca=answer.ca, outcome=answer.outcome, status=captured[0] if captured else "-",
+            duration_ms=(time.perf_counter() - started) * 1000, incident=answer.incident,
+            client=environ.get("REMOTE_ADDR"),
+        )
+        return body
+
+    def _route(self, environ: dict[str, Any], start_response: StartResponse) -> tuple[OCSPAnswer, Iterable[bytes]]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         rest = _after_ocsp(path)
         if rest is None:
-            return _respond(start_response, "404 Not Found", OCSPAnswer.error(ErrorStatus.MALFORMED_REQUEST))
+            answer = OCSPAnswer.failed(ErrorStatus.MALFORMED_REQUEST)
+            return answer, _respond(start_response, "404 Not Found", answer)
         if method == "POST" and rest in ("", "/"):
-            return _respond(start_response, "200 OK", self._post(environ))
+            answer = self._post(environ)
+            return answer, _respond(start_response, "200 OK", answer)
         if method in ("GET", "HEAD") and rest.startswith("/") and len(rest) > 1:
             answer = self._get(rest[1:])
-            return _respond(start_response, "200 OK", answer, self._cache_control(answer),
-                            head=method == "HEAD")
-        return _respond(
-            start_response, "405 Method Not Allowed", OCSPAnswer.error(ErrorStatus.MALFORMED_REQUEST),
-            extra=[("Allow", "GET, POST")],
-        )
+            return answer, _respond(start_response, "200 OK", answer, self._cache_control(answer),
+                                    head=method == "HEAD")
+        answer = OCSPAnswer.failed(ErrorStatus.MALFORMED_REQUEST)
+        return answer, _respond(start_response, "405 Method Not Allowed", answer, extra=[("Allow", "GET, POST")])
 
     def _post(self, environ: dict[str, Any]) -> OCSPAnswer:
         content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
         if content_type != REQUEST_TYPE:
-            return OCSPAnswer.error(ErrorStatus.MALFORMED_REQUEST)
+            return OCSPAnswer.failed(ErrorStatus.MALFORMED_REQUEST)
         try:
             length = int(environ.get("CONTENT_LENGTH") or "-1")
         except ValueError:
-            return OCSPAnswer.error(ErrorStatus.MALFORMED_REQUEST)
+            return OCSPAnswer.failed(ErrorStatus.MALFORMED_REQUEST)
         if length > MAX_REQUEST_BYTES:
-            return OCSPAnswer.error(ErrorStatus.MALFORMED_REQUEST)
+            return OCSPAnswer.failed(ErrorStatus.MALFORMED_REQUEST)
         stream = environ["wsgi.input"]
         body: bytes = stream.read(length if length >= 0 else MAX_REQUEST_BYTES + 1)
         if len(body) > MAX_REQUEST_BYTES:
-            return OCSPAnswer.error(ErrorStatus.MALFORMED_REQUEST)
+            return OCSPAnswer.failed(ErrorStatus.MALFORMED_REQUEST)
         return self._service.answer(body)
 
     def _get(self, encoded: str) -> OCSPAnswer:
         if len(encoded) > MAX_GET_CHARS:
-            return OCSPAnswer.error(ErrorStatus.MALFORMED_REQUEST)
+            return OCSPAnswer.failed(ErrorStatus.MALFORMED_REQUEST)
         text = encoded.replace("-", "+").replace("_", "/").rstrip("=")
         try:
             request = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
         except (binascii.Error, ValueError):
-            return OCSPAnswer.error(ErrorStatus.MALFORMED_REQUEST)
+            return OCSPAnswer.failed(ErrorStatus.MALFORMED_REQUEST)
         return self._service.answer(request)
 
     def _cache_control(self, answer: OCSPAnswer) -> list[tuple[str, str]]:
