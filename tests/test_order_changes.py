@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from factory import fresh_key_csr, new_order, new_partner
 from soap_service.errors import AuthenticationFailed, InvalidField
-from soap_service.ra.changes import MAX_PAGE, MAX_WINDOW, ChangesPage, modified_orders
+from soap_service.ra.changes import EARLIEST_YEAR, LATEST_YEAR, MAX_PAGE, MAX_WINDOW, ChangesPage, modified_orders
 from soap_service.ra.reissue import Reissuer, ReissueRequest
 from soap_service.ra.revocation import Revoker, RevokeRequest
 from soap_service.storage.models import AuditEvent, Order, OrderChange
@@ -140,6 +140,29 @@ def test_windows_out_of_bounds_are_refused_2019(ra, shift, field):
     with pytest.raises(InvalidField) as caught:
         feed(ra, partner, start, end)
     assert (caught.value.code, caught.value.field) == (-2019, field)
+
+
+@pytest.mark.parametrize(("start", "end", "field"), [
+    # Converting either end to UTC overflows a datetime: refused before any conversion.
+    ("0001-01-01T00:00:00+14:00", "0001-01-02T00:00:00+14:00", "FromDate"),
+    ("9999-12-31T00:00:00-14:00", "9999-12-31T23:00:00-14:00", "FromDate"),
+    ("2026-12-31T00:00:00Z", "9999-12-31T23:00:00-14:00", "ToDate"),
+    (f"{EARLIEST_YEAR - 1}-12-31T00:00:00Z", f"{EARLIEST_YEAR}-01-01T00:00:00Z", "FromDate"),
+    (f"{LATEST_YEAR}-12-31T00:00:00Z", f"{LATEST_YEAR + 1}-01-01T00:00:00Z", "ToDate"),
+])
+def test_dates_outside_the_years_are_refused_2019_before_any_conversion(ra, start, end, field):
+    partner = new_partner(ra)
+    with pytest.raises(InvalidField) as caught:
+        feed(ra, partner, datetime.fromisoformat(start), datetime.fromisoformat(end))
+    assert (caught.value.code, caught.value.field) == (-2019, field)
+
+
+def test_the_first_and_last_years_are_allowed(ra):
+    partner = new_partner(ra)
+    first = datetime(EARLIEST_YEAR, 1, 1, tzinfo=UTC)
+    last = datetime(LATEST_YEAR, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert feed(ra, partner, first, first + MAX_WINDOW).changes == ()
+    assert feed(ra, partner, last - MAX_WINDOW, last).changes == ()
 
 
 def test_the_widest_window_is_allowed(ra):

@@ -16,6 +16,10 @@ from soap_service.storage import changes
 
 MAX_WINDOW = timedelta(days=31)
 MAX_PAGE = 500
+EARLIEST_YEAR = 2000
+LATEST_YEAR = 2100
+"""FromDate and ToDate fall in these years (as written, in their own time zone): checked before
+any conversion to UTC, which overflows at the ends of what a datetime holds (0001-01-01T00:00:00+14:00)."""
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,13 @@ class ChangesPage:
 
 
 def check_window(from_date: datetime, to_date: datetime, page_size: int) -> None:
-    """-2019 on FromDate/ToDate for a naive, reversed or too wide window; on PageSize out of 1..MAX_PAGE."""
+    """-2019 on FromDate/ToDate for a naive, out of EARLIEST_YEAR..LATEST_YEAR, reversed or too wide
+    window; on PageSize out of 1..MAX_PAGE."""
     for field_name, value in (("FromDate", from_date), ("ToDate", to_date)):
         if value.tzinfo is None or value.utcoffset() is None:
             raise InvalidField(f"{field_name} needs a time zone (e.g. Z)", field=field_name)
+        if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+            raise InvalidField(f"{field_name} is not in the years {EARLIEST_YEAR} to {LATEST_YEAR}", field=field_name)
     if to_date <= from_date:
         raise InvalidField("ToDate is not after FromDate", field="ToDate")
     if to_date - from_date > MAX_WINDOW:
