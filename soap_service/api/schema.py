@@ -18,6 +18,7 @@ the expected elements at the end of a content error), with string operations, no
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 
@@ -75,9 +76,16 @@ VALUE_KINDS = {
 }
 """The built-in types lxml names at the end of a datatype error -> the rule a refusal names."""
 
+UNREADABLE_DATETIME = "is a date and time the service cannot read (hours 00 to 23, years 0001 to 9999)"
+"""An ``xs:dateTime`` the schema accepts but a Python datetime cannot hold: the hour 24
+(``24:00:00``, the next day's midnight), a year before 0001 or after 9999."""
+_READABLE_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):")
+"""The start of an ``xs:dateTime`` (already valid by the schema, whitespace collapsed) that
+spyne reads into a datetime: four digits of year (not 0000: the schema refuses it), hour 00 to 23."""
+
 PHRASES = frozenset(
     {*RULES.values(), *VALUE_KINDS.values(), OTHER_RULE, INVALID_VALUE, ATTRIBUTE_VALUE, MISSING, UNEXPECTED,
-     NOT_IN_SCHEMA, NOTHING_MORE, UNKNOWN_ELEMENT}
+     NOT_IN_SCHEMA, NOTHING_MORE, UNKNOWN_ELEMENT, UNREADABLE_DATETIME}
 )
 """Every fixed phrase a schema refusal is made of (the rest: the schema's element names)."""
 
@@ -121,6 +129,10 @@ class OperationSchema:
         self.boolean_names = frozenset(name for name, kinds in types.items() if name and kinds == {"xs:boolean"})
         """The local names the schema declares as ``xs:boolean`` only (whitespace around the value
         is allowed: the type collapses it)."""
+        self._datetime_tags = tuple(
+            f"{{{TNS}}}{name}" for name, kinds in types.items() if name and kinds == {"xs:dateTime"}
+        )
+        """The qualified names the schema declares as ``xs:dateTime`` only."""
         self._local = threading.local()
 
     def _validator(self) -> etree.XMLSchema:
@@ -134,11 +146,23 @@ class OperationSchema:
         quote the request."""
         validator = self._validator()
         if validator.validate(payload):
-            return None
+            return self._unreadable_datetime(payload)
         errors = list(validator.error_log)
         if not errors:
             return SchemaBreach(self._label(payload), OTHER_RULE)
         return self._describe(payload, errors[0])
+
+    def _unreadable_datetime(self, payload: etree._Element) -> SchemaBreach | None:
+        """The first ``xs:dateTime`` of a valid ``payload`` that a Python datetime cannot hold
+        (:data:`UNREADABLE_DATETIME`): refused here, before spyne raises on it."""
+        if not self._datetime_tags:
+            return None
+        for element in payload.iter(*self._datetime_tags):
+            if not _READABLE_DATETIME.match((element.text or "").strip()):
+                chain = [element, *element.iterancestors()]
+                chain = chain[: chain.index(payload) + 1][::-1]
+                return SchemaBreach(self._where(chain, True), UNREADABLE_DATETIME)
+        return None
 
     # ------------------------------------------------------------------------------ words
 
