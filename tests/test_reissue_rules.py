@@ -205,6 +205,36 @@ def test_a_key_blocked_for_compromise_is_refused_forever(ra, partner, order):
         assert "compromised" in refused(ra, partner, poid, csr, KeyRefused).message
 
 
+def test_a_key_in_another_partners_valid_certificate_is_refused(ra, partner, order):
+    """A CSR can be copied: another partner reusing this subscriber's CSR (with its own
+    DNSNames) must not get a certificate for a key it does not hold, which it could then
+    revoke for keyCompromise and take this subscriber's certificates down with it."""
+    subscribers_csr = fresh_key_csr(["example.com"])
+    reissue(ra, partner, order.order.partner_order_id, subscribers_csr)
+    other_partner = new_partner(ra)
+    others_order = new_order(ra, other_partner, names=("other.example.net",))
+    caught = refused(ra, other_partner, others_order.order.partner_order_id, subscribers_csr, KeyRefused,
+                     dns_names=["other.example.net"])
+    assert "another account" in caught.message
+    with pytest.raises(KeyRefused, match="another account"):  # nor as a new order's first certificate
+        new_order(ra, other_partner, names=("example.com",), csr=subscribers_csr)
+    # The same subscriber may use its key on another of its orders.
+    own_other_order = new_order(ra, partner, names=("example.com",))
+    reissue(ra, partner, own_other_order.order.partner_order_id, subscribers_csr)
+
+
+def test_a_key_whose_other_certificates_are_revoked_may_be_certified_again(ra, partner, order):
+    subscribers_csr = fresh_key_csr(["example.com"])
+    issued = reissue(ra, partner, order.order.partner_order_id, subscribers_csr)
+    with ra.sessions() as session, session.begin():
+        session.execute(update(Certificate).where(Certificate.serial == issued.certificate.serial)
+                        .values(status=CertificateStatus.REVOKED, revoked_at=datetime.now(UTC),
+                                revocation_reason="superseded"))
+    other_partner = new_partner(ra)
+    others_order = new_order(ra, other_partner, names=("other.example.net",))
+    reissue(ra, other_partner, others_order.order.partner_order_id, subscribers_csr, dns_names=["other.example.net"])
+
+
 def test_csr_extensions_are_not_copied(ra, partner, order):
     csr = make_csr(ec.generate_private_key(ec.SECP256R1()), names=["example.com"], extensions=[
         x509.BasicConstraints(ca=True, path_length=None),

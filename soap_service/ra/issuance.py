@@ -66,6 +66,20 @@ def refuse_blocked_key(policy: KeyPolicy, session: Session, csr: ParsedCSR) -> N
     policy.check_not_blocked(csr.spki_sha256, functools.partial(certificates.is_key_blocked, session))
 
 
+def refuse_key_of_another_partner(
+    policy: KeyPolicy, session: Session, csr: ParsedCSR, *, partner_id: int, now: datetime
+) -> None:
+    """-4009 when the key is in a valid, unexpired certificate of another partner (docs/design.md,
+    "Reissue rules", rule 7). A CSR proves that its key signed it once, not that the sender holds
+    the key: a partner who reused another subscriber's CSR would hold a certificate for a key it
+    cannot use, and could then revoke it for keyCompromise, which revokes every certificate of
+    that key. Asked in the caller's transaction, like the blocked-key table."""
+    policy.check_not_held_elsewhere(
+        csr.spki_sha256,
+        functools.partial(certificates.is_key_held_by_another_partner, session, partner_id=partner_id, now=now),
+    )
+
+
 def csr_pem(parsed: ParsedCSR) -> str:
     body = base64.encodebytes(parsed.der).decode().replace("\n", "")
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]

@@ -70,7 +70,9 @@ from soap_service.ra.weakkeys import RSAWeakness
 
 log = logging.getLogger(__name__)
 
-BlockedKeyLookup: TypeAlias = Callable[[str], bool]
+KeyLookup: TypeAlias = Callable[[str], bool]
+"""A question about a key by its SPKI SHA-256, asked in the caller's transaction."""
+BlockedKeyLookup: TypeAlias = KeyLookup
 """Whether our own blocked-key table holds the key of this SPKI SHA-256 (hex), in the caller's
 transaction: ``functools.partial(soap_service.storage.certificates.is_key_blocked, session)``."""
 
@@ -103,6 +105,10 @@ _CERTIFIED_ENCODINGS = frozenset({KeyEncoding.RSA_ENCRYPTION, KeyEncoding.NAMED_
 parameters are refused whichever curve they describe."""
 
 _BLOCKED_MESSAGE = "this key was reported compromised and is blocked"
+
+_HELD_ELSEWHERE_MESSAGE = (
+    "this key is in a valid certificate of another account: a key belongs to one subscriber; generate a new key"
+)
 
 # badkeys checks on n (and e) that need no data beyond the package's code, in the order the
 # refusal is reported when several fire.
@@ -221,6 +227,11 @@ class KeyPolicy:
         """-4009 when our own blocked-key table holds the key: blocked for compromise, refused forever."""
         if is_blocked(spki_sha256):
             raise KeyRefused(_BLOCKED_MESSAGE)
+
+    def check_not_held_elsewhere(self, spki_sha256: str, is_held_elsewhere: KeyLookup) -> None:
+        """-4009 when another partner's valid certificate holds the key: one key, one subscriber."""
+        if is_held_elsewhere(spki_sha256):
+            raise KeyRefused(_HELD_ELSEWHERE_MESSAGE)
 
 
 def _check_rsa(public_key: rsa.RSAPublicKey) -> None:

@@ -29,7 +29,13 @@ from soap_service.ra.fields import (
     is_country_code,
     is_email,
 )
-from soap_service.ra.issuance import chain_of, examine_csr, issue_for_order, refuse_blocked_key
+from soap_service.ra.issuance import (
+    chain_of,
+    examine_csr,
+    issue_for_order,
+    refuse_blocked_key,
+    refuse_key_of_another_partner,
+)
 from soap_service.ra.names import order_names, requested_names
 from soap_service.ra.reissue import run_audited
 from soap_service.ra.service import RegistrationAuthority
@@ -162,6 +168,7 @@ def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
         if orders.find_order(session, partner_id=partner.id, partner_order_id=new.partner_order_id) is not None:
             raise _already_ordered(partner.code, new.partner_order_id)
         refuse_blocked_key(ra.key_policy, session, csr)
+        refuse_key_of_another_partner(ra.key_policy, session, csr, partner_id=partner.id, now=now)
         order = _insert_order(session, partner.id, partner.code, product, new, names, now)
         issued = _first_certificate(ra, session, order, product, csr, chosen, now)
         if not orders.set_current_certificate(session, order=order, certificate_id=issued.id,

@@ -40,7 +40,14 @@ from soap_service.ra.fields import (
     is_clean_text,
 )
 from soap_service.ra.incidents import open_incident
-from soap_service.ra.issuance import ExaminedCSR, chain_of, examine_csr, issue_for_order, refuse_blocked_key
+from soap_service.ra.issuance import (
+    ExaminedCSR,
+    chain_of,
+    examine_csr,
+    issue_for_order,
+    refuse_blocked_key,
+    refuse_key_of_another_partner,
+)
 from soap_service.ra.names import requested_names
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.views import IssuanceOutcome, Notice, OrderView
@@ -225,6 +232,7 @@ class Reissuer:
             csr_names=[*csr.san_dns_names, *csr.common_names],
         )
         refuse_blocked_key(ra.key_policy, session, csr)
+        refuse_key_of_another_partner(ra.key_policy, session, csr, partner_id=order.partner_id, now=now)
         loaded = ra.authorities.issuing_ca(session, order.brand_code, product.validation_level)
         decision = _Decision(order, product, current, csr, loaded, names=names)
         if current is not None and current.csr_sha256 == csr.sha256 and names == tuple(current.name_list):

@@ -63,6 +63,22 @@ def is_key_blocked(session: Session, spki_sha256: str) -> bool:
     return session.get(BlockedKey, spki_sha256) is not None
 
 
+def is_key_held_by_another_partner(session: Session, spki_sha256: str, *, partner_id: int, now: datetime) -> bool:
+    """Whether a valid, unexpired certificate of another partner's order has this key."""
+    held = (
+        select(Certificate.id)
+        .join(Order, Order.id == Certificate.order_pk)
+        .where(
+            Certificate.spki_sha256 == spki_sha256,
+            Certificate.status == CertificateStatus.VALID,
+            Certificate.not_after > now,
+            Order.partner_id != partner_id,
+        )
+        .limit(1)
+    )
+    return session.scalar(held) is not None
+
+
 def block_key(
     session: Session, *, spki_sha256: str, reason: str, at: datetime, certificate_id: int | None
 ) -> None:
