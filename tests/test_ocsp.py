@@ -38,6 +38,7 @@ from soap_service.ca import der
 from soap_service.ca.ocsp import NEXT_UPDATE, CertificateState
 from soap_service.ca.ocsp_responder import RENEWAL_MARGIN, RESPONDER_VALIDITY
 from soap_service.config import load_settings
+from soap_service.ra import ocsp as ra_ocsp
 from soap_service.ra.ocsp import OCSPResponderService, ensure_responders
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.status.ocsp import OCSPApplication
@@ -199,6 +200,33 @@ def test_cached_response_is_refreshed_when_old(responder: Responder, tmp_path: P
         responder.ra.clock = real_clock
     assert refreshed != first
     assert _status(refreshed).this_update_utc > _status(first).this_update_utc
+
+
+def test_unknown_answers_are_not_cached(responder: Responder, tmp_path: Path) -> None:
+    """Serials a requester chooses fill no cache: an unknown answer is signed each time."""
+    issued = issued_files(new_order(responder.ra, new_partner(responder.ra)), tmp_path)
+    service = OCSPResponderService(responder.ra)
+    for serial in (x509.random_serial_number() for _ in range(3)):
+        for _ in range(2):
+            answer = service.answer(request_for_serial(issued.issuer, serial))
+            assert _status(answer.der).certificate_status == ocsp.OCSPCertStatus.UNKNOWN
+    assert len(service._cache) == 0 and service._cache_bytes == 0
+    service.answer(request_der(issued.leaf, issued.issuer))
+    assert len(service._cache) == 1
+
+
+def test_cache_is_bounded_by_bytes(responder: Responder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over ra.ocsp.CACHE_BYTES the least recently used responses are dropped, whatever their count."""
+    issued = issued_files(new_order(responder.ra, new_partner(responder.ra)), tmp_path)
+    algorithms = (hashes.SHA1(), hashes.SHA256(), hashes.SHA384(), hashes.SHA512())
+    requests = [request_der(issued.leaf, issued.issuer, algorithm=algorithm) for algorithm in algorithms]
+    sizes = [len(responder.service.answer(request).der) for request in requests]
+    monkeypatch.setattr(ra_ocsp, "CACHE_BYTES", sizes[-2] + sizes[-1] + 8)  # ECDSA: a byte or two more
+    service = OCSPResponderService(responder.ra)
+    for request in requests:
+        assert _status(service.answer(request).der).certificate_status == ocsp.OCSPCertStatus.GOOD
+    assert [key[2] for key in service._cache] == ["sha384", "sha512"]
+    assert service._cache_bytes == sum(len(entry.der) for entry in service._cache.values()) <= ra_ocsp.CACHE_BYTES
 
 
 # ------------------------------------------------------------------------------- error statuses

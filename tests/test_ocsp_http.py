@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import ocsp
 from ocsp_support import Issued, issued_files, openssl_ocsp, request_der
 
@@ -24,7 +25,8 @@ from api_support import RunningServer, running_server
 from api_support import request as http_request
 from conftest import TestInstallation
 from factory import new_order, new_partner
-from soap_service.ca.ocsp import MAX_REQUEST_BYTES
+from soap_service.ca import der
+from soap_service.ca.ocsp import MAX_REQUEST_BYTES, issuer_hashes
 from soap_service.config import load_settings
 from soap_service.ra.ocsp import OCSPResponderService
 from soap_service.ra.revocation import Revoker, RevokeRequest
@@ -233,6 +235,112 @@ def test_mounted_at_ocsp(setup: Setup) -> None:
     body = b"".join(setup.app(environ, start_response))
     assert captured["status"] == "200 OK"
     assert ocsp.load_der_ocsp_response(body).certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
+# ------------------------------------------------------------------------------- hostile CertIDs and extensions
+
+
+def _oid(dotted: str) -> bytes:
+    first, second, *rest = (int(part) for part in dotted.split("."))
+    content = bytes([40 * first + second])
+    for value in rest:
+        groups = [value & 0x7F]
+        while value := value >> 7:
+            groups.append(0x80 | (value & 0x7F))
+        content += bytes(reversed(groups))
+    return der.encode(0x06, content)
+
+
+def _integer(value: int) -> bytes:
+    size = (value.bit_length() + 8) // 8
+    return der.encode(0x02, value.to_bytes(size, "big", signed=True))
+
+
+_NONCE_OID = "1.3.6.1.5.5.7.48.1.2"
+_SHA1 = "1.3.14.3.2.26"
+
+
+def _nonce_extension(nonce: bytes) -> bytes:
+    return der.sequence(_oid(_NONCE_OID), der.encode(0x04, der.encode(0x04, nonce)))
+
+
+def _hand_made_request(
+    setup: Setup, *, serial: int | None = None, hash_oid: str = _SHA1, hash_size: int = 20,
+    extensions: tuple[bytes, ...] = (),
+) -> bytes:
+    """An OCSPRequest built octet by octet: what cryptography's builder refuses to make."""
+    if hash_oid == _SHA1:
+        name_hash, key_hash = issuer_hashes(setup.issued.issuer, hashes.SHA1())
+    else:
+        name_hash = key_hash = b"\0" * hash_size
+    cert_id = der.sequence(
+        der.sequence(_oid(hash_oid), b"\x05\x00"), der.encode(0x04, name_hash), der.encode(0x04, key_hash),
+        _integer(setup.issued.leaf.serial_number if serial is None else serial),
+    )
+    tbs = der.sequence(der.sequence(cert_id))
+    if extensions:
+        tbs += der.encode(0xA2, der.sequence(*extensions))
+    return der.sequence(der.sequence(tbs))
+
+
+_HOSTILE = {
+    "MD5 CertID": {"hash_oid": "1.2.840.113549.2.5", "hash_size": 16},
+    "SHA3-256 CertID": {"hash_oid": "2.16.840.1.101.3.4.2.8", "hash_size": 32},
+    "unknown hash OID": {"hash_oid": "1.2.3.4.5", "hash_size": 20},
+    "nonce twice": {"extensions": (_nonce_extension(b"A" * 16), _nonce_extension(b"B" * 16))},
+    "negative serial": {"serial": -5},
+    "zero serial": {"serial": 0},
+    "serial of 21 octets": {"serial": 2**160 - 1},
+    "serial of 3000 octets": {"serial": 1 << (8 * 3000 - 16)},
+}
+
+
+@pytest.mark.parametrize("name", _HOSTILE)
+def test_hostile_cert_ids_and_extensions_are_malformed(
+    setup: Setup, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What cryptography raises on reading (UnsupportedAlgorithm, DuplicateExtension) and serials
+    RFC 5280 4.1.2.2 forbids are malformedRequest, no incident (docs/design.md, "OCSP")."""
+    request = _hand_made_request(setup, **_HOSTILE[name])  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO):
+        reply = call(setup.app, "POST", "/ocsp", request)
+        get = call(setup.app, "GET", "/ocsp/" + base64.urlsafe_b64encode(request).decode())
+    for answer in (reply, get):
+        assert answer.status == "200 OK"
+        assert answer.response.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    assert not [r for r in caplog.records if "incident" in r.getMessage() and r.name != "soap_service.status.requests"]
+    _assert_answered(setup)
+
+
+def test_serial_bounds_are_inclusive(setup: Setup) -> None:
+    """A CertID serial of 1 and one of exactly 20 octets are asked about (unknown), not refused;
+    the hand-made request for the leaf itself is answered good."""
+    for serial in (1, 2**159 - 1):
+        reply = call(setup.app, "POST", "/ocsp", _hand_made_request(setup, serial=serial))
+        assert reply.response.certificate_status == ocsp.OCSPCertStatus.UNKNOWN
+    reply = call(setup.app, "POST", "/ocsp", _hand_made_request(setup, extensions=(_nonce_extension(b"n" * 16),)))
+    assert reply.response.certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
+def test_a_failure_escaping_the_service_is_an_incident_not_500(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The WSGI callable's last resort: whatever escapes is an incident answered internalError."""
+    def fail(_request: bytes) -> None:
+        raise RuntimeError("an unforeseen failure")
+
+    monkeypatch.setattr(setup.service, "answer", fail)
+    with caplog.at_level(logging.INFO):
+        reply = call(setup.app, "POST", "/ocsp", _good(setup))
+    assert reply.status == "200 OK"
+    assert reply.response.response_status == ocsp.OCSPResponseStatus.INTERNAL_ERROR
+    (incident_line,) = [r for r in caplog.records if r.name == "soap_service.status.ocsp"]
+    assert "OCSP request failed, incident" in incident_line.getMessage()
+    incident = incident_line.getMessage().rsplit(" ", 1)[1]
+    (request_line,) = [r.getMessage() for r in caplog.records if r.name == "soap_service.status.requests"]
+    assert "outcome=internal_error http=200" in request_line and f"incident={incident}" in request_line
+    monkeypatch.undo()
+    _assert_answered(setup)
 
 
 # ------------------------------------------------------------------------------- the real server

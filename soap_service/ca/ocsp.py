@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -37,6 +37,7 @@ from soap_service.ca.keys.throwaway import throw_away_key_like
 __all__ = [
     "CERT_ID_HASHES",
     "MAX_REQUEST_BYTES",
+    "MAX_SERIAL_OCTETS",
     "NEXT_UPDATE",
     "CertificateState",
     "ErrorStatus",
@@ -58,6 +59,9 @@ MAX_REQUEST_BYTES = 4096
 """An OCSPRequest larger than this is refused unread (one CertID and a nonce take ~120 bytes)."""
 MAX_NONCE_BYTES = 32
 """RFC 8954: a nonce of 1 to 32 octets; a longer one is malformed."""
+MAX_SERIAL_OCTETS = 20
+"""RFC 5280, 4.1.2.2: a serial number is positive and at most 20 octets (its DER INTEGER content);
+a CertID with another one is malformed, refused before any lookup."""
 
 _OCSP_BASIC = der.encode(0x06, bytes.fromhex("2b0601050507300101"))  # 1.3.6.1.5.5.7.48.1.1
 _OCTET_STRING = 0x04
@@ -125,8 +129,12 @@ def read_request(data: bytes) -> OCSPQuestion:
         )
     except MalformedRequest:
         raise
-    except (ValueError, TypeError, NotImplementedError, x509.UnsupportedGeneralNameType) as error:
-        # cryptography: bad DER, several requests (NotImplementedError), an unknown hash, a bad extension
+    except (
+        ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm,
+        x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
+    ) as error:
+        # cryptography: bad DER, several requests (NotImplementedError), a CertID hash it does not
+        # know (MD5, SHA3, an unknown OID: UnsupportedAlgorithm), an extension twice, a bad extension
         raise MalformedRequest(str(error)[:200]) from None
     if not isinstance(algorithm, hashes.SHA1 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512):
         raise MalformedRequest("unsupported CertID hash algorithm")
@@ -135,6 +143,8 @@ def read_request(data: bytes) -> OCSPQuestion:
         raise MalformedRequest("CertID hash of the wrong length")
     if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE_BYTES:
         raise MalformedRequest("nonce length out of range")
+    if question.serial <= 0 or question.serial.bit_length() // 8 + 1 > MAX_SERIAL_OCTETS:
+        raise MalformedRequest("CertID serial number not positive or over 20 octets")
     return question
 
 

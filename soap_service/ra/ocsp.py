@@ -6,7 +6,9 @@ its first use and whenever the one it holds nears its end). :class:`OCSPResponde
 one DER request: the issuing CA found by the CertID's hashes, the certificate's status read from
 the database on every request (one indexed read, so a revocation by any process shows at once),
 and a response signed for it, or taken from the process's cache when the same status was signed
-less than :data:`REFRESH_AFTER` ago and the request has no nonce.
+less than :data:`REFRESH_AFTER` ago and the request has no nonce. Only good and revoked answers are
+cached (a requester chooses the serials it asks about, so "unknown" answers are signed each time),
+and the cache is bounded by :data:`CACHE_ENTRIES` and :data:`CACHE_BYTES`.
 """
 
 from __future__ import annotations
@@ -47,7 +49,10 @@ ISSUING_ROLES = ("tls", "codesigning")
 REFRESH_AFTER = timedelta(days=1)
 """A cached response is signed anew once this old (its nextUpdate is then still 3 days ahead)."""
 CACHE_ENTRIES = 100_000
-"""Pre-signed responses kept per process (least recently used dropped first): ~2 KB each."""
+"""Pre-signed responses kept per process at most (least recently used dropped first)."""
+CACHE_BYTES = 64 * 1024 * 1024
+"""The DER bytes of the pre-signed responses kept per process at most (least recently used dropped
+first): a response with its responder certificate is 2 to 10 KB, so 64 MiB holds 6,500 to 30,000."""
 
 
 def responder_key_name(ca_name: str) -> str:
@@ -150,6 +155,7 @@ class OCSPResponderService:
         self._lock = threading.Lock()
         self._issuers: dict[tuple[str, bytes, bytes], _Issuer] | None = None
         self._cache: OrderedDict[tuple[int, int, str], _Cached] = OrderedDict()
+        self._cache_bytes = 0  # the sum of len(der) over self._cache, under self._lock
 
     # ------------------------------------------------------------------ issuers and responders
 
@@ -211,10 +217,10 @@ class OCSPResponderService:
     def answer(self, request_der: bytes) -> OCSPAnswer:
         """The DER OCSPResponse to ``request_der``: never raises for a bad request or a failure."""
         try:
-            question = read_request(request_der)
-        except MalformedRequest:
-            return OCSPAnswer.failed(ErrorStatus.MALFORMED_REQUEST)
-        try:
+            try:
+                question = read_request(request_der)
+            except MalformedRequest:
+                return OCSPAnswer.failed(ErrorStatus.MALFORMED_REQUEST)
             return self._answer(question)
         except Exception as failure:  # noqa: BLE001 - any failure is an incident, answered internalError
             incident = open_incident(logger, "OCSP answer failed", failure=failure)
@@ -241,6 +247,10 @@ class OCSPResponderService:
         if question.nonce is not None:
             signed = sign_response(question, state, issuer.responder, now, revoked_at=revoked_at, reason=reason)
             return OCSPAnswer(signed.der, None, state, ca=issuer.name)
+        if state is CertificateState.UNKNOWN:
+            # never cached: the serials are the requester's choice, and each would be kept
+            signed = sign_response(question, state, issuer.responder, now)
+            return OCSPAnswer(signed.der, signed.next_update, state, ca=issuer.name)
         key = (issuer.id, question.serial, question.hash_algorithm.name)
         fingerprint = (issuer.responder_id, state, revoked_at, reason)
         cached = self._cache.get(key)
@@ -248,9 +258,17 @@ class OCSPResponderService:
             return OCSPAnswer(cached.der, cached.next_update, state, ca=issuer.name)
         signed = sign_response(question, state, issuer.responder, now, revoked_at=revoked_at, reason=reason)
         entry = _Cached(fingerprint, signed.der, signed.this_update + REFRESH_AFTER, signed.next_update)
-        with self._lock:
-            self._cache[key] = entry
-            self._cache.move_to_end(key)
-            while len(self._cache) > CACHE_ENTRIES:
-                self._cache.popitem(last=False)
+        self._keep(key, entry)
         return OCSPAnswer(signed.der, signed.next_update, state, ca=issuer.name)
+
+    def _keep(self, key: tuple[int, int, str], entry: _Cached) -> None:
+        """``entry`` in the cache, the least recently used dropped while over either bound."""
+        with self._lock:
+            replaced = self._cache.pop(key, None)
+            if replaced is not None:
+                self._cache_bytes -= len(replaced.der)
+            self._cache[key] = entry
+            self._cache_bytes += len(entry.der)
+            while self._cache and (len(self._cache) > CACHE_ENTRIES or self._cache_bytes > CACHE_BYTES):
+                _, dropped = self._cache.popitem(last=False)
+                self._cache_bytes -= len(dropped.der)

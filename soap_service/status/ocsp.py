@@ -4,7 +4,8 @@
 ``GET /ocsp/<base64 of the DER request>`` (standard or URL-safe alphabet, padding optional; the
 server has percent-decoded the path). Every answer is ``application/ocsp-response``: a signed
 response, or an OCSPResponse with an error status (``malformedRequest``, ``unauthorized``,
-``internalError``) for a request that cannot be answered; never an HTML page, never a 500.
+``internalError``) for a request that cannot be answered; never an HTML page, never a 500: a
+failure that escapes everything else is an incident (``ra.incidents``) answered ``internalError``.
 A GET answer about a good or revoked certificate may be kept by HTTP caches
 (``Cache-Control: public, max-age``) for at most :data:`MAX_HTTP_CACHE` and never past its nextUpdate.
 
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import sys
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -27,9 +30,12 @@ from email.utils import format_datetime
 from typing import Any
 
 from soap_service.ca.ocsp import MAX_REQUEST_BYTES, CertificateState, ErrorStatus
+from soap_service.ra.incidents import open_incident
 from soap_service.ra.ocsp import OCSPAnswer, OCSPResponderService
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.status.requestlog import log_status_request
+
+logger = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 
@@ -57,7 +63,17 @@ class OCSPApplication:
             captured.append(status)
             return start_response(status, headers)
 
-        answer, body = self._route(environ, record)
+        try:
+            answer, body = self._route(environ, record)
+        except Exception as failure:  # noqa: BLE001 - the last resort: never an HTML page or a 500
+            incident = open_incident(logger, "OCSP request failed", failure=failure)
+            answer = OCSPAnswer.failed(ErrorStatus.INTERNAL_ERROR, incident=incident.incident_id)
+            if captured:  # headers already given: replace them (PEP 3333, exc_info)
+                start_response("200 OK", _headers(answer), sys.exc_info())
+                captured.append("200 OK")
+                body = [answer.der]
+            else:
+                body = _respond(record, "200 OK", answer)
         log_status_request(
             operation="ocsp", ca=answer.ca, outcome=answer.outcome, status=captured[0] if captured else "-",
             duration_ms=(time.perf_counter() - started) * 1000, incident=answer.incident,
@@ -138,10 +154,13 @@ def _respond(
     *,
     head: bool = False,
 ) -> Iterable[bytes]:
-    headers = [("Content-Type", RESPONSE_TYPE), ("Content-Length", str(len(answer.der)))]
-    headers += extra or [("Cache-Control", "no-cache")]
-    start_response(status, headers)
+    start_response(status, _headers(answer, extra))
     return [] if head else [answer.der]
+
+
+def _headers(answer: OCSPAnswer, extra: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    headers = [("Content-Type", RESPONSE_TYPE), ("Content-Length", str(len(answer.der)))]
+    return headers + (extra or [("Cache-Control", "no-cache")])
 
 
 def create_ocsp_application(ra: RegistrationAuthority) -> OCSPApplication:
