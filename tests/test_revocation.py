@@ -269,8 +269,8 @@ def test_key_compromise_blocks_the_key_everywhere_and_revokes_its_other_certific
     names = ("example.com", "www.example.com")
     mine = new_order(ra, partner, csr=fresh_key_csr(names, key=key))
     mine_too = new_order(ra, partner, csr=fresh_key_csr(names, key=key))
-    # Another partner's certificate for the same key: refused at issuance now (docs/design.md,
-    # "Reissue rules", rule 7), but certificates issued before that rule can hold it.
+    # Another partner's certificate for the same key: refused at issuance now (reissue rule 7,
+    # docs/design.md, "Reissue rules"), but certificates issued before that rule can hold it.
     with monkeypatch.context() as before_the_rule:
         before_the_rule.setattr("soap_service.ra.orders.refuse_key_of_another_partner", lambda *_, **__: None)
         theirs = new_order(ra, other, csr=fresh_key_csr(names, key=key))

@@ -146,8 +146,8 @@ def test_parallel_key_compromise_revocations_of_one_key_from_two_orders_take_tur
 
     partner, other = new_partner(ra), new_partner(ra)
     key = ec.generate_private_key(ec.SECP256R1())
-    # Two partners' certificates for one key: refused at issuance now (docs/design.md, "Reissue
-    # rules", rule 7), but certificates issued before that rule can hold it.
+    # Two partners' certificates for one key: refused at issuance now (reissue rule 7,
+    # docs/design.md, "Reissue rules"), but certificates issued before that rule can hold it.
     with monkeypatch.context() as before_the_rule:
         before_the_rule.setattr("soap_service.ra.orders.refuse_key_of_another_partner", lambda *_, **__: None)
         orders = [new_order(ra, p, csr=fresh_key_csr(key=key)) for p in (partner, other)]
