@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import multiprocessing
 import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from process_support import START_TIMEOUT, results_of_processes
 from sqlalchemy import func, select
 
 from factory import new_partner
@@ -30,7 +30,6 @@ from soap_service.storage.models import AuditEvent, AuthenticationFailure
 PROCESSES = 2
 GUESSES = 16
 THRESHOLD = 10
-START_TIMEOUT = 120
 
 
 def _guessing_process(environ: dict[str, str], account: tuple[str, str], guesses: int, threshold: int,
@@ -60,25 +59,8 @@ def _guessing_process(environ: dict[str, str], account: tuple[str, str], guesses
 def fire_parallel_guesses(environ: dict[str, str], account: tuple[str, str], *, processes: int = PROCESSES,
                           guesses: int = GUESSES, threshold: int = THRESHOLD) -> list[int]:
     """The codes answered to ``guesses`` wrong passwords split over ``processes`` real processes."""
-    context = multiprocessing.get_context("spawn")
-    start = context.Barrier(processes)
-    results = context.Queue()
-    workers = [
-        context.Process(target=_guessing_process,
-                        args=(environ, account, guesses // processes, threshold, start, results))
-        for _ in range(processes)
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        codes = [code for _ in workers for code in results.get(timeout=START_TIMEOUT + 120)]
-    finally:
-        for worker in workers:
-            worker.join(60)
-            if worker.is_alive():
-                worker.kill()
-    assert all(worker.exitcode == 0 for worker in workers)
-    return codes
+    return results_of_processes(_guessing_process, [(environ, account, guesses // processes, threshold)] * processes,
+                                work_timeout=120)
 
 
 def failure_rows(ra: RegistrationAuthority, code: str, username: str) -> int:

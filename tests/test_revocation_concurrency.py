@@ -7,12 +7,12 @@ revoked, and every revoked certificate with its time and reason."""
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from process_support import START_TIMEOUT, results_of_processes
 from sqlalchemy import select
 
 from factory import fresh_key_csr, new_order, new_partner
@@ -27,7 +27,6 @@ from soap_service.vocabulary import CertificateStatus
 THREADS = 16
 CURRENT_REASON = "unspecified"  # the revocations of whatever certificate is current
 OLDER_REASON = "superseded"  # the revocations of the order's first certificate, by serial
-START_TIMEOUT = 120
 
 Job = tuple[str, str | None]  # ("reissue", csr) or ("revoke", serial or None)
 
@@ -122,21 +121,9 @@ def test_sixteen_parallel_revocations_and_reissues_from_two_processes(ra, instal
     created = new_order(ra, partner)
     poid = created.order.partner_order_id
     jobs = jobs_for(created.certificate.serial, THREADS)
-    context = multiprocessing.get_context("spawn")
-    start = context.Barrier(2)
-    results = context.Queue()
-    workers = [context.Process(target=_worker, args=(installation.environ, partner, poid,
-                                                     jobs[half::2], start, results)) for half in (0, 1)]
-    for worker in workers:
-        worker.start()
-    try:
-        outcomes = [o for _ in workers for o in results.get(timeout=START_TIMEOUT + 180)]
-    finally:
-        for worker in workers:
-            worker.join(60)
-            if worker.is_alive():
-                worker.kill()
-    assert all(worker.exitcode == 0 for worker in workers)
+    outcomes = results_of_processes(
+        _worker, [(installation.environ, partner, poid, jobs[half::2]) for half in (0, 1)], work_timeout=180
+    )
     check_history(ra, poid, outcomes)
 
 
