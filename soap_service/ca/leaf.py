@@ -12,24 +12,13 @@ from cryptography.x509.oid import NameOID
 
 from soap_service.ca.locations import authority_information_access, crl_distribution_points
 from soap_service.ca.profiles import (
+    DIGITAL_SIGNATURE_ONLY,
     EXTENDED_KEY_USAGES,
     POLICY_OIDS,
     LeafRequest,
     SubjectOrganization,
 )
 from soap_service.vocabulary import ValidationLevel
-
-_DIGITAL_SIGNATURE_ONLY = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=False,
-    crl_sign=False,
-    encipher_only=False,
-    decipher_only=False,
-)
 
 
 def leaf_builder(
@@ -46,7 +35,7 @@ def leaf_builder(
         .not_valid_before(_utc(request.not_before, "not_before"))
         .not_valid_after(_utc(request.not_after, "not_after"))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_DIGITAL_SIGNATURE_ONLY, critical=True)
+        .add_extension(DIGITAL_SIGNATURE_ONLY, critical=True)
         .add_extension(x509.ExtendedKeyUsage([EXTENDED_KEY_USAGES[request.level]]), critical=False)
     )
     if request.level != ValidationLevel.CS:

@@ -23,6 +23,7 @@ from soap_service.ca.algorithms import PublicKey
 from soap_service.ca.keys.backend import KeyBackend
 from soap_service.ca.keys.signer import CASigner
 from soap_service.ca.leaf import authority_key_identifier
+from soap_service.ca.profiles import DIGITAL_SIGNATURE_ONLY
 from soap_service.ca.serials import new_serial
 from soap_service.ca.signing import sign_trial, trial_certificate
 
@@ -103,20 +104,7 @@ def create_responder(
         .not_valid_after(start + RESPONDER_VALIDITY)
         .add_extension(authority_key_identifier(ca_certificate), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(new_key.signer.public_key), critical=False)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(DIGITAL_SIGNATURE_ONLY, critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
         .add_extension(x509.OCSPNoCheck(), critical=False)
     )

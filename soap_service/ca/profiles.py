@@ -19,6 +19,20 @@ POLICY_OIDS: dict[ValidationLevel, x509.ObjectIdentifier] = {
     ValidationLevel.CS: x509.ObjectIdentifier("2.23.140.1.4.1"),
 }
 
+DIGITAL_SIGNATURE_ONLY = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+"""The keyUsage of every leaf (keyEncipherment is left out for RSA keys too) and of the OCSP
+responder certificates: they only sign."""
+
 EXTENDED_KEY_USAGES: dict[ValidationLevel, x509.ObjectIdentifier] = {
     ValidationLevel.DV: ExtendedKeyUsageOID.SERVER_AUTH,
     ValidationLevel.OV: ExtendedKeyUsageOID.SERVER_AUTH,

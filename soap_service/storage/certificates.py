@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -68,12 +68,7 @@ def is_key_held_by_another_partner(session: Session, spki_sha256: str, *, partne
     held = (
         select(Certificate.id)
         .join(Order, Order.id == Certificate.order_pk)
-        .where(
-            Certificate.spki_sha256 == spki_sha256,
-            Certificate.status == CertificateStatus.VALID,
-            Certificate.not_after > now,
-            Order.partner_id != partner_id,
-        )
+        .where(Certificate.spki_sha256 == spki_sha256, Order.partner_id != partner_id, *_in_force(now))
         .limit(1)
     )
     return session.scalar(held) is not None
@@ -128,30 +123,19 @@ def partner_certificates_with_serial(session: Session, *, partner_id: int, seria
 
 def unrevoked_with_key(session: Session, *, spki_sha256: str, now: datetime) -> list[Certificate]:
     """Every unexpired, unrevoked certificate of this key, of any order of any partner."""
-    query = (
-        select(Certificate)
-        .where(
-            Certificate.spki_sha256 == spki_sha256,
-            Certificate.status == CertificateStatus.VALID,
-            Certificate.not_after > now,
-        )
-        .order_by(Certificate.id)
-    )
-    return list(session.scalars(query))
+    query = select(Certificate).where(Certificate.spki_sha256 == spki_sha256, *_in_force(now))
+    return list(session.scalars(query.order_by(Certificate.id)))
 
 
 def unrevoked_of_order(session: Session, *, order_pk: int, now: datetime) -> list[Certificate]:
     """The order's unexpired, unrevoked certificates, oldest first."""
-    query = (
-        select(Certificate)
-        .where(
-            Certificate.order_pk == order_pk,
-            Certificate.status == CertificateStatus.VALID,
-            Certificate.not_after > now,
-        )
-        .order_by(Certificate.id)
-    )
-    return list(session.scalars(query))
+    query = select(Certificate).where(Certificate.order_pk == order_pk, *_in_force(now))
+    return list(session.scalars(query.order_by(Certificate.id)))
+
+
+def _in_force(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """A certificate neither revoked nor expired at ``now``."""
+    return Certificate.status == CertificateStatus.VALID, Certificate.not_after > now
 
 
 def revoke(session: Session, certificates: Sequence[Certificate], *, at: datetime, reason: str) -> None:
