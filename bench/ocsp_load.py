@@ -28,7 +28,6 @@ import http.client
 import multiprocessing
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,8 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from reissue_load import create_database, drop_database, free_listener  # bench/ is the script's own directory
 
 from soap_service.config import Secret, load_settings
 from soap_service.ra.installation import initialize
@@ -128,10 +126,7 @@ def run(label: str, port: int, plans: list[list[tuple[str, str, bytes]]]) -> flo
 def bench(args: argparse.Namespace, environ: dict[str, str]) -> int:
     print(f"seeding {args.certificates} certificates ...", flush=True)
     issued = seed(environ, args.certificates)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1024)
-    listener.set_inheritable(True)
+    listener = free_listener()
     port = listener.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOAP_SERVICE_")} | environ
     command = [sys.executable, "-m", "soap_service.main", "serve", "--quiet", "--bind", f"fd://{listener.fileno()}",
@@ -168,23 +163,6 @@ def bench(args: argparse.Namespace, environ: dict[str, str]) -> int:
         server.terminate()
         server.wait(60)
     return 0
-
-
-def create_database(server_url: str) -> str:
-    name = "soap_bench_" + secrets.token_hex(4)
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(server_url: str, database_url: str) -> None:
-    name = make_url(database_url).database
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def main() -> int:
