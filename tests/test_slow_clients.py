@@ -760,6 +760,9 @@ def test_a_slow_but_steady_reader_gets_every_answer(strict_server: RunningServer
     deadline in all, each answer well within it (the deadline is per answer), every byte in order."""
     wsdl = wsdl_of(strict_server)
     count = 30
+    # Paced so that the reads alone take 1.5 deadlines in all, whatever the machine's speed: each
+    # recv returns at most 4 KiB, so there are at least count * len(wsdl) / 4 KiB pauses.
+    pause = 1.5 * BODY_DEADLINE * 4096 / (count * len(wsdl))
     sock = connect(strict_server, timeout=HANG)
     started = time.monotonic()
     try:
@@ -770,7 +773,7 @@ def test_a_slow_but_steady_reader_gets_every_answer(strict_server: RunningServer
             data = sock.recv(4096)
             assert data, f"closed after {len(received)} bytes"
             received += data
-            time.sleep(0.004)
+            time.sleep(pause)
     finally:
         sock.close()
     answers = http_answers(bytes(received))
