@@ -14,6 +14,10 @@ requests from ``--clients`` client processes, each over one keep-alive connectio
 
 Prints latency percentiles and throughput for each series. The clients run on the same machine
 as the server and take CPU from it: on 2 cores the figures are a floor, not the server's ceiling.
+When ``wrk`` is installed (Debian's package ``wrk``), the floor, cached POST, cached GET and nonce
+series are measured again with it (``--wrk-seconds`` each, ``--wrk-connections`` connections over
+1 thread): a compiled load generator takes far less of the machine than Python clients do, so these
+lines are the figures to quote.
 
     .venv/bin/python bench/ocsp_load.py --requests 4000 --clients 4 --workers 2
 
@@ -27,7 +31,9 @@ import base64
 import http.client
 import multiprocessing
 import os
+import re
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -123,6 +129,43 @@ def run(label: str, port: int, plans: list[list[tuple[str, str, bytes]]]) -> flo
     return rate
 
 
+def lua_string(data: bytes) -> str:
+    return '"' + "".join(f"\\{byte}" for byte in data) + '"'
+
+
+def run_wrk(label: str, port: int, path: str, seconds: int, connections: int, post: bytes | None = None,
+            nonce_requests: list[bytes] | None = None) -> float:
+    """One wrk series: keep-alive connections over one thread; POST ``post`` when given, or a POST
+    cycling through ``nonce_requests``; else GET ``path``. Prints and returns requests a second."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write('wrk.headers["Content-Type"] = "application/ocsp-request"\n' if post or nonce_requests else "")
+        if post is not None:
+            script.write(f'wrk.method = "POST"\nwrk.body = {lua_string(post)}\n')
+        if nonce_requests:
+            bodies = ", ".join(lua_string(body) for body in nonce_requests)
+            script.write(f"local bodies = {{{bodies}}}\nlocal i = 0\n"
+                         "request = function()\n  i = i % #bodies + 1\n"
+                         '  return wrk.format("POST", nil, nil, bodies[i])\nend\n')
+        # every answer is HTTP 200 (malformedRequest too), so a non-2xx count is a failure
+        script.write('done = function(summary, latency, requests)\n'
+                     '  io.write(string.format("errors=%d\\n", summary.errors.status))\nend\n')
+    try:
+        output = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", script.name,
+             f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True, timeout=seconds + 60,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"errors=(\d+)", output).group(1)  # type: ignore[union-attr]
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    print(f"wrk {label:<24} p50={percentiles.get('50', '?'):>8}  p99={percentiles.get('99', '?'):>8}  "
+          f"{rate:8.1f} req/s  non-2xx={errors}", flush=True)
+    if errors != "0":
+        raise RuntimeError(f"wrk {label}: {errors} answers were not HTTP 200")
+    return rate
+
+
 def bench(args: argparse.Namespace, environ: dict[str, str]) -> int:
     print(f"seeding {args.certificates} certificates ...", flush=True)
     issued = seed(environ, args.certificates)
@@ -159,6 +202,16 @@ def bench(args: argparse.Namespace, environ: dict[str, str]) -> int:
         run("cached POST (no nonce)", port, [posts(i, False) for i in range(args.clients)])
         run("cached GET (no nonce)", port, [gets(i) for i in range(args.clients)])
         run("nonce POST (signed each)", port, [posts(i, True)[: max(1, per_client // 4)] for i in range(args.clients)])
+        if shutil.which("wrk") is None:
+            print("wrk is not installed (Debian: apt-get install wrk): no compiled-client series", flush=True)
+            return 0
+        seconds, connections = args.wrk_seconds, args.wrk_connections
+        run_wrk("HTTP floor", port, FLOOR_PATH, seconds, connections)
+        run_wrk("cached POST", port, "/ocsp", seconds, connections, post=cached[0])
+        get_path = "/ocsp/" + base64.urlsafe_b64encode(cached[0]).decode().rstrip("=")
+        run_wrk("cached GET", port, get_path, seconds, connections)
+        nonces = [ocsp_request(*issued[i % len(issued)], nonce=True) for i in range(200)]
+        run_wrk("nonce POST (200 cycled)", port, "/ocsp", seconds, connections, nonce_requests=nonces)
     finally:
         server.terminate()
         server.wait(60)
@@ -173,6 +226,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server on which to make the bench's database")
+    parser.add_argument("--wrk-connections", type=int, default=16, help="wrk's keep-alive connections (default 16)")
+    parser.add_argument("--wrk-seconds", type=int, default=5, help="seconds per wrk series (default 5)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="soap-bench-") as directory:
         environ = {

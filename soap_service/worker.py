@@ -49,6 +49,13 @@ request only when it is whole, and its answer goes back to the main loop, which 
 - the "graceful" close of a connection (half-close, drain what the client still sends,
   at most 2 s) happens on the poller too: gthread does it on its main loop, blocking,
   and a client that never closes stopped the worker's accepts for 2 s each time;
+- a kept-alive connection serves at most :data:`MAX_REQUESTS_PER_CONNECTION` requests (as
+  nginx's ``keepalive_requests``): the last answer says "Connection: close". Workers share
+  one listening socket and the one whose loop runs first accepts a burst of connections;
+  a client (or a proxy) that keeps a few connections for good would otherwise keep one
+  worker busy and the others idle. Reconnecting lets the kernel spread them again (on
+  2 workers, OCSP keep-alive load measured 1,500/s when the connections landed on one worker,
+  3,600/s when spread; bench/ocsp_load.py);
 - the worker holds at most ``worker_connections`` connections (gunicorn_conf: 100) in
   any state; at the cap it stops accepting and new connections wait in the listen
   backlog, as with gthread.
@@ -300,6 +307,10 @@ class PreparsedParser(RequestParser):  # type: ignore[misc]
     next = __next__
 
 
+MAX_REQUESTS_PER_CONNECTION = 100
+"""Requests served on one kept-alive connection at most; the last answer closes it (module docstring)."""
+
+
 class HeadConn(TConn):  # type: ignore[misc]
     """A client connection, with the request being read (its head's buffer also holds the
     body) and the deadline of what it waits for."""
@@ -317,6 +328,8 @@ class HeadConn(TConn):  # type: ignore[misc]
         self.answer: AnswerBuffer | None = None
         """The answer of the request being served: the thread puts it here, the main loop sends it."""
         self.keep_alive = False
+        self.served = 0
+        """Requests handed to a thread on this connection so far."""
 
     def init(self) -> None:
         """The parser, on the connection's first request (gthread's, without TLS or HTTP/2, which
@@ -555,6 +568,9 @@ class HeadBufferingWorker(ThreadWorker):  # type: ignore[misc]
         if conn.continued:
             req._expected_100_continue = False  # the main loop sent it
             conn.continued = False
+        conn.served += 1
+        if conn.served >= MAX_REQUESTS_PER_CONNECTION:
+            req.must_close = True  # gunicorn's answer then says "Connection: close"
         keep_alive: bool = super().handle_request(req, conn)
         return keep_alive
 

@@ -174,3 +174,51 @@ def test_without_prepare_each_validator_is_built_on_first_use_once(monkeypatch: 
     _lint_every_kind(unprepared)
     _lint_every_kind(unprepared)
     assert len(built) == 7 and len(set(built)) == 7
+
+
+def test_every_name_validator_shares_one_parsed_public_suffix_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pkilint would parse the Public Suffix List once per name validator (30 of them, 50 ms each,
+    at every worker start); prepare() parses it once (soap_service.ca.lint.share_public_suffix_lists)."""
+    import publicsuffixlist
+
+    parsed: list[object] = []
+    real_init = publicsuffixlist.PublicSuffixList.__init__
+
+    def counting_init(self: object, *args: Any, **kwargs: Any) -> None:
+        parsed.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(publicsuffixlist.PublicSuffixList, "__init__", counting_init)
+    already = len(parsed)
+    linter = PreIssuanceLinter(PUBLIC_URL)
+    linter.prepare()
+    # pkilint's name validators hold it as _psl: all of them the same one, parsed at most once here
+    holders = _objects_with_psl(linter)
+    assert len(holders) >= 10
+    assert len({id(holder._psl) for holder in holders}) == 1
+    assert len(parsed) - already <= 1
+    _lint_every_kind(linter)  # and the linter's answers are those of the other tests
+
+
+def _objects_with_psl(root: object) -> list[Any]:
+    """Every object reachable from ``root`` through attributes, lists, tuples and dicts that has ``_psl``."""
+    found, seen, pending = [], set(), [root]
+    while pending:
+        item = pending.pop()
+        if id(item) in seen or isinstance(item, (str, bytes, int, float, type)) or item is None:
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            pending.extend(item)
+        else:
+            try:
+                attributes = vars(item)
+            except TypeError:  # no __dict__
+                continue
+            if "_psl" in attributes:
+                found.append(item)
+            else:
+                pending.extend(attributes.values())
+    return found

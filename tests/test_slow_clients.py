@@ -46,6 +46,7 @@ from api_support import (
 )
 from conftest import TestInstallation as Installation
 from conftest import build_installation, database_environment
+from soap_service.worker import MAX_REQUESTS_PER_CONNECTION
 
 HEADER_DEADLINE = 2.0
 BODY_DEADLINE = 2.0
@@ -281,6 +282,25 @@ def test_heads_that_cannot_be_served_get_gunicorns_answer_at_once(
         sock.close()
     assert received.startswith(f"HTTP/1.1 {status} ".encode()), received[:200]
     assert time.monotonic() - started < HEADER_DEADLINE, "answered only at the deadline"
+
+
+def test_a_kept_alive_connection_is_closed_after_its_hundredth_answer(strict_server: RunningServer) -> None:
+    """A connection serves MAX_REQUESTS_PER_CONNECTION requests, the last answer says "Connection:
+    close" and the server closes it, so that a client's few long-lived connections spread over the
+    workers again when they reconnect (soap_service.worker)."""
+    sock = connect(strict_server, timeout=HANG)
+    try:
+        answers = []
+        for i in range(MAX_REQUESTS_PER_CONNECTION):
+            sock.sendall(hello_request(f"kept-{i}"))
+            answers.extend(read_answers(sock, 1))
+        assert [a.status for a in answers] == [200] * MAX_REQUESTS_PER_CONNECTION
+        assert f"kept-{MAX_REQUESTS_PER_CONNECTION - 1}".encode() in answers[-1].body
+        assert [a.headers["connection"] for a in answers] == (
+            ["keep-alive"] * (MAX_REQUESTS_PER_CONNECTION - 1) + ["close"])
+        assert seconds_until_closed(sock, HANG) < HANG
+    finally:
+        sock.close()
 
 
 def test_closing_connections_do_not_hold_up_the_worker(strict_server: RunningServer) -> None:

@@ -15,7 +15,9 @@ it is raised on a URI whose host is the public URL's host, and in no other case.
 
 from __future__ import annotations
 
+import functools
 import threading
+import types
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -25,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pkilint import finding_filter, loader
 from pkilint.cabf import cabf_name, serverauth
 from pkilint.cabf.serverauth.serverauth_constants import CertificateType
+from pkilint.common import alternative_name
 from pkilint.pkix import certificate as pkix_certificate
 from pkilint.pkix import extension as pkix_extension
 from pkilint.pkix import name as pkix_name
@@ -67,6 +70,24 @@ class _Profile:
         if self.filters:
             results, _ = finding_filter.filter_results(self.filters, results)
         return results
+
+
+def share_public_suffix_lists() -> None:
+    """One parsed Public Suffix List for all of pkilint's name validators.
+
+    pkilint makes a ``PublicSuffixList`` (the whole list parsed anew, 50 ms) in each of the 30
+    name validators that the serverAuth profiles build: 1.5 s of a worker's 2 s start, paid again
+    each time gunicorn recycles a worker (``max_requests``), while that worker serves nothing. A
+    parsed list is read-only (frozensets looked up), so one per set of arguments serves them all.
+    Where pkilint no longer imports the module this way, nothing is changed (only slower).
+    """
+    module = getattr(alternative_name, "publicsuffixlist", None)
+    if isinstance(module, types.ModuleType) and hasattr(module, "PublicSuffixList"):
+        shared = functools.cache(module.PublicSuffixList)  # one per set of arguments
+        alternative_name.publicsuffixlist = types.SimpleNamespace(PublicSuffixList=shared)
+
+
+share_public_suffix_lists()
 
 
 def _serverauth_profile(certificate_type: CertificateType) -> _Profile:

@@ -4,7 +4,8 @@
 ``ca.ocsp_responder.RENEWAL_MARGIN`` away (``soap-service init`` calls it, and the responder on
 its first use and whenever the one it holds nears its end). :class:`OCSPResponderService` answers
 one DER request: the issuing CA found by the CertID's hashes, the certificate's status read from
-the database on every request (one indexed read, so a revocation by any process shows at once),
+the database on every request (one indexed read on a connection the thread keeps,
+``storage.status_reader``, so a revocation by any process on any host shows at once),
 and a response signed for it, or taken from the process's cache when the same status was signed
 less than :data:`REFRESH_AFTER` ago and the request has no nonce. Only good and revoked answers are
 cached (a requester chooses the serials it asks about, so "unknown" answers are signed each time),
@@ -41,6 +42,7 @@ from soap_service.ra.service import RegistrationAuthority
 from soap_service.storage import authorities
 from soap_service.storage import ocsp as ocsp_storage
 from soap_service.storage.models import CertificateAuthority
+from soap_service.storage.status_reader import StatusReader
 from soap_service.vocabulary import CertificateStatus
 
 logger = logging.getLogger(__name__)
@@ -156,6 +158,11 @@ class OCSPResponderService:
         self._issuers: dict[tuple[str, bytes, bytes], _Issuer] | None = None
         self._cache: OrderedDict[tuple[int, int, str], _Cached] = OrderedDict()
         self._cache_bytes = 0  # the sum of len(der) over self._cache, under self._lock
+        self._status = StatusReader(ra.engine)
+
+    def close(self) -> None:
+        """Close the status reader's connections."""
+        self._status.close()
 
     # ------------------------------------------------------------------ issuers and responders
 
@@ -236,8 +243,7 @@ class OCSPResponderService:
         if issuer.responder_not_after <= now:
             logger.error("OCSP: the responder certificate of CA %s has expired", issuer.name)
             return OCSPAnswer.failed(ErrorStatus.INTERNAL_ERROR, ca=issuer.name)
-        with self._ra.readers() as session:
-            row = ocsp_storage.certificate_status(session, ca_id=issuer.id, serial=format(question.serial, "x"))
+        row = self._status.read(ca_id=issuer.id, serial=format(question.serial, "x"))
         if row is None:
             state, revoked_at, reason = CertificateState.UNKNOWN, None, None
         elif row.status == CertificateStatus.REVOKED:
