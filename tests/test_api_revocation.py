@@ -101,10 +101,13 @@ def _history(api: ZeepService, partner: Partner, order: str) -> dict[str, Any]:
     return {c.SerialNumber: c for c in found.OrderDetail.CertificateHistory.Certificate}
 
 
-def _feed(api: ZeepService, partner: Partner, start: datetime, end: datetime, page_size: int | None = None) -> Any:
+def _feed(api: ZeepService, partner: Partner, start: datetime, end: datetime, page_size: int | None = None,
+          after: int | None = None) -> Any:
     request: dict[str, Any] = {"QueryRequestHeader": query_header(partner), "FromDate": start, "ToDate": end}
     if page_size is not None:
         request["PageSize"] = page_size
+    if after is not None:
+        request["AfterChangeID"] = after
     return api.service.GetModifiedOrders(Request=request)
 
 
@@ -328,24 +331,32 @@ def test_the_feed_shows_issued_reissued_revoked_cancelled_in_order_and_to_no_oth
     assert _changes(_feed(api, new_partner(installation.ra), start, end)) == []
 
 
-def test_the_feed_pages_and_the_next_page_starts_at_the_last_change(
+def test_the_feed_pages_after_the_last_change_id_and_says_until_when_it_covers(
     api: ZeepService, installation: Installation, partner: Partner
 ) -> None:
     start = datetime.now(UTC) - timedelta(seconds=1)
     orders = [_order(installation, partner) for _ in range(3)]
-    end = datetime.now(UTC) + timedelta(seconds=1)
-    whole = _changes(_feed(api, partner, start, end))
+    end = datetime.now(UTC) + timedelta(hours=1)
+    whole_result = _feed(api, partner, start, end)
+    whole = _changes(whole_result)
     assert [c.OrderID for c in whole] == [o.order_id for o in orders]
+    ids = [c.ChangeID for c in whole]
+    assert ids == sorted(ids) and all(isinstance(i, int) and i > 0 for i in ids)
+    # ToDate is an hour ahead: the answer covers until the time it read, the next poll's FromDate
+    assert whole[-1].ChangedAt < whole_result.CoveredUntil < end
 
     first = _feed(api, partner, start, end, page_size=2)
     assert first.More is True
     page = _changes(first)
     assert [c.OrderID for c in page] == [o.order_id for o in orders[:2]]
-    rest = _feed(api, partner, page[-1].ChangedAt, end, page_size=2)
+    rest = _feed(api, partner, start, end, page_size=2, after=page[-1].ChangeID)
     assert rest.More is False
-    # From is inclusive: the next page starts with the last change seen (or one at the same time).
-    assert [c.OrderID for c in _changes(rest)][-1] == orders[2].order_id
+    assert [c.OrderID for c in _changes(rest)] == [orders[2].order_id]
     assert _changes(_feed(api, partner, start, end, page_size=MAX_PAGE))[-1].OrderID == orders[2].order_id
+    past = _feed(api, partner, start - timedelta(days=1), start)
+    assert _changes(past) == [] and past.CoveredUntil == start
+    assert [e[0] for e in _errors(_feed(api, partner, start, end, after=ids[0] + 10_000_000).QueryResponseHeader)] == [
+        -2019]
 
 
 def test_the_feeds_bounds(api: ZeepService, partner: Partner) -> None:

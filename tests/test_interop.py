@@ -316,6 +316,11 @@ def test_reads_the_change_feed_sent_with_its_dates(run: Run) -> None:
     times = [_date(run, "modified", f"GetModifiedOrdersResult.OrderChanges.OrderChange[{index}].ChangedAt",
                    change["ChangedAt"]) for index, change in enumerate(changes)]
     assert times == sorted(times)
+    change_ids = [change["ChangeID"] for change in changes]
+    assert all(type(i) is int for i in change_ids)  # xs:int: a PHP int or a JS number, not a string
+    assert change_ids == sorted(change_ids) and len(set(change_ids)) == len(change_ids)
+    covered_until = _date(run, "modified", "GetModifiedOrdersResult.CoveredUntil", result["CoveredUntil"])
+    assert times[-1] < covered_until
     ours = {run.orders.revoked_by_serial.partner_order_id, run.orders.revoked_by_pem.partner_order_id}
     revoked = {(c["PartnerOrderID"], c["SerialNumber"], c.get("Detail")) for c in changes
                if c["Change"] == "revoked" and c["PartnerOrderID"] in ours}  # the other clients' runs share the partner

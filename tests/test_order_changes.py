@@ -4,6 +4,7 @@ answers from it, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,11 +15,14 @@ from soap_service.errors import AuthenticationFailed, InvalidField
 from soap_service.ra.changes import EARLIEST_YEAR, LATEST_YEAR, MAX_PAGE, MAX_WINDOW, ChangesPage, modified_orders
 from soap_service.ra.reissue import Reissuer, ReissueRequest
 from soap_service.ra.revocation import Revoker, RevokeRequest
+from soap_service.storage import changes as change_storage
 from soap_service.storage.models import AuditEvent, Order, OrderChange
 
 
-def feed(ra, partner, start: datetime, end: datetime, page_size: int = MAX_PAGE) -> ChangesPage:
-    return modified_orders(ra, partner.credentials(), start, end, channel="api", page_size=page_size)
+def feed(ra, partner, start: datetime, end: datetime, page_size: int = MAX_PAGE, after: int | None = None
+         ) -> ChangesPage:
+    return modified_orders(ra, partner.credentials(), start, end, channel="api", page_size=page_size,
+                           after_change_id=after)
 
 
 def rows_of(ra, poid: str) -> list[OrderChange]:
@@ -106,8 +110,8 @@ def test_pages_say_when_more_changes_are_left(ra):
     assert len(whole.changes) == 4 and not whole.more
     first = feed(ra, partner, start, end, page_size=3)
     assert (first.changes, first.more) == (whole.changes[:3], True)
-    again = feed(ra, partner, first.changes[-1].at, end, page_size=3)
-    assert whole.changes[3] in again.changes
+    again = feed(ra, partner, start, end, page_size=3, after=first.changes[-1].change_id)
+    assert (again.changes, again.more) == (whole.changes[3:], False)
     exact = feed(ra, partner, start, end, page_size=4)
     assert (exact.changes, exact.more) == (whole.changes, False)
 
@@ -192,3 +196,94 @@ def test_the_feed_authenticates_and_audits(ra):
         events = list(session.scalars(select(AuditEvent).where(
             AuditEvent.partner_code == partner.code, AuditEvent.action == "changes.read").order_by(AuditEvent.id)))
     assert [(e.outcome, e.code) for e in events] == [("refused", -2019)]
+
+
+def test_changes_sharing_one_time_are_paged_through_once_each_by_change_id(ra):
+    """More changes at one instant than a page holds (a keyCompromise or a cancellation writes many
+    in one transaction): asking again after the last ChangeID walks through them, none twice, none
+    left; asking again from the last change's time would answer the same page for ever."""
+    partner = new_partner(ra)
+    created = new_order(ra, partner)
+    instant = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    with ra.sessions() as session, session.begin():
+        order = session.scalars(select(Order).where(Order.partner_order_id == created.order.partner_order_id)).one()
+        for i in range(7):
+            change_storage.add_change(session, order=order, clock=lambda: instant, change="revoked",
+                                      certificate_serial=f"{i + 1:x}", detail="keyCompromise")
+    start, end = instant - timedelta(minutes=1), instant + timedelta(seconds=1)
+    same_time = feed(ra, partner, instant, end, page_size=3)
+    assert feed(ra, partner, same_time.changes[-1].at, end, page_size=3).changes == same_time.changes
+    seen, after, pages = [], None, 0
+    while True:
+        page = feed(ra, partner, start, end, page_size=3, after=after)
+        seen.extend(c.serial_number for c in page.changes)
+        pages += 1
+        if not page.more:
+            break
+        after = page.changes[-1].change_id
+    assert seen == [f"{i + 1:x}" for i in range(7)] and pages == 3
+
+
+def test_after_change_id_of_another_partner_or_of_nothing_is_refused_alike(ra):
+    partner, other = new_partner(ra), new_partner(ra)
+    start, end = window()
+    new_order(ra, partner)
+    new_order(ra, other)
+    theirs = feed(ra, other, start, end).changes[0].change_id
+    messages = []
+    for after in (theirs, theirs + 10_000_000, 0, -1, 2**31):
+        with pytest.raises(InvalidField) as refused:
+            feed(ra, partner, start, end, after=after)
+        messages.append((refused.value.field, refused.value.message))
+    assert set(messages) == {("AfterChangeID", "AfterChangeID is not a change of your orders")}
+
+
+def test_covered_until_is_to_date_or_the_time_of_the_read(ra):
+    partner = new_partner(ra)
+    new_order(ra, partner)
+    past_start, past_end = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC)
+    assert feed(ra, partner, past_start, past_end).covered_until == past_end
+    before = datetime.now(UTC)
+    start, end = window()
+    page = feed(ra, partner, start, end)
+    assert before <= page.covered_until <= datetime.now(UTC)
+    assert all(c.at < page.covered_until for c in page.changes) and page.changes
+    future = feed(ra, partner, end, end + timedelta(hours=1))
+    assert future.covered_until == end and future.changes == ()
+
+
+def test_a_change_stamped_before_a_read_but_committed_after_it_is_not_lost(ra, monkeypatch):
+    """A writer stamps its change, then (signing, auditing) commits a little later. A poll in between
+    waits for it (changes.settle), so that polling window after window, each from the last one's
+    CoveredUntil, never skips a change committed behind a later one."""
+    partner = new_partner(ra)
+    created = new_order(ra, partner)
+    stamped, release = threading.Event(), threading.Event()
+    real_add_change = change_storage.add_change
+
+    def add_change_then_pause(session, **kwargs):
+        at = real_add_change(session, **kwargs)
+        if threading.current_thread().name == "slow-writer":
+            stamped.set()
+            assert release.wait(30)
+        return at
+
+    monkeypatch.setattr(change_storage, "add_change", add_change_then_pause)
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    outcome: list[object] = []
+    writer = threading.Thread(name="slow-writer", target=lambda: outcome.append(Revoker(ra).revoke(
+        partner.credentials(), RevokeRequest(created.order.partner_order_id, None, None, "superseded"), channel="api")))
+    writer.start()
+    assert stamped.wait(30)
+    polled: list[ChangesPage] = []
+    poller = threading.Thread(target=lambda: polled.append(feed(ra, partner, start, start + timedelta(hours=1))))
+    poller.start()
+    poller.join(0.5)
+    release.set()
+    writer.join(30)
+    poller.join(30)
+    assert outcome and polled
+    first = polled[0]
+    second = feed(ra, partner, first.covered_until, first.covered_until + timedelta(hours=1))
+    seen = [c.change for c in first.changes + second.changes]
+    assert seen == ["issued", "revoked"]  # each once

@@ -273,6 +273,7 @@ def cancelled_order(cancelled: CancelledOrder, now: datetime) -> m.ModifyOrderRe
 def order_changes(changes: Sequence[OrderChangeView]) -> m.OrderChanges:
     return m.OrderChanges(OrderChange=[
         m.OrderChange(
+            ChangeID=change.change_id,
             OrderID=change.order_id,
             PartnerOrderID=change.partner_order_id,
             ChangedAt=change.at,

@@ -174,6 +174,7 @@ class GetModifiedOrdersRequest(_Model):
         ("FromDate", Time),
         ("ToDate", Time),
         ("PageSize", Integer32(**OPTIONAL)),
+        ("AfterChangeID", Integer32(**OPTIONAL)),
     ]
 
 
@@ -407,6 +408,7 @@ class OrderChange(_Model):
 
     __type_name__ = "OrderChange"
     _type_info = [
+        ("ChangeID", Int),
         ("OrderID", Text),
         ("PartnerOrderID", Text),
         ("ChangedAt", Time),
@@ -488,4 +490,5 @@ class GetModifiedOrdersResult(_Model):
         ("QueryResponseHeader", required(QueryResponseHeader)),
         ("OrderChanges", optional(OrderChanges)),
         ("More", Flag),
+        ("CoveredUntil", OptionalTime),
     ]

@@ -213,7 +213,7 @@ def get_modified_orders(ra: RegistrationAuthority, record: RequestRecord, reques
     try:
         page = modified_orders(
             ra, _credentials(header.PartnerCode, header.AuthToken), request.FromDate, request.ToDate,
-            channel=CHANNEL, **page_size,
+            channel=CHANNEL, after_change_id=request.AfterChangeID, **page_size,
         )
     except ServiceError as error:
         record.answered(error.code)
@@ -223,6 +223,7 @@ def get_modified_orders(ra: RegistrationAuthority, record: RequestRecord, reques
         QueryResponseHeader=answers.query_header(ra.clock()),
         OrderChanges=answers.order_changes(page.changes),
         More=page.more,
+        CoveredUntil=page.covered_until,
     )
 
 
@@ -281,7 +282,7 @@ class OrderService(ServiceBase):
         m.required(m.GetModifiedOrdersRequest), _returns=m.required(m.GetModifiedOrdersResult), _throws=THROWS
     )
     def GetModifiedOrders(ctx: Any, Request: Any) -> m.GetModifiedOrdersResult:
-        """Your orders' changes, FromDate (inclusive) to ToDate (exclusive), oldest first; More: ask on."""
+        """Your orders' changes, FromDate to ToDate (exclusive), oldest first; More: AfterChangeID."""
         return _run(ctx, lambda ra, record: get_modified_orders(ra, record, Request))
 
 

@@ -22,8 +22,13 @@ LATEST_YEAR = 2100
 any conversion to UTC, which overflows at the ends of what a datetime holds (0001-01-01T00:00:00+14:00)."""
 
 
+MAX_CHANGE_ID = 2**31 - 1
+"""ChangeID and AfterChangeID are xs:int, as every integer of the contract."""
+
+
 @dataclass(frozen=True)
 class OrderChangeView:
+    change_id: int  # the position to ask again after (AfterChangeID)
     order_id: str
     partner_order_id: str
     at: datetime
@@ -35,12 +40,15 @@ class OrderChangeView:
 @dataclass(frozen=True)
 class ChangesPage:
     changes: tuple[OrderChangeView, ...]
-    more: bool  # the window holds more than the page: ask again from the last change's time
+    more: bool  # the window holds more than the page: ask again after the last change's change_id
+    covered_until: datetime
+    """Every change of the window stamped before this is in the answer (with ``more``, in its
+    pages): ToDate, or the server's time when it read if ToDate is later. The next poll's FromDate."""
 
 
-def check_window(from_date: datetime, to_date: datetime, page_size: int) -> None:
+def check_window(from_date: datetime, to_date: datetime, page_size: int, after_change_id: int | None = None) -> None:
     """-2019 on FromDate/ToDate for a naive, out of EARLIEST_YEAR..LATEST_YEAR, reversed or too wide
-    window; on PageSize out of 1..MAX_PAGE."""
+    window; on PageSize out of 1..MAX_PAGE; on AfterChangeID out of 1..MAX_CHANGE_ID."""
     for field_name, value in (("FromDate", from_date), ("ToDate", to_date)):
         if value.tzinfo is None or value.utcoffset() is None:
             raise InvalidField(f"{field_name} needs a time zone (e.g. Z)", field=field_name)
@@ -52,6 +60,8 @@ def check_window(from_date: datetime, to_date: datetime, page_size: int) -> None
         raise InvalidField(f"the window is at most {MAX_WINDOW.days} days", field="ToDate")
     if not 1 <= page_size <= MAX_PAGE:
         raise InvalidField(f"the page size is 1 to {MAX_PAGE}", field="PageSize")
+    if after_change_id is not None and not 1 <= after_change_id <= MAX_CHANGE_ID:
+        raise InvalidField("AfterChangeID is not a change of your orders", field="AfterChangeID")
 
 
 def modified_orders(
@@ -62,23 +72,34 @@ def modified_orders(
     *,
     channel: str,
     page_size: int = MAX_PAGE,
+    after_change_id: int | None = None,
 ) -> ChangesPage:
     """The partner's own order changes with ``from_date <= at < to_date``, oldest first (by time,
-    then as written), at most ``page_size`` of them."""
+    then as written), after the change ``after_change_id`` when given, at most ``page_size`` of
+    them. Only what no later commit can join is read: up to the horizon of ``changes.settle``."""
     user = ra.authenticator.authenticate(credentials, channel=channel)
     subject = Subject(channel=channel, action="changes.read", partner_code=user.partner_code,
                       username=user.username)
 
     def read() -> ChangesPage:
-        check_window(from_date, to_date, page_size)
+        check_window(from_date, to_date, page_size, after_change_id)
+        with ra.sessions() as session, session.begin():
+            horizon = changes.settle(session, ra.clock)
+        covered_until = max(from_date, min(to_date, horizon))
         with ra.readers() as session:
-            rows = changes.changes_between(session, partner_id=user.partner_id, from_at=from_date, to_at=to_date,
-                                           limit=page_size + 1)
+            after = None
+            if after_change_id is not None:
+                at = changes.change_position(session, partner_id=user.partner_id, change_id=after_change_id)
+                if at is None:  # another partner's change and no change at all read the same
+                    raise InvalidField("AfterChangeID is not a change of your orders", field="AfterChangeID")
+                after = (at, after_change_id)
+            rows = changes.changes_between(session, partner_id=user.partner_id, from_at=from_date,
+                                           to_at=covered_until, limit=page_size + 1, after=after)
         views = tuple(
-            OrderChangeView(order_id=order_id, partner_order_id=partner_order_id, at=row.at, change=row.change,
-                            serial_number=row.certificate_serial, detail=row.detail)
+            OrderChangeView(change_id=row.id, order_id=order_id, partner_order_id=partner_order_id, at=row.at,
+                            change=row.change, serial_number=row.certificate_serial, detail=row.detail)
             for row, order_id, partner_order_id in rows[:page_size]
         )
-        return ChangesPage(changes=views, more=len(rows) > page_size)
+        return ChangesPage(changes=views, more=len(rows) > page_size, covered_until=covered_until)
 
     return run_audited(ra, subject, read)

@@ -140,7 +140,7 @@ def issue_for_order(
     )
     certificates.add_certificate(session, record)
     changes.add_change(
-        session, order=order, at=now, change="issued" if replaces is None else "reissued",
+        session, order=order, clock=ra.clock, change="issued" if replaces is None else "reissued",
         certificate_serial=record.serial,
     )
     return record

@@ -180,7 +180,7 @@ class Revoker:
                 certificates.change_revocation_reason(session, certificate, reason=KEY_COMPROMISE)
             else:
                 certificates.revoke(session, [certificate], at=now, reason=target.reason)
-            changes.add_change(session, order=order, at=now, change="revoked",
+            changes.add_change(session, order=order, clock=self._ra.clock, change="revoked",
                                certificate_serial=certificate.serial, detail=target.reason)
             also: list[str] = []
             if target.reason == KEY_COMPROMISE:
@@ -235,8 +235,7 @@ class Revoker:
                 return candidate
         return None
 
-    @staticmethod
-    def _revoke_key(session: Session, compromised: Certificate, now: datetime) -> list[tuple[Order, Certificate]]:
+    def _revoke_key(self, session: Session, compromised: Certificate, now: datetime) -> list[tuple[Order, Certificate]]:
         """keyCompromise: block the key and revoke every other unexpired, unrevoked certificate of it,
         whatever its order and partner, each with its order's change."""
         certificates.block_key(session, spki_sha256=compromised.spki_sha256, reason=KEY_COMPROMISE, at=now,
@@ -248,7 +247,7 @@ class Revoker:
         for certificate in others:
             order = orders.get_order(session, certificate.order_pk)
             assert order is not None
-            changes.add_change(session, order=order, at=now, change="revoked",
+            changes.add_change(session, order=order, clock=self._ra.clock, change="revoked",
                                certificate_serial=certificate.serial, detail=KEY_COMPROMISE)
             revoked.append((order, certificate))
         return revoked
@@ -280,9 +279,9 @@ class Revoker:
             ending = certificates.unrevoked_of_order(session, order_pk=order.id, now=now)
             certificates.revoke(session, ending, at=now, reason=CESSATION_OF_OPERATION)
             for certificate in ending:
-                changes.add_change(session, order=order, at=now, change="revoked",
+                changes.add_change(session, order=order, clock=self._ra.clock, change="revoked",
                                    certificate_serial=certificate.serial, detail=CESSATION_OF_OPERATION)
-            changes.add_change(session, order=order, at=now, change="cancelled")
+            changes.add_change(session, order=order, clock=self._ra.clock, change="cancelled")
             orders.record_change(session, [order.id], at=now, status=OrderStatus.CANCELLED)
             revoked = tuple(c.serial for c in ending)
             audit.append_event(
