@@ -6,14 +6,19 @@ outside the feed's years is -2019 on its field (docs/design.md, "Error model")."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import select
 
 from api_support import TNS, RunningServer, envelope, fault_of, post, running_server
 from conftest import TestInstallation as Installation
 from factory import TestPartner as Partner
-from factory import new_partner
+from factory import new_order, new_partner
+from soap_service.api.envelope import _utc_if_spyne_misreads
 from soap_service.api.schema import UNREADABLE_DATETIME
+from soap_service.storage.models import OrderChange
+from soap_service.storage.models import Partner as Partner_
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +92,36 @@ def test_the_last_hour_of_a_day_is_read(server: RunningServer, installation: Ins
         partner.code, partner.username, partner.password, "2026-12-01T23:59:59.9999999Z", "2026-12-03T00:00:00Z"))
     assert (success, errors) == ("0", [])
 
+
+
+@pytest.mark.parametrize("offset", ["-03:30", "-00:30", "-09:30", "+05:45", "-05:00"])
+def test_a_time_zone_with_minutes_is_read_as_written(
+    server: RunningServer, installation: Installation, offset: str
+) -> None:
+    """spyne 2.14 reads ``-03:30`` as ``-02:30`` and ``-00:30`` as ``+00:30``: the guard writes such a
+    time as the same instant in UTC before spyne reads it (envelope.spyne_envelope). A window of one
+    second around a change, written in that zone, finds it (read an hour off, it would not)."""
+    partner: Partner = new_partner(installation.ra)
+    new_order(installation.ra, partner)
+    with installation.ra.readers() as session:
+        at = session.scalars(select(OrderChange.at).join(Partner_, Partner_.id == OrderChange.partner_id)
+                             .where(Partner_.code == partner.code)).one()
+    sign = -1 if offset[0] == "-" else 1
+    zone = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
+    start, end = at.astimezone(zone), (at + timedelta(seconds=1)).astimezone(zone)
+    assert start.isoformat().endswith(offset)
+    answer = post(server, feed_envelope(partner.code, partner.username, partner.password,
+                                        start.isoformat(), end.isoformat()))
+    assert answer.status == 200 and answer.root is not None, answer.body[:500]
+    assert answer.root.findtext(f".//{{{TNS}}}SuccessCode") == "0"
+    assert [c.findtext(f"{{{TNS}}}Change") for c in answer.root.iter(f"{{{TNS}}}OrderChange")] == ["issued"]
+    covered = datetime.fromisoformat(answer.root.findtext(f".//{{{TNS}}}CoveredUntil") or "")
+    assert at < covered <= end  # ToDate, or the time of the read if that is earlier
+
+
+def test_only_negative_zones_with_minutes_are_rewritten() -> None:
+    assert _utc_if_spyne_misreads("2026-03-15T10:00:00-03:30") == "2026-03-15T13:30:00Z"
+    assert _utc_if_spyne_misreads("2026-03-15T10:00:00.25-00:30") == "2026-03-15T10:30:00.250000Z"
+    for unchanged in ("2026-03-15T10:00:00-05:00", "2026-03-15T10:00:00+05:30", "2026-03-15T10:00:00Z",
+                      "2026-03-15T10:00:00", "9999-12-31T23:00:00-14:30"):
+        assert _utc_if_spyne_misreads(unchanged) == unchanged

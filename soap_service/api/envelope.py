@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from lxml import etree
 
@@ -156,7 +157,23 @@ def refuse_other_action(action: str | None, operation: str) -> None:
         )
 
 
-def spyne_envelope(request: SOAPRequest, booleans: frozenset[str] = frozenset()) -> bytes:
+def _utc_if_spyne_misreads(text: str) -> str:
+    """``text`` (an ``xs:dateTime`` the schema accepted, whitespace collapsed) as the same instant
+    in UTC when its zone is a negative offset with minutes, which spyne 2.14 misreads: it reads
+    ``-05:30`` as ``-04:30`` and ``-00:30`` as ``+00:30`` (minutes added to a negative hour).
+    Any other text is returned as it is; so is one whose instant in UTC is past what a datetime
+    holds (years 1 to 9999), which the RA refuses by its year anyway."""
+    if len(text) < 6 or text[-6] != "-" or text[-3] != ":" or text[-2:] == "00":
+        return text
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    except (ValueError, OverflowError):
+        return text
+
+
+def spyne_envelope(
+    request: SOAPRequest, booleans: frozenset[str] = frozenset(), datetimes: frozenset[str] = frozenset()
+) -> bytes:
     """What spyne reads: a SOAP 1.1 envelope whose Body holds a copy of the checked operation
     element, in UTF-8. The namespaces in scope of the operation element are declared on the
     envelope, so that a QName in a value still resolves.
@@ -167,13 +184,18 @@ def spyne_envelope(request: SOAPRequest, booleans: frozenset[str] = frozenset())
     spyne reads every element as the type the schema declares for it.
 
     The value of an element of ours named in ``booleans`` loses the whitespace around it: the
-    schema accepts `` true `` (``xs:boolean`` collapses whitespace), which spyne read as false."""
+    schema accepts `` true `` (``xs:boolean`` collapses whitespace), which spyne read as false.
+    The value of an element named in ``datetimes`` loses it too, and one in a negative time zone
+    with minutes (``-03:30``) is written as the same instant in UTC (spyne misreads that zone)."""
     payload = copy.deepcopy(request.payload)
     boolean_tags = {f"{{{TNS}}}{name}" for name in booleans}
+    datetime_tags = {f"{{{TNS}}}{name}" for name in datetimes}
     for element in payload.iter(etree.Element):
         element.attrib.pop(XSI_TYPE, None)
         if element.tag in boolean_tags and element.text:
             element.text = element.text.strip(XML_SPACE)
+        elif element.tag in datetime_tags and element.text:
+            element.text = _utc_if_spyne_misreads(element.text.strip(XML_SPACE))
     envelope = etree.Element(f"{{{SOAP11_ENV}}}Envelope", nsmap=request.payload.nsmap)
     etree.SubElement(envelope, f"{{{SOAP11_ENV}}}Body").append(payload)
     return bytes(etree.tostring(envelope, encoding="UTF-8"))

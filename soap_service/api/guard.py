@@ -135,7 +135,7 @@ class SOAPGuard:
             return _fault(fault_envelope(refusal.faultcode, refusal.message))
         # spyne reads the checked operation element and nothing else: not the client's bytes,
         # not its Content-Type (a charset to decode with again, a multipart to unpack).
-        envelope = spyne_envelope(request, self._schema.boolean_names)
+        envelope = spyne_envelope(request, self._schema.boolean_names, self._schema.datetime_names)
         environ["wsgi.input"] = io.BytesIO(envelope)
         environ["CONTENT_LENGTH"] = str(len(envelope))
         environ["CONTENT_TYPE"] = SPYNE_CONTENT_TYPE

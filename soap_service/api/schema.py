@@ -129,10 +129,9 @@ class OperationSchema:
         self.boolean_names = frozenset(name for name, kinds in types.items() if name and kinds == {"xs:boolean"})
         """The local names the schema declares as ``xs:boolean`` only (whitespace around the value
         is allowed: the type collapses it)."""
-        self._datetime_tags = tuple(
-            f"{{{TNS}}}{name}" for name, kinds in types.items() if name and kinds == {"xs:dateTime"}
-        )
-        """The qualified names the schema declares as ``xs:dateTime`` only."""
+        self.datetime_names = frozenset(name for name, kinds in types.items() if name and kinds == {"xs:dateTime"})
+        """The local names the schema declares as ``xs:dateTime`` only."""
+        self._datetime_tags = tuple(f"{{{TNS}}}{name}" for name in sorted(self.datetime_names))
         self._local = threading.local()
 
     def _validator(self) -> etree.XMLSchema:
