@@ -101,6 +101,12 @@ class AlreadyRevoked(ServiceError):
     default_field = "SerialNumber"
 
 
+class CertificateExpired(ServiceError):
+    code = -4015
+    default_message = "the certificate has expired: relying parties no longer accept it, there is nothing to revoke"
+    default_field = "SerialNumber"
+
+
 class InternalError(Exception):
     """An incident: an internal failure, already logged (and audited where it had a subject).
 

@@ -3,7 +3,9 @@ SQLite and PostgreSQL, with real keys, CSRs and certificates."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
+from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -13,6 +15,7 @@ from factory import fresh_key_csr, new_order, new_partner
 from soap_service.errors import (
     AlreadyRevoked,
     AuthenticationFailed,
+    CertificateExpired,
     CertificateRevoked,
     InvalidField,
     KeyRefused,
@@ -213,6 +216,30 @@ def test_revoking_twice_is_refused_4014_unless_the_reason_becomes_key_compromise
     with ra.sessions() as session:
         assert session.get(BlockedKey, stored.spki_sha256) is not None
     refused(ra, partner, poid, AlreadyRevoked, reason="keyCompromise")
+
+
+def test_an_expired_certificate_is_refused_4015_but_key_compromise_still_blocks_its_key(ra):
+    """Past its notAfter a certificate is no longer accepted by anyone: revoking it is refused
+    (-4015), nothing written; keyCompromise is still taken, for the key's sake (blocked, and its
+    other certificates revoked). At notAfter itself the certificate is still valid (RFC 5280)."""
+    partner = new_partner(ra)
+    created = new_order(ra, partner)
+    poid = created.order.partner_order_id
+    not_after = certificate(ra, created.certificate.serial).not_after
+    expired = dataclasses.replace(ra, clock=lambda: not_after + timedelta(seconds=1))
+    error = refused(expired, partner, poid, CertificateExpired, reason="superseded")
+    assert (error.code, error.field) == (-4015, "SerialNumber")
+    at_the_end = dataclasses.replace(ra, clock=lambda: not_after)
+    assert revoke(at_the_end, partner, poid, reason="superseded").serial_number == created.certificate.serial
+    other = new_order(ra, partner)
+    other_poid = other.order.partner_order_id
+    not_after = certificate(ra, other.certificate.serial).not_after
+    expired = dataclasses.replace(ra, clock=lambda: not_after + timedelta(days=1))
+    revoke(expired, partner, other_poid, reason="keyCompromise")
+    stored = certificate(ra, other.certificate.serial)
+    assert (stored.status, stored.revocation_reason) == (CertificateStatus.REVOKED, "keyCompromise")
+    with ra.sessions() as session:
+        assert session.get(BlockedKey, stored.spki_sha256) is not None
 
 
 # Rule 7: the revocation and what it does to reissues -----------------------------------------

@@ -16,7 +16,7 @@ from datetime import datetime
 from cryptography import x509
 from sqlalchemy.orm import Session
 
-from soap_service.errors import AlreadyRevoked, InvalidField, OrderNotFound, OrderStateInvalid
+from soap_service.errors import AlreadyRevoked, CertificateExpired, InvalidField, OrderNotFound, OrderStateInvalid
 from soap_service.ra.audit import Subject
 from soap_service.ra.auth import Credentials
 from soap_service.ra.fields import (
@@ -178,6 +178,8 @@ class Revoker:
                 if target.reason != KEY_COMPROMISE or certificate.revocation_reason == KEY_COMPROMISE:
                     raise AlreadyRevoked()
                 certificates.change_revocation_reason(session, certificate, reason=KEY_COMPROMISE)
+            elif certificate.not_after < now and target.reason != KEY_COMPROMISE:
+                raise CertificateExpired()
             else:
                 certificates.revoke(session, [certificate], at=now, reason=target.reason)
             changes.add_change(session, order=order, clock=self._ra.clock, change="revoked",
