@@ -207,3 +207,17 @@ def test_a_schema_change_that_breaks_a_reference_is_rolled_back_on_sqlite(tmp_pa
             connection.rollback()
     finally:
         engine.dispose()
+
+
+def test_the_migrated_schema_is_the_models(ra):
+    """Alembic's own comparison of the migrated database with the models finds nothing to add,
+    drop or change (tables, columns, indexes, unique constraints, foreign keys): a model changed
+    without its migration, or a migration without its model, fails here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from soap_service.storage.models import Base
+
+    with ra.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
