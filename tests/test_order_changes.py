@@ -5,10 +5,11 @@ answers from it, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from factory import fresh_key_csr, new_order, new_partner
 from soap_service.errors import AuthenticationFailed, InvalidField
@@ -287,3 +288,63 @@ def test_a_change_stamped_before_a_read_but_committed_after_it_is_not_lost(ra, m
     second = feed(ra, partner, first.covered_until, first.covered_until + timedelta(hours=1))
     seen = [c.change for c in first.changes + second.changes]
     assert seen == ["issued", "revoked"]  # each once
+
+
+def test_a_poll_never_waits_for_a_writer_that_waits_for_a_row(ra, monkeypatch):
+    """PostgreSQL: a keyCompromise revocation writes the other certificates of its key, rows that a
+    plain revocation may hold. The feed's lock is its writers' last lock, so the keyCompromise
+    waiting for such a row does not hold it yet, and a poll is answered meanwhile. (Taken earlier,
+    the poll waited for the keyCompromise, the plain revocation's stamp queued behind the poll, and
+    everything stood until PostgreSQL's deadlock detector moved it, after a second.)"""
+    if ra.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: no writer waits for another's row")
+    partner = new_partner(ra)
+    csr = fresh_key_csr()
+    first = new_order(ra, partner, csr=csr)
+    second = new_order(ra, partner, csr=csr)  # the same key on two orders of one partner
+    reached, release = threading.Event(), threading.Event()
+    real_add_change = change_storage.add_change
+
+    def pause_the_plain_revocation(session, **kwargs):
+        if threading.current_thread().name == "plain" and not reached.is_set():
+            reached.set()  # its certificate's row written and locked, its change not yet stamped
+            assert release.wait(30)
+        return real_add_change(session, **kwargs)
+
+    monkeypatch.setattr(change_storage, "add_change", pause_the_plain_revocation)
+    results: dict[str, object] = {}
+
+    def run(name, call):
+        try:
+            results[name] = call()
+        except Exception as failure:
+            results[name] = failure
+
+    def revoke(poid, reason):
+        return Revoker(ra).revoke(partner.credentials(), RevokeRequest(poid, None, None, reason), channel="api")
+
+    plain = threading.Thread(name="plain", target=run, args=(
+        "plain", lambda: revoke(second.order.partner_order_id, "superseded")))
+    plain.start()
+    assert reached.wait(30)
+    compromise = threading.Thread(name="compromise", target=run, args=(
+        "compromise", lambda: revoke(first.order.partner_order_id, "keyCompromise")))
+    compromise.start()
+    deadline = time.monotonic() + 30
+    with ra.engine.connect() as watcher:  # until the keyCompromise waits for the held row
+        while not watcher.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )).scalar():
+            assert time.monotonic() < deadline, "the keyCompromise revocation never waited"
+            time.sleep(0.02)
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    poller = threading.Thread(target=run, args=("poll", lambda: feed(ra, partner, start, start + timedelta(hours=1))))
+    poller.start()
+    poller.join(20)
+    answered = not poller.is_alive()
+    release.set()
+    for thread in (plain, compromise, poller):
+        thread.join(30)
+    assert answered, "the poll waited for a writer that waited for a row"
+    assert isinstance(results["poll"], ChangesPage)
+    assert not isinstance(results["plain"], Exception) and not isinstance(results["compromise"], Exception), results

@@ -1,6 +1,6 @@
 """The OCSP responder's status reads (soap_service.storage.status_reader), on SQLite and PostgreSQL:
 the row as the ORM would read it, a revocation seen by the next read, connections that cannot write,
-one per thread, and a connection that broke replaced on the next read."""
+shared by any number of threads up to a bound, and a connection that broke replaced on the next read."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from factory import new_order, new_partner
 from soap_service.ra.service import RegistrationAuthority
+from soap_service.storage import status_reader
 from soap_service.storage.models import Certificate
-from soap_service.storage.status_reader import StatusReader
+from soap_service.storage.status_reader import MAX_CONNECTIONS, StatusReader, StatusReaderBusy
 from soap_service.vocabulary import CertificateStatus
 
 
@@ -51,7 +52,7 @@ def test_its_connections_cannot_write(ra: RegistrationAuthority) -> None:
     reader = StatusReader(ra.engine)
     try:
         reader.read(ca_id=ca_id, serial=serial)
-        connection = reader._local.connection
+        (connection,) = reader._open
         cursor = connection.cursor()
         with pytest.raises(ra.engine.dialect.loaded_dbapi.Error, match=r"(?i)read.only|readonly"):
             cursor.execute("UPDATE certificates SET revocation_reason = 'x' WHERE serial = '0'")
@@ -64,28 +65,49 @@ def test_its_connections_cannot_write(ra: RegistrationAuthority) -> None:
         row.close()
 
 
-def test_each_thread_reads_on_its_own_connection(ra: RegistrationAuthority) -> None:
+def test_any_number_of_threads_share_at_most_max_connections(ra: RegistrationAuthority) -> None:
+    """More threads than connections (gunicorn's --threads has no bound of ours): every read is
+    answered, on at most MAX_CONNECTIONS connections, which stay open for the next reads."""
     ca_id, serial = issued_serial(ra)
     reader = StatusReader(ra.engine)
-    seen: list[int] = []
-    barrier = threading.Barrier(4)
+    threads_count = MAX_CONNECTIONS + 8
+    barrier = threading.Barrier(threads_count)
+    answered: list[int] = []
 
     def read() -> None:
         barrier.wait()
-        for _ in range(20):
+        for _ in range(30):
             assert reader.read(ca_id=ca_id, serial=serial) is not None
-        seen.append(id(reader._local.connection))
+        answered.append(1)
 
     try:
-        threads = [threading.Thread(target=read) for _ in range(4)]
+        threads = [threading.Thread(target=read) for _ in range(threads_count)]
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join()
-        assert len(seen) == 4 and len(set(seen)) == 4 and len(reader._open) == 4
+            thread.join(60)
+        assert len(answered) == threads_count
+        assert 1 <= len(reader._open) <= MAX_CONNECTIONS
     finally:
         reader.close()
     assert reader._open == []
+
+
+def test_a_read_that_finds_every_connection_busy_fails_after_the_checkout_timeout(
+    ra: RegistrationAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca_id, serial = issued_serial(ra)
+    monkeypatch.setattr(status_reader, "CHECKOUT_TIMEOUT", 0.2)
+    reader = StatusReader(ra.engine)
+    try:
+        held = [reader._checkout() for _ in range(MAX_CONNECTIONS)]
+        with pytest.raises(StatusReaderBusy):
+            reader.read(ca_id=ca_id, serial=serial)
+        reader._idle.put(held.pop())
+        assert reader.read(ca_id=ca_id, serial=serial) is not None
+        assert len(reader._open) == MAX_CONNECTIONS
+    finally:
+        reader.close()
 
 
 def test_a_broken_connection_is_replaced_and_the_read_answered(ra: RegistrationAuthority) -> None:
@@ -93,10 +115,10 @@ def test_a_broken_connection_is_replaced_and_the_read_answered(ra: RegistrationA
     reader = StatusReader(ra.engine)
     try:
         reader.read(ca_id=ca_id, serial=serial)
-        broken = reader._local.connection
+        (broken,) = reader._open
         broken.close()  # as a server restart or a network failure leaves it
         row = reader.read(ca_id=ca_id, serial=serial)
         assert row is not None and row.status is CertificateStatus.VALID
-        assert reader._local.connection is not broken and reader._open == [reader._local.connection]
+        assert len(reader._open) == 1 and reader._open[0] is not broken
     finally:
         reader.close()

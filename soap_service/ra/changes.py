@@ -83,16 +83,17 @@ def modified_orders(
 
     def read() -> ChangesPage:
         check_window(from_date, to_date, page_size, after_change_id)
+        after = None
+        if after_change_id is not None:  # checked before the settle, which every writer may wait for
+            with ra.readers() as session:
+                at = changes.change_position(session, partner_id=user.partner_id, change_id=after_change_id)
+            if at is None:  # another partner's change and no change at all read the same
+                raise InvalidField("AfterChangeID is not a change of your orders", field="AfterChangeID")
+            after = (at, after_change_id)
         with ra.sessions() as session, session.begin():
             horizon = changes.settle(session, ra.clock)
         covered_until = max(from_date, min(to_date, horizon))
         with ra.readers() as session:
-            after = None
-            if after_change_id is not None:
-                at = changes.change_position(session, partner_id=user.partner_id, change_id=after_change_id)
-                if at is None:  # another partner's change and no change at all read the same
-                    raise InvalidField("AfterChangeID is not a change of your orders", field="AfterChangeID")
-                after = (at, after_change_id)
             rows = changes.changes_between(session, partner_id=user.partner_id, from_at=from_date,
                                            to_at=covered_until, limit=page_size + 1, after=after)
         views = tuple(

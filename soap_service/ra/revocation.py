@@ -182,13 +182,15 @@ class Revoker:
                 raise CertificateExpired()
             else:
                 certificates.revoke(session, [certificate], at=now, reason=target.reason)
-            changes.add_change(session, order=order, clock=self._ra.clock, change="revoked",
-                               certificate_serial=certificate.serial, detail=target.reason)
-            also: list[str] = []
+            revoked = [(order, certificate, target.reason)]
             if target.reason == KEY_COMPROMISE:
-                others = self._revoke_key(session, certificate, now)
-                also = [c.serial for o, c in others if o.partner_id == partner.id]
+                revoked += [(o, c, KEY_COMPROMISE) for o, c in self._revoke_key(session, certificate, now)]
             orders.record_change(session, [order.id], at=now)
+            # The feed's lock last, after every row this transaction writes is locked (storage.changes).
+            for changed_order, changed, reason in revoked:
+                changes.add_change(session, order=changed_order, clock=self._ra.clock, change="revoked",
+                                   certificate_serial=changed.serial, detail=reason)
+            also = [c.serial for o, c, _ in revoked[1:] if o.partner_id == partner.id]
             assert certificate.revoked_at is not None
             audit.append_event(
                 session, at=now, channel=subject.channel, action=subject.action, outcome="success", code=0,
@@ -237,9 +239,10 @@ class Revoker:
                 return candidate
         return None
 
-    def _revoke_key(self, session: Session, compromised: Certificate, now: datetime) -> list[tuple[Order, Certificate]]:
+    @staticmethod
+    def _revoke_key(session: Session, compromised: Certificate, now: datetime) -> list[tuple[Order, Certificate]]:
         """keyCompromise: block the key and revoke every other unexpired, unrevoked certificate of it,
-        whatever its order and partner, each with its order's change."""
+        whatever its order and partner; returns them with their orders (whose changes the caller writes)."""
         certificates.block_key(session, spki_sha256=compromised.spki_sha256, reason=KEY_COMPROMISE, at=now,
                                certificate_id=compromised.id)
         others = [c for c in certificates.unrevoked_with_key(session, spki_sha256=compromised.spki_sha256, now=now)
@@ -249,8 +252,6 @@ class Revoker:
         for certificate in others:
             order = orders.get_order(session, certificate.order_pk)
             assert order is not None
-            changes.add_change(session, order=order, clock=self._ra.clock, change="revoked",
-                               certificate_serial=certificate.serial, detail=KEY_COMPROMISE)
             revoked.append((order, certificate))
         return revoked
 

@@ -9,6 +9,12 @@ and :func:`settle` runs in a writer transaction too: it starts once the writer i
 On PostgreSQL, where writers of different orders commit concurrently, a writer takes
 :data:`FEED_LOCK` shared before it stamps (held to its commit, writers never wait for each other)
 and :func:`settle` takes it exclusive: it waits for those in flight, and those after it stamp later.
+
+On PostgreSQL the feed's lock is the *last* lock a writer takes: a writer adds its changes after
+every row it writes is written (and so locked), and writes none after. Otherwise a writer holding
+it shared could wait for a row held by a second writer that waits for the lock behind a queued
+:func:`settle`: a cycle PostgreSQL breaks only after ``deadlock_timeout`` (1 s), every writer
+waiting meanwhile (tests/test_order_changes.py builds it).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ one-bigint key space of the key and account locks)."""
 def _lock_feed(session: Session, *, shared: bool) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return  # SQLite: the transaction already holds the database's write lock
+    session.flush()  # the rows written so far are locked before the feed's lock, never after
     lock = func.pg_advisory_xact_lock_shared if shared else func.pg_advisory_xact_lock
     session.execute(select(lock(*FEED_LOCK)))
 
