@@ -59,6 +59,8 @@ class Settings:
     lockout_threshold: int = 10
     lockout_window_seconds: int = 900
     log_level: str = "INFO"
+    smtp_url: str | None = field(default=None, repr=False)  # may hold an SMTP password
+    test_captcha: str | None = None  # tests only: every portal captcha's answer (loopback public URL only)
 
     @property
     def public_url_is_internal(self) -> bool:
@@ -123,4 +125,43 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lockout_threshold=_int(env, "LOCKOUT_THRESHOLD", 10, minimum=1),
         lockout_window_seconds=_int(env, "LOCKOUT_WINDOW_SECONDS", 900, minimum=1),
         log_level=(env.get(PREFIX + "LOG_LEVEL") or "INFO").upper(),
+        smtp_url=_smtp_url(env),
+        test_captcha=_test_captcha(env, public_url),
     )
+
+
+def _smtp_url(env: Mapping[str, str]) -> str | None:
+    """``smtp://[user:password@]host[:port]`` or ``smtps://...``; None (unset) writes mail to the outbox folder."""
+    raw = env.get(PREFIX + "SMTP_URL") or None
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        # the value is not repeated: it may hold a password
+        raise ConfigurationError(f"{PREFIX}SMTP_URL must be smtp://host[:port] or smtps://host[:port]")
+    try:
+        parts.port  # noqa: B018 - a port that is not a number raises
+    except ValueError:
+        raise ConfigurationError(f"{PREFIX}SMTP_URL has a port that is not a number") from None
+    return raw
+
+
+def _test_captcha(env: Mapping[str, str], public_url: str) -> str | None:
+    """The fixed captcha answer of a test installation: five digits, and only with a loopback public URL."""
+    raw = env.get(PREFIX + "TEST_CAPTCHA") or None
+    if raw is None:
+        return None
+    if len(raw) != 5 or not raw.isascii() or not raw.isdigit():
+        raise ConfigurationError(f"{PREFIX}TEST_CAPTCHA must be five digits")
+    import ipaddress
+
+    host = urlsplit(public_url).hostname or ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise ConfigurationError(
+            f"{PREFIX}TEST_CAPTCHA is a test setting: it is refused unless {PREFIX}PUBLIC_URL is a loopback address"
+        )
+    return raw

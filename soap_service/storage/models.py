@@ -160,7 +160,7 @@ class OrderName(Base):
     """A DNS name (or wildcard) validated for an order."""
 
     __tablename__ = "order_names"
-    __table_args__ = (UniqueConstraint("order_pk", "name"),)
+    __table_args__ = (UniqueConstraint("order_pk", "name"), Index("ix_order_names_name", "name"))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id"))
@@ -302,3 +302,78 @@ class AuditEvent(Base):
     certificate_serial: Mapped[str | None] = mapped_column(String(40))
     incident_id: Mapped[str | None] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class PortalCaptcha(Base):
+    """A captcha the End User Portal showed: its challenge (the random token in the form, hashed)
+    and its answer (hashed with the challenge); single use, until it expires."""
+
+    __tablename__ = "portal_captchas"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    challenge_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    answer_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PortalAccessToken(Base):
+    """A link the portal e-mailed to an order's contact: the random token hashed, bound to the
+    order and the address; single use, valid until it expires."""
+
+    __tablename__ = "portal_access_tokens"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PortalSession(Base):
+    """A contact's access to one order after following its link: the session cookie's random
+    token hashed, its CSRF token, the last request (the idle timeout counts from it), its end."""
+
+    __tablename__ = "portal_sessions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MailMessage(Base):
+    """An e-mail to send: kept until the SMTP server accepted it, retried with backoff."""
+
+    __tablename__ = "mail_outbox"
+    __table_args__ = (Index("ix_mail_outbox_due", "sent_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(200))
+
+
+class PortalRateEvent(Base):
+    """One counted portal action (a lookup, an access e-mail) by one subject (a client address,
+    an e-mail address), for the rate limits that hold across workers and hosts."""
+
+    __tablename__ = "portal_rate_events"
+    __table_args__ = (Index("ix_portal_rate_events_kind_subject_at", "kind", "subject", "at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(64))  # SHA-256 hex of "client:<address>" or "email:<address>"
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
