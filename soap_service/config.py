@@ -59,6 +59,8 @@ class Settings:
     lockout_threshold: int = 10
     lockout_window_seconds: int = 900
     log_level: str = "INFO"
+    portal_lookups_per_client: int = 20  # per 10 minutes
+    portal_mails_per_client: int = 10  # per hour
     smtp_url: str | None = field(default=None, repr=False)  # may hold an SMTP password
     test_captcha: str | None = None  # tests only: every portal captcha's answer (loopback public URL only)
 
@@ -125,6 +127,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lockout_threshold=_int(env, "LOCKOUT_THRESHOLD", 10, minimum=1),
         lockout_window_seconds=_int(env, "LOCKOUT_WINDOW_SECONDS", 900, minimum=1),
         log_level=(env.get(PREFIX + "LOG_LEVEL") or "INFO").upper(),
+        portal_lookups_per_client=_int(env, "PORTAL_LOOKUPS_PER_CLIENT", 20, minimum=1),
+        portal_mails_per_client=_int(env, "PORTAL_MAILS_PER_CLIENT", 10, minimum=1),
         smtp_url=_smtp_url(env),
         test_captcha=_test_captcha(env, public_url),
     )

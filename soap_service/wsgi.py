@@ -28,7 +28,10 @@ from typing import Any
 
 from soap_service.api.application import create_wsgi_app
 from soap_service.config import Settings, load_settings
+from soap_service.portal.app import PortalApplication
 from soap_service.ra.crls import CRLPublisher
+from soap_service.ra.mail import start_delivery
+from soap_service.ra.portal import PortalDesk
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.status.application import StatusApplication
 from soap_service.status.ocsp import create_ocsp_application
@@ -38,18 +41,23 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 STATUS_PREFIXES = ("/ca/", "/crl/")
 OCSP_PATH = "/ocsp"
+PORTAL_PREFIX = "/portal/"
 
 
 class Dispatcher:
     """Sends each request by its path: ``/ca/...`` and ``/crl/...`` to the status application,
-    ``/ocsp`` and ``/ocsp/...`` to the OCSP responder, anything else (``/api/order`` and the 404s
-    of other paths) to the SOAP guard. Prefix tests only, nothing that reads the path twice."""
+    ``/ocsp`` and ``/ocsp/...`` to the OCSP responder, ``/portal/...`` to the End User Portal,
+    anything else (``/api/order`` and the 404s of other paths) to the SOAP guard. Prefix tests
+    only, nothing that reads the path twice."""
 
-    def __init__(self, ra: RegistrationAuthority, *, soap: WSGIApp, status: WSGIApp, ocsp: WSGIApp) -> None:
+    def __init__(
+        self, ra: RegistrationAuthority, *, soap: WSGIApp, status: WSGIApp, ocsp: WSGIApp, portal: WSGIApp | None = None
+    ) -> None:
         self.ra = ra
         self.soap = soap
         self.status = status
         self.ocsp = ocsp
+        self.portal = portal
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -57,6 +65,8 @@ class Dispatcher:
             return self.status(environ, start_response)
         if path == OCSP_PATH or path.startswith(OCSP_PATH + "/"):
             return self.ocsp(environ, start_response)
+        if self.portal is not None and path.startswith(PORTAL_PREFIX):
+            return self.portal(environ, start_response)
         return self.soap(environ, start_response)
 
 
@@ -67,7 +77,10 @@ def create_application(settings: Settings | None = None) -> Dispatcher:
     try:
         ra.prepare()
         ocsp: WSGIApp = create_ocsp_application(ra)  # the OCSP responder (soap_service.status.ocsp)
-        return Dispatcher(ra, soap=create_wsgi_app(ra), status=StatusApplication(CRLPublisher(ra)), ocsp=ocsp)
+        # The portal's mail goes out from a thread of each worker (soap_service.ra.mail).
+        portal = PortalApplication(PortalDesk(ra, start_delivery(ra)), settings.public_url)
+        return Dispatcher(ra, soap=create_wsgi_app(ra), status=StatusApplication(CRLPublisher(ra)), ocsp=ocsp,
+                          portal=portal)
     except BaseException:
         ra.close()
         raise

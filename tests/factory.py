@@ -73,6 +73,7 @@ def new_order(
     csr: str | None = None,
     term_days: int = 365,
     partner_order_id: str | None = None,
+    admin_email: str = "admin@example.com",
 ) -> IssuanceOutcome:
     from soap_service.ra.catalogue import PRODUCTS_BY_CODE
 
@@ -86,7 +87,7 @@ def new_order(
             product=product,
             names=names,
             csr=csr or fresh_key_csr(names),
-            contacts=(Contact("admin", "admin@example.com"), Contact("technical", "tech@example.com")),
+            contacts=(Contact("admin", admin_email), Contact("technical", "tech@example.com")),
             organization=None if level == "DV" else EV_ORGANIZATION if level == "EV" else ORGANIZATION,
             term_days=term_days,
         ),

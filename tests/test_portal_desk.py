@@ -1,0 +1,147 @@
+"""The End User Portal's use cases in the RA (docs/design.md, "End User Portal"), on SQLite and
+PostgreSQL: the limits counted in the database, a link that works once even when followed twice at
+once, a session's idle end, a contact removed, and the pruning of what expired."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import delete, func, select
+
+from factory import new_order, new_partner
+from soap_service.ra.portal import (
+    MAILS_PER_ADDRESS,
+    PORTALS,
+    PRUNE_AFTER,
+    SESSION_IDLE_TIMEOUT,
+    PortalDesk,
+    PortalRefusal,
+)
+from soap_service.ra.service import RegistrationAuthority
+from soap_service.storage.models import (
+    MailMessage,
+    OrderContact,
+    PortalAccessToken,
+    PortalRateEvent,
+    PortalSession,
+)
+
+GEOTRUST = PORTALS["geotrust"]
+
+
+def desk_of(ra: RegistrationAuthority, **settings: object) -> PortalDesk:
+    changed = dataclasses.replace(ra.settings, test_captcha="12345", **settings)  # type: ignore[arg-type]
+    return PortalDesk(dataclasses.replace(ra, settings=changed))
+
+
+def lookup(desk: PortalDesk, query: str, email: str, client: str = "192.0.2.1") -> object:
+    challenge = desk.new_captcha()
+    return desk.lookup(GEOTRUST, query=query, email=email, captcha_token=challenge.token, captcha_answer="12345",
+                       client=client)
+
+
+def mailed_token(ra: RegistrationAuthority, order_id: str) -> str:
+    with ra.readers() as session:
+        body = session.scalars(select(MailMessage.body).where(MailMessage.subject.contains(order_id))
+                               .order_by(MailMessage.id.desc())).first()
+    assert body is not None
+    line = next(line for line in body.splitlines() if "/access/" in line)
+    return line.rsplit("/access/", 1)[1].strip()
+
+
+def test_lookups_past_the_client_limit_are_refused(ra: RegistrationAuthority) -> None:
+    desk = desk_of(ra, portal_lookups_per_client=2)
+    address = f"lookups-{secrets.token_hex(4)}@example.com"
+    created = new_order(ra, new_partner(ra), admin_email=address)
+    client = f"198.51.100.{secrets.randbelow(250)}"
+    assert len(lookup(desk, created.order.order_id, address, client)) == 1  # type: ignore[arg-type]
+    lookup(desk, created.order.order_id, address, client)
+    with pytest.raises(PortalRefusal, match="Too many requests"):
+        lookup(desk, created.order.order_id, address, client)
+    with ra.readers() as session:  # counted as hashes, never the address itself
+        subjects = session.scalars(select(PortalRateEvent.subject)).all()
+    assert client not in subjects and all(len(s) == 64 for s in subjects)
+
+
+def test_access_mails_past_the_address_limit_are_refused_and_none_is_queued(ra: RegistrationAuthority) -> None:
+    desk = desk_of(ra)
+    address = f"limited-{secrets.token_hex(4)}@example.com"
+    created = new_order(ra, new_partner(ra), admin_email=address)
+    for _ in range(MAILS_PER_ADDRESS):
+        desk.request_access(GEOTRUST, order_id=created.order.order_id, email=address, client="203.0.113.9")
+    with pytest.raises(PortalRefusal, match="Too many requests"):
+        desk.request_access(GEOTRUST, order_id=created.order.order_id, email=address, client="203.0.113.10")
+    with ra.readers() as session:
+        assert session.scalar(select(func.count()).select_from(MailMessage).where(
+            MailMessage.recipient == address)) == MAILS_PER_ADDRESS
+
+
+def test_no_mail_for_an_address_that_is_no_contact(ra: RegistrationAuthority) -> None:
+    desk = desk_of(ra)
+    created = new_order(ra, new_partner(ra))
+    desk.request_access(GEOTRUST, order_id=created.order.order_id, email="stranger@example.org", client="192.0.2.7")
+    with ra.readers() as session:
+        assert not session.scalars(select(MailMessage).where(MailMessage.recipient == "stranger@example.org")).all()
+
+
+def test_a_link_followed_twice_at_once_opens_one_session(ra: RegistrationAuthority) -> None:
+    desk = desk_of(ra)
+    address = f"race-{secrets.token_hex(4)}@example.com"
+    created = new_order(ra, new_partner(ra), admin_email=address)
+    desk.request_access(GEOTRUST, order_id=created.order.order_id, email=address, client="192.0.2.8")
+    token = mailed_token(ra, created.order.order_id)
+    barrier, outcomes = threading.Barrier(6), []
+
+    def follow() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(desk.open_link(GEOTRUST, token))
+        except PortalRefusal as refusal:
+            outcomes.append(refusal)
+
+    threads = [threading.Thread(target=follow) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(not isinstance(o, PortalRefusal) for o in outcomes) == 1 and len(outcomes) == 6
+
+
+def test_a_session_ends_after_its_idle_time_and_a_removed_contact_opens_nothing(ra: RegistrationAuthority) -> None:
+    desk = desk_of(ra)
+    address = f"idle-{secrets.token_hex(4)}@example.com"
+    created = new_order(ra, new_partner(ra), admin_email=address)
+    desk.request_access(GEOTRUST, order_id=created.order.order_id, email=address, client="192.0.2.9")
+    session_token, _access = desk.open_link(GEOTRUST, mailed_token(ra, created.order.order_id))
+    assert desk.access(GEOTRUST, session_token) is not None
+    assert desk.access(PORTALS["thawte"], session_token) is None  # another brand family's portal
+    now = ra.clock()
+    later = PortalDesk(dataclasses.replace(ra, clock=lambda: now + SESSION_IDLE_TIMEOUT + timedelta(seconds=1)))
+    assert later.access(GEOTRUST, session_token) is None
+    # a new link, then the address stops being a contact before it is followed
+    desk.request_access(GEOTRUST, order_id=created.order.order_id, email=address, client="192.0.2.9")
+    token = mailed_token(ra, created.order.order_id)
+    with ra.sessions() as session, session.begin():
+        session.execute(delete(OrderContact).where(OrderContact.email == address))
+    with pytest.raises(PortalRefusal, match="expired or was already used"):
+        desk.open_link(GEOTRUST, token)
+
+
+def test_prune_drops_what_expired_a_day_ago(ra: RegistrationAuthority) -> None:
+    desk = desk_of(ra)
+    address = f"prune-{secrets.token_hex(4)}@example.com"
+    created = new_order(ra, new_partner(ra), admin_email=address)
+    lookup(desk, created.order.order_id, address, "192.0.2.77")
+    desk.request_access(GEOTRUST, order_id=created.order.order_id, email=address, client="192.0.2.77")
+    desk.open_link(GEOTRUST, mailed_token(ra, created.order.order_id))
+    now = ra.clock()
+    later = PortalDesk(dataclasses.replace(ra, clock=lambda: now + PRUNE_AFTER + timedelta(days=2)))
+    later.prune()
+    with ra.readers() as session:
+        assert not session.scalars(select(PortalRateEvent).where(PortalRateEvent.at <= now)).all()
+        assert not session.scalars(select(PortalAccessToken).where(PortalAccessToken.email == address)).all()
+        assert not session.scalars(select(PortalSession).where(PortalSession.email == address)).all()
