@@ -19,6 +19,7 @@ from soap_service import demo, gunicorn_conf
 from soap_service.api.application import service_url, wsdl_document, xsd_document
 from soap_service.api.guard import SERVICE_PATH
 from soap_service.config import ConfigurationError, Settings, load_settings
+from soap_service.ra.portal import PORTALS
 
 DEFAULT_BIND = "127.0.0.1:8080"
 LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
@@ -85,6 +86,9 @@ def banner(settings: Settings, *, bind: str, workers: int, threads: int) -> str:
         f"  schema         {endpoint}?xsd",
         *partner,
         "  demo orders    DEMO-SSL123, DEMO-RapidSSL, DEMO-SecureSite, ... (one per product)",
+        "  End User Portal " + ", ".join(f"{settings.public_url}/portal/{slug}/" for slug in PORTALS),
+        f"                 (demo contact {demo.ADMIN_EMAIL}; with no SMTP_URL the access mail is an .eml under "
+        f"{_from_here(settings.data_dir / 'outbox')})",
         "",
         "  Reissue a demo order with zeep (a new key and CSR are made for you):",
         f"    {_interpreter()} examples/reissue_zeep.py --url {endpoint} --order DEMO-SSL123 --password '{shown}'",
