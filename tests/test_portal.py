@@ -19,6 +19,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
 from lxml import html
 from ocsp_support import revoke_row
@@ -278,3 +279,21 @@ def test_pages_are_plain_html_with_the_brands_name(server: RunningServer) -> Non
         assert {"query", "email", "captcha_answer"} <= labels
     assert Browser(server).go("GET", "/portal/nosuch/").status == 404
     assert Browser(server).go("GET", "/portal/static/portal.css").status == 200
+
+
+def test_reusing_the_current_key_reissues_with_the_warning_shown(server: RunningServer,
+                                                                 installation: Installation) -> None:
+    """Warning 1001 (the key of the current certificate again) is shown on the result page."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    address = contact()
+    created = new_order(installation.ra, new_partner(installation.ra), names=("reuse.example.com",),
+                        csr=fresh_key_csr(("reuse.example.com",), key=key), admin_email=address)
+    browser = Browser(server)
+    before = outbox_files(installation)
+    find(browser, created.order.order_id, address).submit()
+    browser.go("GET", outbox_link(installation, address, before))
+    browser.go("GET", "/portal/geotrust/reissue")
+    again = fresh_key_csr(("reuse.example.com",), key=key, common_name="reuse.example.com")
+    browser.submit(1, multipart=True, csr=again, agreement="yes")
+    assert browser.status == 200, browser.text()
+    assert "has a new certificate" in browser.text() and "(code 1001)" in browser.text()

@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select
 
 from factory import new_order, new_partner
 from soap_service.ra.portal import (
+    ACCESS_LINK_LIFETIME,
     MAILS_PER_ADDRESS,
     PORTALS,
     PRUNE_AFTER,
@@ -145,3 +146,18 @@ def test_prune_drops_what_expired_a_day_ago(ra: RegistrationAuthority) -> None:
         assert not session.scalars(select(PortalRateEvent).where(PortalRateEvent.at <= now)).all()
         assert not session.scalars(select(PortalAccessToken).where(PortalAccessToken.email == address)).all()
         assert not session.scalars(select(PortalSession).where(PortalSession.email == address)).all()
+
+
+def test_a_link_past_its_24_hours_opens_nothing(ra: RegistrationAuthority) -> None:
+    desk = desk_of(ra)
+    address = f"expired-{secrets.token_hex(4)}@example.com"
+    created = new_order(ra, new_partner(ra), admin_email=address)
+    desk.request_access(GEOTRUST, order_id=created.order.order_id, email=address, client="192.0.2.31")
+    token = mailed_token(ra, created.order.order_id)
+    now = ra.clock()
+    late = PortalDesk(dataclasses.replace(ra, clock=lambda: now + ACCESS_LINK_LIFETIME + timedelta(seconds=1)))
+    with pytest.raises(PortalRefusal, match="expired or was already used"):
+        late.open_link(GEOTRUST, token)
+    just_in_time = PortalDesk(dataclasses.replace(ra, clock=lambda: now + ACCESS_LINK_LIFETIME - timedelta(seconds=1)))
+    session_token, access = just_in_time.open_link(GEOTRUST, token)
+    assert session_token and access.email == address
