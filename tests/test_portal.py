@@ -153,6 +153,7 @@ def test_from_the_lookup_to_a_downloaded_reissued_certificate(server: RunningSer
     browser.go("GET", "/portal/geotrust/order")
     assert browser.status == 200
     assert created.order.order_id in browser.text() and created.certificate.serial in browser.text()
+    assert "(empty: a domain-validated certificate" in browser.text()  # a DV leaf's subject
     browser.go("GET", "/portal/geotrust/reissue")
     assert "Subscriber Agreement" in browser.text() and "does not revoke the original" in browser.text()
     browser.submit(1, multipart=True, csr=fresh_key_csr(("portal-flow.example.com",)), agreement="yes")
@@ -243,6 +244,7 @@ def test_an_unticked_agreement_or_a_bad_csr_is_shown_by_its_field_and_reissues_n
     browser.submit(1, multipart=True, csr="-----BEGIN CERTIFICATE REQUEST-----\nnot base64\n", agreement="yes")
     assert browser.status == 400 and "Code -4007" in browser.text()
     assert browser.page().get_element_by_id("csr").get("aria-describedby") == "csr-error csr-code"
+    assert browser.page().get_element_by_id("agreement").get("checked") is not None  # kept ticked
     browser.go("GET", "/portal/geotrust/order")
     assert browser.text().count("valid") >= 1
     assert len(browser.page().xpath("//table[last()]/tbody/tr")) == 1  # still one certificate

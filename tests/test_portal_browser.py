@@ -246,6 +246,9 @@ def test_a_person_finds_the_order_follows_the_emailed_link_reissues_and_download
     expect(page.get_by_role("heading", name="Certificate reissued")).to_be_visible()
     expect(page.get_by_role("status")).to_contain_text("has a new certificate")
     page.screenshot(path=screenshots / "reissued.png", full_page=True)
+    page.set_viewport_size(PHONE)  # the serial numbers wrap: no sideways scroll on a phone
+    assert no_horizontal_scroll(page), "the reissued page scrolls sideways at 390 px"
+    page.set_viewport_size({"width": 1100, "height": 800})
 
     with page.expect_download() as started:
         page.get_by_role("link", name="Download PKCS#7 (with chain)").click()

@@ -230,10 +230,10 @@ class PortalApplication:
         return _certificate_download(page.order.certificate.pem, page.chain, kind, name)
 
     def _reissue_form(self, portal: PortalBrand, access: PortalAccess, *, errors: dict[str, str] | None = None,
-                      code: int | None = None, csr: str = "", status: str = "200 OK") -> Response:
+                      code: int | None = None, csr: str = "", agreed: bool = False, status: str = "200 OK") -> Response:
         page = self.desk.order_page(access)
         body = self._page(portal, "reissue.html", title="Reissue certificate", page=page, access=access,
-                          errors=errors or {}, code=code, csr=csr, agreement=self._agreement)
+                          errors=errors or {}, code=code, csr=csr, agreed=agreed, agreement=self._agreement)
         return status, [("Content-Type", _HTML)], body
 
     def _reissue(self, environ: dict[str, Any], portal: PortalBrand, access: PortalAccess) -> Response:
@@ -246,15 +246,16 @@ class PortalApplication:
             return self._csrf_refused(portal)
         pasted, uploaded = form.get("csr", ""), form.get("csr_file", "")
         csr = uploaded if uploaded.strip() else pasted
+        agreed = form.get("agreement") == "yes"
         try:
-            outcome = self.desk.reissue(access, csr=csr, agreed=form.get("agreement") == "yes")
+            outcome = self.desk.reissue(access, csr=csr, agreed=agreed)
         except PortalRefusal as refusal:
             return self._reissue_form(portal, access, errors={refusal.field or "csr": refusal.message},
-                                      csr=pasted[:70_000], status="400 Bad Request")
+                                      csr=pasted[:70_000], agreed=agreed, status="400 Bad Request")
         except ServiceError as refusal:
             field = FIELD_OF_CODE.get(refusal.field or "", "csr")
             return self._reissue_form(portal, access, errors={field: _plain_words(refusal)}, code=refusal.code,
-                                      csr=pasted[:70_000], status="400 Bad Request")
+                                      csr=pasted[:70_000], agreed=agreed, status="400 Bad Request")
         body = self._page(portal, "reissued.html", title="Certificate reissued", outcome=outcome, access=access)
         return "200 OK", [("Content-Type", _HTML)], body
 
