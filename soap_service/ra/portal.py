@@ -219,10 +219,12 @@ class PortalDesk:
             sent = False
             with self._ra.sessions() as session, session.begin():
                 order = store.contact_order(session, brands=portal.brands, order_id=order_id, email=address)
-                if order is not None:
-                    store.add_access_token(session, token_hash=_sha256(token), order_pk=order.id, email=address,
+                recipient = None if order is None else store.contact_address(session, order_pk=order.id,
+                                                                             email=address)
+                if order is not None and recipient is not None:  # the address as the order holds it
+                    store.add_access_token(session, token_hash=_sha256(token), order_pk=order.id, email=recipient,
                                            at=now, expires_at=now + ACCESS_LINK_LIFETIME)
-                    enqueue_mail(session, recipient=address, subject=f"{portal.name}: access to order "
+                    enqueue_mail(session, recipient=recipient, subject=f"{portal.name}: access to order "
                                       f"{order.order_id}", body=self._access_mail(portal, order.order_id, token),
                                       now=now)
                     sent = True

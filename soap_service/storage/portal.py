@@ -61,6 +61,17 @@ def contact_order(session: Session, *, brands: Collection[str], order_id: str, e
     ).first()
 
 
+def contact_address(session: Session, *, order_pk: int, email: str) -> str | None:
+    """The order's admin or technical contact address that ``email`` names (any case), as the order
+    holds it: the one address mail may go to."""
+    return session.scalars(
+        select(OrderContact.email)
+        .where(OrderContact.order_pk == order_pk, OrderContact.role.in_(CONTACT_ROLES),
+               func.lower(OrderContact.email) == email.lower())
+        .order_by(OrderContact.id)
+    ).first()
+
+
 def is_contact(session: Session, *, order_pk: int, email: str) -> bool:
     """Whether ``email`` is (still) an admin or technical contact of the order."""
     return bool(session.scalar(select(_is_contact(email)).where(Order.id == order_pk)))
