@@ -238,7 +238,7 @@ class PortalApplication:
 
     def _reissue(self, environ: dict[str, Any], portal: PortalBrand, access: PortalAccess) -> Response:
         try:
-            form = read_form(environ)
+            form = read_form(environ, multipart=True)  # the CSR file: only once the session is known
         except FormError as error:
             return self._reissue_form(portal, access, errors={"csr": f"The form could not be read: {error}."},
                                       status="400 Bad Request")
