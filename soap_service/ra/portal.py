@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -45,6 +47,7 @@ from soap_service.storage import portal as store
 from soap_service.vocabulary import Brand
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 CHANNEL = "portal"
 ACCESS_LINK_LIFETIME = timedelta(hours=24)
@@ -55,11 +58,11 @@ MAX_QUERY_CHARS = max(MAX_DNS_NAME_CHARS, MAX_PARTNER_NAME_CHARS)
 MAX_TOKEN_CHARS = 64
 MAX_CSR_CHARS = 64 * 1024
 LOOKUPS_PER_ADDRESS = 10
-"""Lookups per 10 minutes at most for one contact address (per client: the setting
-``SOAP_SERVICE_PORTAL_LOOKUPS_PER_CLIENT``, 20 by default)."""
+"""Lookups that found orders, per 10 minutes at most, for one contact address (per client: the
+setting ``SOAP_SERVICE_PORTAL_LOOKUPS_PER_CLIENT``, 20 by default, every lookup counted)."""
 MAILS_PER_ADDRESS = 3
-"""Access e-mails per hour at most to one contact address (per client: the setting
-``SOAP_SERVICE_PORTAL_MAILS_PER_CLIENT``, 10 by default)."""
+"""Access e-mails per hour at most to one contact of one order; past it requests are dropped, not
+refused (per client: the setting ``SOAP_SERVICE_PORTAL_MAILS_PER_CLIENT``, 10 by default, refused)."""
 PRUNE_EVERY = 200
 PRUNE_AFTER = timedelta(days=1)
 LOOKUP_WINDOW = timedelta(minutes=10)
@@ -137,9 +140,19 @@ def checked_lookup_fields(query: str, email: str) -> tuple[str, str]:
     query = query.strip()
     if not query or not is_clean_text(query):
         raise PortalRefusal("Enter the certificate's Common Name (or organization name) or its order ID.", "query")
-    if len(email) > MAX_EMAIL_CHARS or not is_email(email.strip()):
+    address = checked_address(email)
+    if address is None:
         raise PortalRefusal("Enter the e-mail address of the order's administrative or technical contact.", "email")
-    return query, email.strip()
+    return query, address
+
+
+def checked_address(email: str) -> str | None:
+    """The address without surrounding blanks, when it is one and plain ASCII (compared without case:
+    a non-ASCII letter such as U+212A KELVIN SIGN lowers to an ASCII one and would match another)."""
+    if len(email) > MAX_EMAIL_CHARS:
+        return None
+    address = email.strip()
+    return address if address.isascii() and is_email(address) else None
 
 
 class PortalDesk:
@@ -151,6 +164,7 @@ class PortalDesk:
         self._delivery = delivery
         self._prune_lock = threading.Lock()
         self._made = 0
+        self._executor: ThreadPoolExecutor | None = None
 
     @property
     def captchas(self) -> Captchas:
@@ -186,8 +200,8 @@ class PortalDesk:
             if not self._captchas.check(captcha_token, captcha_answer):
                 raise PortalRefusal("The number did not match the picture. Try the new one.", "captcha")
             now = self._ra.clock()
-            limits = (("client", self._ra.settings.portal_lookups_per_client), ("email", LOOKUPS_PER_ADDRESS))
-            self._count(limits, "lookup", LOOKUP_WINDOW, client=client, email=address, now=now)
+            self._count((("client", self._ra.settings.portal_lookups_per_client),), "lookup", LOOKUP_WINDOW,
+                        client=client, email=address, now=now)
             with self._ra.readers() as session:
                 found = store.find_orders(session, brands=portal.brands, name=name, order_id=name,
                                           email=address, limit=MAX_RESULTS)
@@ -196,6 +210,9 @@ class PortalDesk:
                                (order.organization_name or ""), order.status.value)
                     for order in found
                 )
+            if results:  # only a lookup that found the address's orders counts against the address
+                self._count((("email", LOOKUPS_PER_ADDRESS),), "lookup", LOOKUP_WINDOW, client=client,
+                            email=address, now=now)
             self._audit(subject, "success", f"portal={portal.slug}; found {len(results)}")
             return results
 
@@ -204,35 +221,75 @@ class PortalDesk:
     # -- access by e-mail --------------------------------------------------------------------
 
     def request_access(self, portal: PortalBrand, *, order_id: str, email: str, client: str) -> None:
-        """E-mail ``email`` a link to the order, if it is the order's contact; the same answer either way."""
+        """E-mail a link to the order if ``email`` is its contact; the same answer in the same time either way.
+
+        The request itself checks the fields and counts the client (both the same whatever the
+        order); whether a mail goes out is decided after the answer, on the desk's own thread
+        (:meth:`grant_access`), so that the answer's time tells nothing. A request lost with its
+        worker before that thread ran it sends nothing: the contact asks again."""
         subject = Subject(channel=CHANNEL, action="portal.access_requested", username=email[:128] or None,
                           order_id=order_id[:32] or None)
 
         def run() -> None:
-            if len(order_id) > 32 or len(email) > MAX_EMAIL_CHARS or not is_email(email.strip()):
+            if len(order_id) > 32 or not checked_address(email):
                 raise PortalRefusal("This request cannot be read; start again from the search.")
-            address = email.strip()
             now = self._ra.clock()
-            limits = (("client", self._ra.settings.portal_mails_per_client), ("email", MAILS_PER_ADDRESS))
-            self._count(limits, "access", ACCESS_MAIL_WINDOW, client=client, email=address, now=now)
-            token = secrets.token_urlsafe(32)
-            sent = False
-            with self._ra.sessions() as session, session.begin():
-                order = store.contact_order(session, brands=portal.brands, order_id=order_id, email=address)
-                recipient = None if order is None else store.contact_address(session, order_pk=order.id,
-                                                                             email=address)
-                if order is not None and recipient is not None:  # the address as the order holds it
+            limits = (("client", self._ra.settings.portal_mails_per_client),)
+            self._count(limits, "access", ACCESS_MAIL_WINDOW, client=client, email="", now=now)
+            self._background().submit(self._grant_logged, portal, order_id, email.strip())
+
+        self._audited(subject, run)
+
+    def grant_access(self, portal: PortalBrand, order_id: str, address: str) -> bool:
+        """Make the link and queue its mail, if ``address`` is a contact of the order and fewer than
+        :data:`MAILS_PER_ADDRESS` links went to it for this order within the hour; True if queued.
+        Over that limit the request is dropped, not refused: the contact holds the links already
+        sent, and a stranger cannot lock anyone out by asking for them."""
+        subject = Subject(channel=CHANNEL, action="portal.access_granted", username=address[:128],
+                          order_id=order_id[:32] or None)
+        now = self._ra.clock()
+        token = secrets.token_urlsafe(32)
+        with self._ra.sessions() as session, session.begin():
+            order = store.contact_order(session, brands=portal.brands, order_id=order_id, email=address)
+            recipient = None if order is None else store.contact_address(session, order_pk=order.id, email=address)
+            if order is None or recipient is None:
+                outcome = "no such contact"
+            else:
+                key = _subject_key("mail", f"{order.id}:{recipient}")
+                store.lock_subject(session, key)
+                if store.count_events(session, kind="mail", subject=key, since=now - ACCESS_MAIL_WINDOW) >= \
+                        MAILS_PER_ADDRESS:
+                    outcome = "dropped: limit of mails to this contact reached"
+                else:
+                    store.add_event(session, kind="mail", subject=key, at=now)
                     store.add_access_token(session, token_hash=_sha256(token), order_pk=order.id, email=recipient,
                                            at=now, expires_at=now + ACCESS_LINK_LIFETIME)
                     enqueue_mail(session, recipient=recipient, subject=f"{portal.name}: access to order "
-                                      f"{order.order_id}", body=self._access_mail(portal, order.order_id, token),
-                                      now=now)
-                    sent = True
-            if sent and self._delivery is not None:
-                self._delivery.wake()
-            self._audit(subject, "success", f"portal={portal.slug}; " + ("mailed" if sent else "no such contact"))
+                                 f"{order.order_id}", body=self._access_mail(portal, order.order_id, token), now=now)
+                    outcome = "mailed"
+        if outcome == "mailed" and self._delivery is not None:
+            self._delivery.wake()
+        self._audit(subject, "success" if outcome == "mailed" else "refused", f"portal={portal.slug}; {outcome}")
+        return outcome == "mailed"
 
-        self._audited(subject, run)
+    def _grant_logged(self, portal: PortalBrand, order_id: str, address: str) -> None:
+        try:
+            self.grant_access(portal, order_id, address)
+        except Exception:  # the visitor has had the answer; the log gets the failure
+            logger.exception("portal: an access request for order %s could not be handled", order_id[:32])
+
+    def _background(self) -> ThreadPoolExecutor:
+        with self._prune_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-access")
+            return self._executor
+
+    def wait_for_background(self) -> None:
+        """Wait until every access request accepted so far was handled (tests; a stopping worker)."""
+        with self._prune_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
 
     def _access_mail(self, portal: PortalBrand, order_id: str, token: str) -> str:
         link = f"{self._ra.settings.public_url}/portal/{portal.slug}/access/{quote(token)}"
@@ -331,6 +388,8 @@ class PortalDesk:
         """Refuse past a limit; else count this request, for each subject, in one transaction."""
         subjects = [(_subject_key(by, client if by == "client" else email), limit) for by, limit in limits]
         with self._ra.sessions() as session, session.begin():
+            for key, _limit in subjects:
+                store.lock_subject(session, key)  # concurrent requests of one subject count in turn
             for key, limit in subjects:
                 if store.count_events(session, kind=kind, subject=key, since=now - window) >= limit:
                     raise PortalRefusal("Too many requests from here or for this address; try again later.")

@@ -139,6 +139,14 @@ def end_session(session: Session, *, token_hash: str, at: datetime) -> bool:
     return ended.rowcount == 1  # type: ignore[attr-defined, no-any-return]
 
 
+def lock_subject(session: Session, subject: str) -> None:
+    """Until the transaction ends, the rate events of ``subject`` (a SHA-256 hex) are this
+    transaction's to count and add (PostgreSQL: an advisory lock on its first 60 bits; SQLite's
+    writer transactions already hold the database's write lock)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(int(subject[:15], 16))))
+
+
 def count_events(session: Session, *, kind: str, subject: str, since: datetime) -> int:
     return int(session.scalar(
         select(func.count()).select_from(PortalRateEvent).where(
