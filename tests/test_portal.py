@@ -109,6 +109,13 @@ def outbox_link(installation: Installation, recipient: str, before: set[Path]) -
     raise AssertionError(f"no access e-mail to {recipient} in {folder}")
 
 
+def follow(browser: Browser, link: str) -> Browser:
+    """The e-mailed link's page, then its "Open the order" button."""
+    browser.go("GET", link)
+    assert browser.status == 200, browser.text()
+    return browser.submit()
+
+
 def outbox_files(installation: Installation) -> set[Path]:
     return set((Path(installation.environ["SOAP_SERVICE_DATA_DIR"]) / "outbox").glob("*.eml"))
 
@@ -129,7 +136,7 @@ def signed_in(server: RunningServer, installation: Installation, order_names: tu
     find(browser, created.order.order_id, address)
     browser.submit()  # Request Access
     assert browser.status == 200, browser.text()
-    browser.go("GET", outbox_link(installation, address, before))
+    follow(browser, outbox_link(installation, address, before))
     assert browser.status == 303 and browser.headers.get("location", "").endswith("/order")
     return browser, created
 
@@ -148,7 +155,7 @@ def test_from_the_lookup_to_a_downloaded_reissued_certificate(server: RunningSer
     browser.submit()
     assert "Check your e-mail" in browser.text()
     link = outbox_link(installation, address, before)  # to the address as the order holds it, not as typed
-    browser.go("GET", link)
+    follow(browser, link)
     assert browser.status == 303 and "HttpOnly" in browser.headers.get("set-cookie", "")
     browser.go("GET", "/portal/geotrust/order")
     assert browser.status == 200
@@ -217,9 +224,13 @@ def test_a_link_works_once(server: RunningServer, installation: Installation) ->
     before = outbox_files(installation)
     find(browser, created.order.order_id, "tech@example.com").submit()
     link = outbox_link(installation, "tech@example.com", before)
-    assert Browser(server).go("GET", link).status == 303
-    again = Browser(server).go("GET", link)
+    scanner = Browser(server).go("GET", link)  # a mail scanner fetching the link spends nothing
+    assert scanner.status == 200 and "Open the order" in scanner.text()
+    assert follow(Browser(server), link).status == 303
+    again = follow(Browser(server), link)
     assert again.status == 403 and "expired or was already used" in again.text()
+    forged = Browser(server).go("POST", link, b"csrf=x", "application/x-www-form-urlencoded")
+    assert forged.status == 403 and "no longer valid" in forged.text()
 
 
 def test_a_form_without_its_csrf_token_changes_nothing(server: RunningServer, installation: Installation) -> None:
@@ -293,7 +304,7 @@ def test_reusing_the_current_key_reissues_with_the_warning_shown(server: Running
     browser = Browser(server)
     before = outbox_files(installation)
     find(browser, created.order.order_id, address).submit()
-    browser.go("GET", outbox_link(installation, address, before))
+    follow(browser, outbox_link(installation, address, before))
     browser.go("GET", "/portal/geotrust/reissue")
     again = fresh_key_csr(("reuse.example.com",), key=key, common_name="reuse.example.com")
     browser.submit(1, multipart=True, csr=again, agreement="yes")

@@ -15,10 +15,12 @@ from sqlalchemy import delete, event, func, select
 from factory import new_order, new_partner
 from soap_service.ra.portal import (
     ACCESS_LINK_LIFETIME,
+    FORMS_PER_LOOKUP,
     MAILS_PER_ADDRESS,
     PORTALS,
     PRUNE_AFTER,
     SESSION_IDLE_TIMEOUT,
+    SESSION_LIFETIME,
     PortalDesk,
     PortalRefusal,
 )
@@ -216,3 +218,32 @@ def test_a_link_past_its_24_hours_opens_nothing(ra: RegistrationAuthority) -> No
     just_in_time = PortalDesk(dataclasses.replace(ra, clock=lambda: now + ACCESS_LINK_LIFETIME - timedelta(seconds=1)))
     session_token, access = just_in_time.open_link(GEOTRUST, token)
     assert session_token and access.email == address
+
+
+def test_a_session_ends_12_hours_after_its_link_and_when_the_contact_is_removed(ra: RegistrationAuthority) -> None:
+    desk = desk_of(ra)
+    address = f"lifetime-{secrets.token_hex(4)}@example.com"
+    created = new_order(ra, new_partner(ra), admin_email=address)
+    ask(desk, created.order.order_id, address, "192.0.2.70")
+    session_token, _access = desk.open_link(GEOTRUST, mailed_token(ra, created.order.order_id))
+    now = ra.clock()
+    for minutes in range(10, 12 * 60, 10):  # used every 10 minutes: never idle, still ended at 12 hours
+        busy = PortalDesk(dataclasses.replace(ra, clock=lambda m=minutes: now + timedelta(minutes=m)))
+        assert busy.access(GEOTRUST, session_token) is not None
+    ended = PortalDesk(dataclasses.replace(ra, clock=lambda: now + SESSION_LIFETIME + timedelta(seconds=1)))
+    assert ended.access(GEOTRUST, session_token) is None
+    ask(desk, created.order.order_id, address, "192.0.2.70")
+    second_token, _ = desk.open_link(GEOTRUST, mailed_token(ra, created.order.order_id))
+    assert desk.access(GEOTRUST, second_token) is not None
+    with ra.sessions() as session, session.begin():
+        session.execute(delete(OrderContact).where(OrderContact.email == address))
+    assert desk.access(GEOTRUST, second_token) is None
+
+
+def test_lookup_forms_past_three_per_allowed_lookup_are_refused(ra: RegistrationAuthority) -> None:
+    desk = desk_of(ra, portal_lookups_per_client=2)
+    client = f"198.51.100.{secrets.randbelow(250)}"
+    for _ in range(2 * FORMS_PER_LOOKUP):
+        desk.new_captcha(client)
+    with pytest.raises(PortalRefusal, match="Too many requests"):
+        desk.new_captcha(client)

@@ -117,7 +117,9 @@ class PortalApplication:
         if rest == "/access" and method == "POST":
             return self._request_access(environ, portal)
         if rest.startswith("/access/") and get:
-            return self._open_link(portal, rest[len("/access/"):])
+            return self._link_page(environ, portal, rest[len("/access/"):])
+        if rest.startswith("/access/") and method == "POST":
+            return self._open_link(environ, portal, rest[len("/access/"):])
         if rest == "/order" and get:
             return self._with_access(environ, portal, self._order)
         if rest in ("/order/certificate.pem", "/order/certificate.p7b") and get:
@@ -138,7 +140,11 @@ class PortalApplication:
     def _lookup_form(self, environ: dict[str, Any], portal: PortalBrand, *, errors: dict[str, str] | None = None,
                      values: dict[str, str] | None = None, status: str = "200 OK") -> Response:
         csrf = self._anonymous_csrf(environ)
-        challenge = self.desk.new_captcha()
+        try:
+            challenge = self.desk.new_captcha(_client(environ))
+        except PortalRefusal as refusal:
+            return "429 Too Many Requests", [("Content-Type", _HTML), ("Retry-After", "600")], self._page(
+                portal, "message.html", title="Too many requests", message=refusal.message)
         body = self._page(portal, "lookup.html", title="Find your order", csrf=csrf, captcha=challenge,
                           errors=errors or {}, values=values or {})
         return status, [("Content-Type", _HTML), self._cookie(portal, CSRF_COOKIE, csrf)], body
@@ -178,7 +184,18 @@ class PortalApplication:
 
     # -- the session -------------------------------------------------------------------------
 
-    def _open_link(self, portal: PortalBrand, token: str) -> Response:
+    def _link_page(self, environ: dict[str, Any], portal: PortalBrand, token: str) -> Response:
+        """The e-mailed link's page: a button that opens the order. Following the link spends nothing,
+        so a mail scanner that fetches links does not use it up; the button's POST does."""
+        csrf = self._anonymous_csrf(environ)
+        body = self._page(portal, "link.html", title="Open your order", csrf=csrf,
+                          action=f"{PREFIX}{portal.slug}/access/{token[:MAX_PATH_CHARS]}")
+        return "200 OK", [("Content-Type", _HTML), self._cookie(portal, CSRF_COOKIE, csrf)], body
+
+    def _open_link(self, environ: dict[str, Any], portal: PortalBrand, token: str) -> Response:
+        _form, refused = self._anonymous_form(environ, portal)
+        if refused is not None:
+            return refused
         try:
             session_token, _access = self.desk.open_link(portal, token)
         except PortalRefusal as refusal:

@@ -63,6 +63,10 @@ setting ``SOAP_SERVICE_PORTAL_LOOKUPS_PER_CLIENT``, 20 by default, every lookup 
 MAILS_PER_ADDRESS = 3
 """Access e-mails per hour at most to one contact of one order; past it requests are dropped, not
 refused (per client: the setting ``SOAP_SERVICE_PORTAL_MAILS_PER_CLIENT``, 10 by default, refused)."""
+FORMS_PER_LOOKUP = 3
+"""Lookup forms (captchas drawn) a client may fetch per lookup it may make."""
+SESSION_LIFETIME = timedelta(hours=12)
+"""A session ends this long after its link was followed, however busy."""
 PRUNE_EVERY = 200
 PRUNE_AFTER = timedelta(days=1)
 LOOKUP_WINDOW = timedelta(minutes=10)
@@ -170,9 +174,12 @@ class PortalDesk:
     def captchas(self) -> Captchas:
         return self._captchas
 
-    def new_captcha(self) -> CaptchaChallenge:
-        """A captcha for a form; every :data:`PRUNE_EVERY` of them, what has expired is deleted
-        (spent captchas, rate events, links and sessions a day past their use)."""
+    def new_captcha(self, client: str = "-") -> CaptchaChallenge:
+        """A captcha for a form, at most :data:`FORMS_PER_LOOKUP` times the client's lookups a
+        window (each is drawn, 13 ms, and stored); every :data:`PRUNE_EVERY` of them, what has
+        expired is deleted (spent captchas, rate events, links and sessions a day past their use)."""
+        limit = self._ra.settings.portal_lookups_per_client * FORMS_PER_LOOKUP
+        self._count((("client", limit),), "form", LOOKUP_WINDOW, client=client, email="", now=self._ra.clock())
         with self._prune_lock:
             self._made += 1
             due = self._made % PRUNE_EVERY == 0
@@ -338,11 +345,13 @@ class PortalDesk:
         now = self._ra.clock()
         with self._ra.sessions() as session, session.begin():
             row = store.live_session(session, token_hash=_sha256(session_token), idle_since=now - SESSION_IDLE_TIMEOUT)
-            if row is None:
+            if row is None or row.created_at <= now - SESSION_LIFETIME:
                 return None
             order = orders.get_order(session, row.order_pk)
             if order is None or order.brand_code not in portal.brands:
                 return None
+            if not store.is_contact(session, order_pk=order.id, email=row.email):
+                return None  # no longer the order's contact: the access ends with it
             store.touch_session(session, session_id=row.id, at=now)
             return PortalAccess(row.id, row.order_pk, row.email, row.csrf_token)
 
