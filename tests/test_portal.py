@@ -310,3 +310,21 @@ def test_reusing_the_current_key_reissues_with_the_warning_shown(server: Running
     browser.submit(1, multipart=True, csr=again, agreement="yes")
     assert browser.status == 200, browser.text()
     assert "has a new certificate" in browser.text() and "(code 1001)" in browser.text()
+
+
+def test_cookies_are_signed_and_an_unsigned_or_planted_one_counts_for_nothing(server: RunningServer,
+                                                                              installation: Installation) -> None:
+    browser, _created = signed_in(server, installation)
+    signed = browser.cookies["portal_session"]
+    token, _, _signature = signed.rpartition(".")
+    for forged in (token, token + ".AAAAAAAAAAAAAAAAAAAAAA", signed + "x"):
+        assert Browser(server, cookies={"portal_session": forged}).go("GET", "/portal/geotrust/order").status == 403
+    assert Browser(server, cookies={"portal_session": signed}).go("GET", "/portal/geotrust/order").status == 200
+    planted = "A" * 43  # a CSRF value chosen by someone who could set the cookie
+    visitor = Browser(server, cookies={"portal_csrf": planted}).go("GET", "/portal/geotrust/")
+    assert visitor.cookies["portal_csrf"] != planted
+    forged_post = Browser(server, cookies={"portal_csrf": planted}).go(
+        "POST", "/portal/geotrust/lookup", urlencode({"csrf": planted, "query": "x.example.com",
+                                                      "email": "a@example.com", "captcha_answer": CAPTCHA}).encode(),
+        "application/x-www-form-urlencoded")
+    assert forged_post.status == 403

@@ -6,8 +6,9 @@ Pages: the lookup form (``GET /portal/<p>/``), its result (``POST .../lookup``),
 order), the order (``GET .../order``, downloads ``.../order/certificate.pem`` and ``.p7b``), the
 reissue form (``GET``/``POST .../reissue``), sign out (``POST .../signout``); ``/portal/static/
 portal.css``. No JavaScript. Every form carries a CSRF token: the session's own once a contact
-signed in, else a random one also set in a cookie (compared in constant time). Cookies are
-HttpOnly, SameSite=Lax, Secure when the public URL is https, scoped to the portal's path.
+signed in, else a random one also set in a cookie (compared in constant time). Cookies are signed
+(``PortalDesk.sign``), HttpOnly, SameSite=Lax, Secure when the public URL is https, scoped to the
+portal's path.
 Anything that fails unexpectedly is an incident: a plain page with its ID, never a traceback.
 """
 
@@ -202,14 +203,14 @@ class PortalApplication:
             return "403 Forbidden", [("Content-Type", _HTML)], self._page(
                 portal, "message.html", title="Link not valid", message=refusal.message, back=True)
         headers = [("Location", f"{PREFIX}{portal.slug}/order"), ("Content-Type", _HTML),
-                   self._cookie(portal, SESSION_COOKIE, session_token)]
+                   self._cookie(portal, SESSION_COOKIE, self.desk.sign(session_token))]
         return "303 See Other", headers, b""
 
     def _with_access(
         self, environ: dict[str, Any], portal: PortalBrand,
         view: Callable[[dict[str, Any], PortalBrand, PortalAccess], Response],
     ) -> Response:
-        access = self.desk.access(portal, _cookies(environ).get(SESSION_COOKIE))
+        access = self.desk.access(portal, self._session_token(environ))
         if access is None:
             minutes = int(SESSION_IDLE_TIMEOUT.total_seconds() // 60)
             return "403 Forbidden", [("Content-Type", _HTML)], self._page(
@@ -219,7 +220,7 @@ class PortalApplication:
         return view(environ, portal, access)
 
     def _sign_out(self, environ: dict[str, Any], portal: PortalBrand) -> Response:
-        token = _cookies(environ).get(SESSION_COOKIE)
+        token = self._session_token(environ)
         access = self.desk.access(portal, token)
         try:
             form = read_form(environ)
@@ -286,7 +287,8 @@ class PortalApplication:
                                          status="400 Bad Request")
         expected = _cookies(environ).get(CSRF_COOKIE, "")
         given = form.get("csrf", "")
-        if not expected or not hmac.compare_digest(expected.encode()[:128], given.encode()[:128]):
+        if self.desk.unsign(expected) is None or not hmac.compare_digest(expected.encode()[:256],
+                                                                         given.encode()[:256]):
             return form, self._csrf_refused(portal)
         return form, None
 
@@ -297,10 +299,15 @@ class PortalApplication:
                     "Open the page again and resend it.", back=True)
 
     def _anonymous_csrf(self, environ: dict[str, Any]) -> str:
+        """The visitor's signed CSRF value (kept while it verifies), else a new one: a value this
+        installation did not sign is never taken, so nobody can plant a known one."""
         current = _cookies(environ).get(CSRF_COOKIE, "")
-        if 32 <= len(current) <= 64 and current.replace("-", "").replace("_", "").isalnum():
+        if self.desk.unsign(current) is not None:
             return current
-        return secrets.token_urlsafe(32)
+        return self.desk.sign(secrets.token_urlsafe(32))
+
+    def _session_token(self, environ: dict[str, Any]) -> str | None:
+        return self.desk.unsign(_cookies(environ).get(SESSION_COOKIE))
 
     def _cookie(self, portal: PortalBrand, name: str, value: str, *, expire: bool = False) -> tuple[str, str]:
         parts = [f"{name}={value}", f"Path={PREFIX}{portal.slug}/", "HttpOnly", "SameSite=Lax"]

@@ -3,8 +3,10 @@ credential checks, built once per process and shared by every front end."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -29,6 +31,9 @@ from soap_service.storage.db import (
 logger = logging.getLogger(__name__)
 
 
+COOKIE_KEY_LABEL = b"soap_service: End User Portal cookies"
+
+
 @dataclass
 class RegistrationAuthority:
     settings: Settings
@@ -42,6 +47,9 @@ class RegistrationAuthority:
     linter: PreIssuanceLinter
     authenticator: Authenticator
     key_policy: KeyPolicy
+    cookie_key: bytes = field(repr=False)
+    """Signs the End User Portal's cookies (ra.portal): derived from the CA passphrase, so every
+    host of an installation has the same, and a copy of the database alone has none."""
 
     @classmethod
     def from_settings(
@@ -76,6 +84,7 @@ class RegistrationAuthority:
             linter=linter,
             authenticator=Authenticator(sessions, readers, settings, clock),
             key_policy=key_policy,
+            cookie_key=hmac.new(passphrase.reveal().encode(), COOKIE_KEY_LABEL, hashlib.sha256).digest(),
         )
 
     def prepare(self) -> None:
