@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 
 from soap_service.ra.clock import utc_now
 from soap_service.ra.mail import MailDelivery, MailDeliveryThread, backoff, check_headers, enqueue_mail, start_delivery
@@ -309,3 +309,20 @@ def test_an_exception_does_not_end_the_thread(outbox_ra, caplog):
             thread.stop(timeout=10)
     assert len(calls) >= 3
     assert "mail delivery failed" in caplog.text
+
+
+def test_an_idle_round_reads_and_takes_no_write_lock(outbox_ra):
+    """Every worker runs a round every 2 s: with nothing due it must not take SQLite's write lock
+    (BEGIN IMMEDIATE) nor lock rows on PostgreSQL (FOR UPDATE), or idle workers would queue with
+    the reissues for it."""
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        statements.append(statement.upper())
+
+    event.listen(outbox_ra.engine, "before_cursor_execute", record)
+    try:
+        assert MailDelivery(outbox_ra).deliver_due() == 0
+    finally:
+        event.remove(outbox_ra.engine, "before_cursor_execute", record)
+    assert statements and not [s for s in statements if "IMMEDIATE" in s or "FOR UPDATE" in s or "UPDATE " in s]

@@ -198,6 +198,9 @@ class MailDelivery:
         return how many were sent. A failure is recorded on its message; one that is not the
         message's own (the server is unreachable) ends the round."""
         ra = self._ra
+        with ra.readers() as session:  # idle rounds (most of them) read, and take no write lock
+            if not outbox.any_due(session, now=ra.clock()):
+                return 0
         server = _SmtpServer.from_url(ra.settings.smtp_url) if ra.settings.smtp_url else None
         sent = 0
         for _ in range(MAX_MESSAGES_PER_ROUND):

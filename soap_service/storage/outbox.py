@@ -56,6 +56,13 @@ def add_message(session: Session, *, recipient: str, subject: str, body: str, no
     return message
 
 
+def any_due(session: Session, *, now: datetime) -> bool:
+    """Whether an unsent message is due at ``now`` (one indexed read, ix_mail_outbox_due)."""
+    return session.scalar(
+        select(MailMessage.id).where(MailMessage.sent_at.is_(None), MailMessage.next_attempt_at <= now).limit(1)
+    ) is not None
+
+
 def claim_due(session: Session, *, now: datetime, lease_until: datetime, limit: int = 1) -> list[ClaimedMessage]:
     """Claim at most ``limit`` unsent messages due at ``now`` (the longest waiting first): each is
     due again only at ``lease_until``, and counts one attempt more. Messages another transaction
