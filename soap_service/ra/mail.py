@@ -163,7 +163,9 @@ class _SmtpServer:
                 client.ehlo()
             if self.user is not None:
                 client.login(self.user, self.password)
-            client.send_message(email)
+            # The envelope's addresses given, not derived: Python 3.13's strict email.utils.parseaddr
+            # reads an address literal (no-reply@[127.0.0.1]) as empty, and smtplib then sent MAIL FROM:<>.
+            client.send_message(email, from_addr=str(email["From"]), to_addrs=[str(email["To"])])
 
 
 def describe_failure(exc: BaseException, *, secrets: tuple[str, ...] = ()) -> str:
