@@ -87,8 +87,8 @@ def banner(settings: Settings, *, bind: str, workers: int, threads: int) -> str:
         *partner,
         "  demo orders    DEMO-SSL123, DEMO-RapidSSL, DEMO-SecureSite, ... (one per product)",
         "  End User Portal " + ", ".join(f"{settings.public_url}/portal/{slug}/" for slug in PORTALS),
-        f"                 (demo contact {demo.ADMIN_EMAIL}; with no SMTP_URL the access mail is an .eml under "
-        f"{_from_here(settings.data_dir / 'outbox')})",
+        f"                 (demo contact {demo.ADMIN_EMAIL}; without SOAP_SERVICE_SMTP_URL its access mail is "
+        f"an .eml under {_from_here(settings.data_dir / 'outbox')})",
         "",
         "  Reissue a demo order with zeep (a new key and CSR are made for you):",
         f"    {_interpreter()} examples/reissue_zeep.py --url {endpoint} --order DEMO-SSL123 --password '{shown}'",
