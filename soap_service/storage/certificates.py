@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from soap_service.storage.db import lock_digest
 from soap_service.storage.errors import SerialCollision
 from soap_service.storage.models import BlockedKey, Certificate, IssuedSerial, Order
 from soap_service.vocabulary import CertificateStatus
@@ -96,13 +97,8 @@ def block_key(
 
 
 def lock_key(session: Session, spki_sha256: str, *, shared: bool = False) -> None:
-    """A transaction-scoped advisory lock on one key (PostgreSQL only), named by the first 60
-    bits of its SPKI SHA-256; taken again in the same transaction, it is already held."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    key = int(spki_sha256[:15], 16)
-    lock = func.pg_advisory_xact_lock_shared(key) if shared else func.pg_advisory_xact_lock(key)
-    session.execute(select(lock))
+    """A transaction-scoped advisory lock on one key (PostgreSQL only), named by its SPKI SHA-256."""
+    lock_digest(session, spki_sha256, shared=shared)
 
 
 def certificate_of_order(session: Session, *, order_pk: int, serial: str) -> Certificate | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -95,3 +95,13 @@ def create_reader_factory(engine: Engine) -> SessionFactory:
     if engine.dialect.name == "postgresql":
         options["postgresql_readonly"] = True
     return sessionmaker(engine.execution_options(**options), expire_on_commit=False)
+
+
+def lock_digest(session: Session, sha256_hex: str, *, shared: bool = False) -> None:
+    """A transaction-scoped advisory lock named by the first 60 bits of a SHA-256 (hex), on
+    PostgreSQL; taken again in the same transaction, it is already held. SQLite needs none: its
+    writer transactions hold the database's write lock from BEGIN IMMEDIATE."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = int(sha256_hex[:15], 16)
+    session.execute(select(func.pg_advisory_xact_lock_shared(key) if shared else func.pg_advisory_xact_lock(key)))

@@ -12,6 +12,7 @@ from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Exists
 
+from soap_service.storage.db import lock_digest
 from soap_service.storage.models import (
     Order,
     OrderContact,
@@ -143,8 +144,7 @@ def lock_subject(session: Session, subject: str) -> None:
     """Until the transaction ends, the rate events of ``subject`` (a SHA-256 hex) are this
     transaction's to count and add (PostgreSQL: an advisory lock on its first 60 bits; SQLite's
     writer transactions already hold the database's write lock)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(int(subject[:15], 16))))
+    lock_digest(session, subject)
 
 
 def count_events(session: Session, *, kind: str, subject: str, since: datetime) -> int:
