@@ -247,3 +247,30 @@ def test_lookup_forms_past_three_per_allowed_lookup_are_refused(ra: Registration
         desk.new_captcha(client)
     with pytest.raises(PortalRefusal, match="Too many requests"):
         desk.new_captcha(client)
+
+
+def test_a_page_view_writes_the_sessions_use_at_most_once_a_minute(ra: RegistrationAuthority) -> None:
+    """Every portal page checks the session; only a check a minute after the last write writes
+    (SQLite's write lock is the reissues' too)."""
+    desk = desk_of(ra)
+    address = f"touch-{secrets.token_hex(4)}@example.com"
+    created = new_order(ra, new_partner(ra), admin_email=address)
+    ask(desk, created.order.order_id, address, "192.0.2.80")
+    session_token, _access = desk.open_link(GEOTRUST, mailed_token(ra, created.order.order_id))
+    now = ra.clock()
+    writes: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith(("UPDATE", "BEGIN IMMEDIATE")):
+            writes.append(statement)
+
+    event.listen(ra.engine, "before_cursor_execute", record)
+    try:
+        soon = PortalDesk(dataclasses.replace(ra, clock=lambda: now + timedelta(seconds=30)))
+        assert soon.access(GEOTRUST, session_token) is not None
+        assert writes == []
+        later = PortalDesk(dataclasses.replace(ra, clock=lambda: now + timedelta(minutes=2)))
+        assert later.access(GEOTRUST, session_token) is not None
+        assert any(w.lstrip().upper().startswith("UPDATE") for w in writes)
+    finally:
+        event.remove(ra.engine, "before_cursor_execute", record)

@@ -66,6 +66,8 @@ MAILS_PER_ADDRESS = 3
 refused (per client: the setting ``SOAP_SERVICE_PORTAL_MAILS_PER_CLIENT``, 10 by default, refused)."""
 FORMS_PER_LOOKUP = 3
 """Lookup forms (captchas drawn) a client may fetch per lookup it may make."""
+TOUCH_AFTER = timedelta(minutes=1)
+"""A session's last use is written at most this often: the idle end comes 15 to 16 minutes after it."""
 SESSION_LIFETIME = timedelta(hours=12)
 """A session ends this long after its link was followed, however busy."""
 PRUNE_EVERY = 200
@@ -344,7 +346,7 @@ class PortalDesk:
         if not session_token or len(session_token) > MAX_TOKEN_CHARS:
             return None
         now = self._ra.clock()
-        with self._ra.sessions() as session, session.begin():
+        with self._ra.readers() as session:  # a page view reads; it writes only to restart the idle time
             row = store.live_session(session, token_hash=_sha256(session_token), idle_since=now - SESSION_IDLE_TIMEOUT)
             if row is None or row.created_at <= now - SESSION_LIFETIME:
                 return None
@@ -353,8 +355,12 @@ class PortalDesk:
                 return None
             if not store.is_contact(session, order_pk=order.id, email=row.email):
                 return None  # no longer the order's contact: the access ends with it
-            store.touch_session(session, session_id=row.id, at=now)
-            return PortalAccess(row.id, row.order_pk, row.email, row.csrf_token)
+            access = PortalAccess(row.id, row.order_pk, row.email, row.csrf_token)
+            stale = row.last_seen_at <= now - TOUCH_AFTER
+        if stale:  # at most once a minute a session: SQLite's write lock is not taken for every page
+            with self._ra.sessions() as session, session.begin():
+                store.touch_session(session, session_id=access.session_id, at=now)
+        return access
 
     def sign_out(self, session_token: str | None) -> None:
         if not session_token or len(session_token) > MAX_TOKEN_CHARS:
