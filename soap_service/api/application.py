@@ -19,6 +19,7 @@ from soap_service.api.guard import SERVICE_PATH, SPYNE_MAX_BODY_BYTES, SOAPGuard
 from soap_service.api.models import TNS
 from soap_service.api.service import OPERATIONS, OrderService
 from soap_service.api.spyne_loader import Application, Soap11, Wsdl11, WsgiApplication, spyne_const
+from soap_service.api.wsdl_parts import name_parts_parameters
 from soap_service.ra.service import RegistrationAuthority
 
 SOAP_HTTP_TRANSPORT = "http://schemas.xmlsoap.org/soap/http"
@@ -84,6 +85,7 @@ def wsdl_document(public_url: str) -> bytes:
     definitions = etree.fromstring(wsdl.get_interface_document(), parser)
     for schema in definitions.iterfind(f"{{{WSDL}}}types/{{{XS}}}schema"):
         _sort_schema(schema)
+    name_parts_parameters(definitions)
     return _pretty(definitions)
 
 
