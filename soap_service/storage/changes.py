@@ -15,6 +15,12 @@ every row it writes is written (and so locked), and writes none after. Otherwise
 it shared could wait for a row held by a second writer that waits for the lock behind a queued
 :func:`settle`: a cycle PostgreSQL breaks only after ``deadlock_timeout`` (1 s), every writer
 waiting meanwhile (tests/test_order_changes.py builds it).
+
+The one lock taken after it is the audit chain's (``storage.audit_chain``, exclusive): a writer
+appends its audit event after its changes, as its last write, and writes nothing after it.
+A writer holding the chain's lock and waiting for the feed's behind a queued :func:`settle`,
+while the settle waits for a writer that waits for the chain's lock, would be a cycle too
+(docs/design.md, "Concurrency and failures").
 """
 
 from __future__ import annotations

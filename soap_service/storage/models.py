@@ -285,7 +285,10 @@ class BlockedKey(Base):
 
 
 class AuditEvent(Base):
-    """Append-only: the migrations add triggers that refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL)."""
+    """Append-only: the migrations add triggers that refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL).
+    Each event is a link of one hash chain (``storage.audit_chain``; docs/design.md, "Audit chain"):
+    ``chain_seq`` numbers the events 1, 2, 3, ... without gaps, ``chain_prev`` is the previous
+    event's ``chain_hash``, ``chain_hash`` the SHA-256 of this event's fields with both."""
 
     __tablename__ = "audit_events"
 
@@ -302,6 +305,9 @@ class AuditEvent(Base):
     certificate_serial: Mapped[str | None] = mapped_column(String(40))
     incident_id: Mapped[str | None] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text, default="")
+    chain_seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    chain_prev: Mapped[str] = mapped_column(String(64))
+    chain_hash: Mapped[str] = mapped_column(String(64))
 
 
 class PortalCaptcha(Base):

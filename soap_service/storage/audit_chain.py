@@ -1,0 +1,215 @@
+"""The audit trail's hash chain: each event carries the hash of the one before it
+(docs/design.md, "Audit chain").
+
+One chain per installation. ``chain_seq`` numbers the events 1, 2, 3, ... without gaps,
+``chain_prev`` is the previous event's ``chain_hash`` (:data:`GENESIS` for the first) and
+``chain_hash`` is the SHA-256 of :func:`link_encoding`: a versioned JSON object of the
+sequence number, the previous hash and every field of the event but its id (a surrogate key
+that PostgreSQL may hand out in another order than the commits). A row changed, deleted,
+inserted or moved in the database breaks a link that :func:`walk` reports; a chain rewritten
+from its start with recomputed hashes is caught by an anchor, a (seq, hash) exported earlier
+and kept elsewhere (``soap-service audit head``).
+
+The rows are append-only (the triggers refuse an UPDATE), so a link is computed *before* its
+INSERT, under a lock that serializes the appends: :func:`lock_chain` on PostgreSQL, the
+writer transaction's ``BEGIN IMMEDIATE`` on SQLite. On PostgreSQL the chain's lock is the last
+lock a writer takes, after the change feed's (``storage.changes``): the audit event is the last
+row a transaction writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from soap_service.storage.models import AuditEvent
+
+CHAIN_LOCK = (0x6F63_6667, 2)
+"""The advisory lock of the chain on PostgreSQL, in the two-integer key space next to the
+change feed's ``(0x6F636667, 1)``; taken exclusive, to the transaction's end."""
+
+GENESIS = "0" * 64
+"""The ``chain_prev`` of the first event."""
+
+ENCODING_VERSION = 1
+
+PAGE = 500
+"""Events read per query while walking the chain."""
+
+
+def format_at(at: datetime) -> str:
+    """``at`` in UTC with microseconds, as both databases give it back."""
+    if at.tzinfo is None:
+        raise ValueError("naive datetime given where UTC is required")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def link_encoding(event: AuditEvent, *, seq: int, prev: str) -> bytes:
+    """The bytes hashed for ``event`` as link ``seq`` after ``prev`` (version 1): JSON with sorted
+    keys, ASCII only, no spaces, so that no field's content can move a boundary between fields."""
+    return json.dumps(
+        {
+            "v": ENCODING_VERSION,
+            "seq": seq,
+            "prev": prev,
+            "at": format_at(event.at),
+            "channel": event.channel,
+            "action": event.action,
+            "outcome": event.outcome,
+            "code": event.code,
+            "partner_code": event.partner_code,
+            "username": event.username,
+            "order_id": event.order_id,
+            "partner_order_id": event.partner_order_id,
+            "certificate_serial": event.certificate_serial,
+            "incident_id": event.incident_id,
+            "detail": event.detail or "",
+        },
+        sort_keys=True,
+        ensure_ascii=True,
+        separators=(",", ":"),
+    ).encode("ascii")
+
+
+def link_hash(event: AuditEvent, *, seq: int, prev: str) -> str:
+    return hashlib.sha256(link_encoding(event, seq=seq, prev=prev)).hexdigest()
+
+
+def lock_chain(session: Session) -> None:
+    """On PostgreSQL: flush what the transaction wrote so far (its rows are locked before the
+    chain's lock, never after), then take the chain's lock, held to the commit. SQLite: the
+    writer transaction already holds the database's write lock."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.flush()
+    session.execute(select(func.pg_advisory_xact_lock(*CHAIN_LOCK)))
+
+
+@dataclass(frozen=True)
+class Head:
+    seq: int
+    hash: str
+    at: datetime | None
+
+
+def read_head(session: Session) -> Head:
+    """The last link (seq 0 and :data:`GENESIS` for an empty chain)."""
+    row = session.execute(
+        select(AuditEvent.chain_seq, AuditEvent.chain_hash, AuditEvent.at).order_by(AuditEvent.chain_seq.desc()).limit(1)
+    ).first()
+    if row is None:
+        return Head(0, GENESIS, None)
+    return Head(row[0], row[1], row[2])
+
+
+def chain(session: Session, event: AuditEvent) -> None:
+    """Give ``event`` (not yet added to the session) its link after the current head, and add it.
+    Call it under :func:`lock_chain`."""
+    head = read_head(session)
+    seq = head.seq + 1
+    event.chain_seq = seq
+    event.chain_prev = head.hash
+    event.chain_hash = link_hash(event, seq=seq, prev=head.hash)
+    session.add(event)
+
+
+@dataclass(frozen=True)
+class Break:
+    """The first broken link: the event (its seq and id; None where the event is missing) and what."""
+
+    seq: int
+    id: int | None
+    problem: str  # "hash mismatch", "prev mismatch", "gap", "duplicate", "anchor mismatch", "anchor missing"
+    detail: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    checked: int
+    head: Head
+    broken: Break | None
+    anchor_checked: bool
+
+
+def walk(session: Session, *, anchor: tuple[int, str] | None = None, page: int = PAGE) -> Verdict:
+    """Check every link in ``chain_seq`` order, one page at a time; stop at the first broken one.
+    With ``anchor`` (seq, hash), also check that link ``seq`` still has that hash."""
+    expected_seq = 1
+    prev = GENESIS
+    last = Head(0, GENESIS, None)
+    checked = 0
+    anchor_checked = False
+    after = (0, 0)  # (seq, id) of the last row read: a duplicated seq is read, not skipped
+    while True:
+        rows = list(
+            session.scalars(
+                select(AuditEvent)
+                .where(
+                    or_(
+                        AuditEvent.chain_seq > after[0],
+                        and_(AuditEvent.chain_seq == after[0], AuditEvent.id > after[1]),
+                    )
+                )
+                .order_by(AuditEvent.chain_seq, AuditEvent.id)
+                .limit(page)
+            )
+        )
+        if not rows:
+            break
+        for event in rows:
+            seq = event.chain_seq
+            if seq < expected_seq:
+                return Verdict(checked, last, Break(seq, event.id, "duplicate", f"seq {seq} appears again"), False)
+            if seq > expected_seq:
+                return Verdict(
+                    checked, last, Break(expected_seq, None, "gap", f"seq {expected_seq} to {seq - 1} missing"), False
+                )
+            if event.chain_prev != prev:
+                return Verdict(
+                    checked, last, Break(seq, event.id, "prev mismatch", "chain_prev is not the previous event's hash"),
+                    False,
+                )
+            if link_hash(event, seq=seq, prev=prev) != event.chain_hash:
+                return Verdict(
+                    checked, last, Break(seq, event.id, "hash mismatch", "the event's fields do not give its hash"),
+                    False,
+                )
+            if anchor is not None and seq == anchor[0]:
+                if event.chain_hash != anchor[1]:
+                    return Verdict(
+                        checked, last, Break(seq, event.id, "anchor mismatch", "the anchored link has another hash"),
+                        False,
+                    )
+                anchor_checked = True
+            prev = event.chain_hash
+            last = Head(seq, event.chain_hash, event.at)
+            checked += 1
+            expected_seq += 1
+        after = (rows[-1].chain_seq, rows[-1].id)
+        for event in rows:
+            session.expunge(event)
+    if anchor is not None and not anchor_checked:
+        return Verdict(
+            checked, last, Break(anchor[0], None, "anchor missing", f"the chain ends at seq {last.seq}"), False
+        )
+    return Verdict(checked, last, None, anchor_checked)
+
+
+def iter_events(session: Session, *, after_seq: int = 0, page: int = PAGE) -> Iterator[AuditEvent]:
+    """Every event past ``after_seq``, in chain order, one page at a time."""
+    while True:
+        rows = list(
+            session.scalars(
+                select(AuditEvent).where(AuditEvent.chain_seq > after_seq).order_by(AuditEvent.chain_seq).limit(page)
+            )
+        )
+        yield from rows
+        if len(rows) < page:
+            return
+        after_seq = rows[-1].chain_seq
