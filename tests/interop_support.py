@@ -5,6 +5,7 @@ JSON job) and running a client's script on it. The assertions are in ``tests/tes
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from lxml import etree
 
 from api_support import RunningServer
 from factory import TestPartner, fresh_key_csr, new_order
@@ -210,3 +212,16 @@ def when(stamp: str) -> datetime:
     parsed = datetime.fromisoformat(stamp)
     assert parsed.tzinfo is not None, stamp
     return parsed
+
+
+def spyne_named(definitions: etree._Element) -> etree._Element:
+    """A copy of the WSDL with the parts named as spyne names them, after their element
+    (``<wsdl:part name="Reissue" element="tns:Reissue"/>``), parameterOrder alike: the WSDL as it
+    was before soap_service/api/wsdl_parts.py named the operation messages' parts ``parameters``."""
+    wsdl = "http://schemas.xmlsoap.org/wsdl/"
+    document = copy.deepcopy(definitions)
+    for part in document.iterfind(f"{{{wsdl}}}message/{{{wsdl}}}part"):
+        part.set("name", (part.get("element") or "").split(":")[-1])
+    for operation in document.iterfind(f"{{{wsdl}}}portType/{{{wsdl}}}operation"):
+        operation.set("parameterOrder", operation.get("name") or "")
+    return document

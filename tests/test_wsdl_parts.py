@@ -7,7 +7,6 @@ published WSDL in tests/test_interop.py and tests/test_interop_dotnet.py.)"""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from lxml import etree
 from suds.client import Client as SudsClient
 
 from api_support import BINDING, SOAP_ENV, WSDL_FILE
+from interop_support import spyne_named
 from soap_service.api.service import OPERATIONS
 from soap_service.api.wsdl_parts import name_parts_parameters
 
@@ -48,16 +48,6 @@ def _published() -> etree._Element:
     return etree.fromstring(WSDL_FILE.read_bytes())
 
 
-def _spyne_named(definitions: etree._Element) -> etree._Element:
-    """The WSDL as spyne names the parts: each part after its element, parameterOrder alike."""
-    document = copy.deepcopy(definitions)
-    for part in document.iterfind(f"{{{WSDL}}}message/{{{WSDL}}}part"):
-        part.set("name", (part.get("element") or "").split(":")[-1])
-    for operation in document.iterfind(f"{{{WSDL}}}portType/{{{WSDL}}}operation"):
-        operation.set("parameterOrder", operation.get("name") or "")
-    return document
-
-
 def _message_part(definitions: etree._Element, reference: str | None) -> list[tuple[str | None, str | None]]:
     message = definitions.find(f"{{{WSDL}}}message[@name='{(reference or '').split(':')[-1]}']")
     assert message is not None, reference
@@ -80,13 +70,13 @@ def test_every_operation_message_has_one_part_named_parameters() -> None:
 
 
 def test_renaming_spynes_wsdl_gives_the_published_one() -> None:
-    definitions = _spyne_named(_published())
+    definitions = spyne_named(_published())
     name_parts_parameters(definitions)
     assert etree.tostring(definitions) == etree.tostring(_published())
 
 
 def test_a_soap_body_naming_the_part_follows_it() -> None:
-    definitions = _spyne_named(_published())
+    definitions = spyne_named(_published())
     body = definitions.find(f"{{{WSDL}}}binding/{{{WSDL}}}operation[@name='Reissue']/{{{WSDL}}}input/"
                             f"{{{SOAP_BINDING}}}body")
     assert body is not None
@@ -96,7 +86,7 @@ def test_a_soap_body_naming_the_part_follows_it() -> None:
 
 
 def test_an_operation_message_without_its_wrapper_element_is_refused() -> None:
-    definitions = _spyne_named(_published())
+    definitions = spyne_named(_published())
     part = definitions.find(f"{{{WSDL}}}message[@name='Reissue']/{{{WSDL}}}part")
     assert part is not None
     part.set("element", "tns:ReissueRequest")
@@ -128,7 +118,7 @@ def _body_element(sent: bytes) -> str:
 @pytest.mark.parametrize("operation", sorted(CALLS))
 def test_zeep_and_suds_send_the_same_bytes_whatever_the_part_is_named(operation: str, tmp_path: Path) -> None:
     before = tmp_path / "spyne-named.wsdl"
-    before.write_bytes(etree.tostring(_spyne_named(_published()), xml_declaration=True, encoding="UTF-8"))
+    before.write_bytes(etree.tostring(spyne_named(_published()), xml_declaration=True, encoding="UTF-8"))
     assert b'name="parameters"' not in before.read_bytes()
     zeep_sent = _zeep_bytes(WSDL_FILE, operation)
     assert _body_element(zeep_sent) == f"{{{TNS}}}{operation}"
