@@ -87,7 +87,7 @@ PRODUCERS: dict[str, Callable[[], Environ]] = {
     "Client.UnsupportedCharset": lambda: _post(HELLO, "text/xml; charset=utf-7"),
     "Client.MalformedXML": lambda: _post(HELLO[:-10]),
     "Client.DTDNotAllowed": lambda: _post(b'<!DOCTYPE x [<!ENTITY e "e">]>' + HELLO.split(b"?>", 1)[1]),
-    "Client.VersionMismatch": lambda: _post(HELLO.replace(SOAP_ENV.encode(), b"http://www.w3.org/2003/05/soap-envelope")),
+    "VersionMismatch": lambda: _post(HELLO.replace(SOAP_ENV.encode(), b"http://www.w3.org/2003/05/soap-envelope")),
     "Client.NotSOAP": lambda: _post(b"<Envelope/>"),
     "Client.UnknownOperation": lambda: _post(envelope("Goodbye", "")),
     "MustUnderstand": lambda: _post(HELLO.replace(

@@ -99,7 +99,10 @@ def read_request(body: bytes, operations: frozenset[str], *, charset: str | None
         # Not reached while the scan above sees every declaration; kept as a second line.
         raise Refusal("DTDNotAllowed", "a DOCTYPE or entity declaration is not allowed in a request")
     if root.tag == f"{{{SOAP12_ENV}}}Envelope":
-        raise Refusal("VersionMismatch", "SOAP 1.2 is not supported: send a SOAP 1.1 envelope")
+        # SOAP 1.1 section 4.4.1: an envelope in another namespace is a VersionMismatch fault.
+        raise Refusal(
+            "VersionMismatch", "SOAP 1.2 is not supported: send a SOAP 1.1 envelope", faultcode="VersionMismatch"
+        )
     if root.tag != f"{{{SOAP11_ENV}}}Envelope":
         raise Refusal("NotSOAP", "the request is not a SOAP 1.1 envelope")
     bodies = root.findall(f"{{{SOAP11_ENV}}}Body")

@@ -4,9 +4,10 @@ the body ends on the connection is the worker's concern, ``soap_service.request_
 Refused before any work, each with a :class:`~soap_service.api.refusal.Refusal`
 (docs/design.md, "Error model"): a Content-Type other than ``text/xml`` (multipart, MTOM and
 SOAP 1.2's ``application/soap+xml`` included) or a charset this service does not read, a
-body over 1 MiB (by its Content-Length, unread, or as it is read), a body that stops
-arriving, ends before its Content-Length or whose transfer coding is malformed, an empty
-body, and bytes that are not text in their charset.
+compressed body (any Content-Encoding but ``identity``: nothing is decompressed), a body
+over 1 MiB (by its Content-Length, unread, or as it is read), a body that stops arriving,
+ends before its Content-Length or whose transfer coding is malformed, an empty body, and
+bytes that are not text in their charset.
 
 The body is decoded once, here: with the charset of the Content-Type when it names one
 (RFC 7303: it overrides the document's own declaration), else as the document says (byte
@@ -137,9 +138,27 @@ def _content_length(environ: dict[str, Any]) -> int | None:
     return int(raw)
 
 
+def refuse_content_coding(content_encoding: str | None) -> None:
+    """A :class:`Refusal` (``Client.UnsupportedMediaType``, RFC 9110 section 15.5.16) when a
+    request's Content-Encoding names a coding other than ``identity``: a compressed body (gzip,
+    deflate, br...) is never decompressed, so that a body's size on the wire is its size in
+    memory (a 1 MiB gzip body could inflate to a gigabyte)."""
+    if content_encoding is None:
+        return
+    codings = [coding.strip().lower() for coding in content_encoding.split(",")]
+    if any(coding not in ("", "identity") for coding in codings):
+        raise Refusal(
+            "UnsupportedMediaType",
+            "a compressed request body (Content-Encoding gzip, deflate...) is not accepted: "
+            "send the envelope uncompressed",
+        )
+
+
 def read_body(environ: dict[str, Any], limit: int) -> bytes:
-    """The request body of a WSGI ``environ``, read whole; a :class:`Refusal` when it is larger
-    than ``limit`` bytes, stops arriving (the server's socket read timeout) or cannot be read."""
+    """The request body of a WSGI ``environ``, read whole; a :class:`Refusal` when it has a
+    Content-Encoding (:func:`refuse_content_coding`, unread), is larger than ``limit`` bytes,
+    stops arriving (the server's socket read timeout) or cannot be read."""
+    refuse_content_coding(environ.get("HTTP_CONTENT_ENCODING"))
     length = _content_length(environ)
     too_large = Refusal("RequestTooLarge", f"the request body is larger than {limit} bytes")
     if length is not None and length > limit:
