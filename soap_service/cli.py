@@ -1,4 +1,4 @@
-"""The operator's commands of ``soap-service``: init, demo, partner, order.
+"""The operator's commands of ``soap-service``: init, demo, partner (create, set-password), order.
 
 ``soap_service.main`` builds the one parser of ``soap-service`` from the commands
 this module and ``server`` (serve, wsdl) add to it; each command dispatches to its own
@@ -35,7 +35,7 @@ from soap_service.ra.crls import CRLPublisher, UnknownAuthority, crl_ca_name
 from soap_service.ra.incidents import open_incident
 from soap_service.ra.installation import initialize
 from soap_service.ra.orders import Contact, NewOrder, Organization, create_order, show_order_by_operator
-from soap_service.ra.partners import create_partner
+from soap_service.ra.partners import create_partner, set_password
 from soap_service.ra.reissue import Reissuer, ReissueRequest
 from soap_service.ra.revocation import REVOCATION_REASONS, Revoker, RevokeRequest
 from soap_service.ra.service import RegistrationAuthority
@@ -63,6 +63,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     create.add_argument("--code", required=True)
     create.add_argument("--name", required=True)
     create.add_argument("--username", required=True)
+    password = _command(partner, "set-password", _set_password, name="partner set-password",
+                        help="set an API user's password, read on stdin; --ws-digest also keeps an encrypted "
+                             "copy so that WS-Security PasswordDigest tokens work (docs/security.md)")
+    password.add_argument("--code", required=True)
+    password.add_argument("--username", required=True)
+    password.add_argument("--ws-digest", action="store_true",
+                          help="keep a copy of the password encrypted under the installation's key "
+                               "(PasswordDigest needs it); without it any copy is removed")
 
     order = commands.add_parser("order", help="manage orders").add_subparsers(dest="action", required=True)
     new = _command(order, "create", _create_order, name="order create",
@@ -221,6 +229,12 @@ def _demo(args: argparse.Namespace, ra: RegistrationAuthority) -> None:
 def _create_partner(args: argparse.Namespace, ra: RegistrationAuthority) -> dict[str, Any]:
     created = create_partner(ra, code=args.code, name=args.name, username=args.username, password=_read_password())
     return vars(created)
+
+
+def _set_password(args: argparse.Namespace, ra: RegistrationAuthority) -> dict[str, Any]:
+    done = set_password(ra, code=args.code, username=args.username, password=_read_password(),
+                        ws_digest=args.ws_digest)
+    return {"code": done.code, "username": done.username, "ws_digest": done.ws_digest}
 
 
 def _create_order(args: argparse.Namespace, ra: RegistrationAuthority) -> dict[str, Any]:

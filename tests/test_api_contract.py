@@ -136,7 +136,7 @@ def test_reissue_shapes_are_those_of_the_design() -> None:
     ]
     assert _elements("OrderRequestHeader") == [
         ("PartnerCode", "xs:string", None),
-        ("AuthToken", "tns:AuthToken", None),
+        ("AuthToken", "tns:AuthToken", "0"),
         ("PartnerOrderID", "xs:string", None),
         ("ReplayToken", "xs:string", "0"),
     ]

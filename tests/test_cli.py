@@ -143,6 +143,37 @@ def test_order_create_refuses_bad_input_and_creates_nothing(operator):
         assert shown.returncode == 1 and "error -4003: " in shown.stderr
 
 
+def test_partner_set_password_keeps_the_digest_copy_only_with_ws_digest(operator):
+    """issue 10: ``--ws-digest`` keeps the password encrypted for WS-Security PasswordDigest; without
+    it the copy is removed; the password is read on stdin and reaches neither output nor log."""
+    engine = create_engine(operator.environ["SOAP_SERVICE_DATABASE_URL"])
+
+    def copy() -> str | None:
+        with engine.connect() as connection:
+            return connection.execute(text(
+                "SELECT u.ws_password_copy FROM api_users u JOIN partners p ON p.id = u.partner_id "
+                "WHERE p.code = 'ACME' AND u.username = 'acme'"
+            )).scalar_one()
+
+    try:
+        new = "a-digest-enabled-password-2"
+        done = operator.json("partner", "set-password", "--code", "ACME", "--username", "acme", "--ws-digest",
+                             stdin=new + "\n")
+        assert done == {"code": "ACME", "username": "acme", "ws_digest": True}
+        kept = copy()
+        assert kept is not None and kept.startswith("v1:") and new not in kept
+        done = operator.json("partner", "set-password", "--code", "ACME", "--username", "acme",
+                             stdin=PASSWORD + "\n")
+        assert done == {"code": "ACME", "username": "acme", "ws_digest": False}
+        assert copy() is None
+        refused = operator.run("partner", "set-password", "--code", "ACME", "--username", "nobody", "--ws-digest",
+                               stdin=new + "\n", check=False)
+        assert refused.returncode == 1 and "error -2019: partner ACME has no API user nobody" in refused.stderr
+        assert not any(new in log for log in operator.logs)
+    finally:
+        engine.dispose()
+
+
 def test_ev_and_code_signing_orders(operator):
     ev = operator.json(
         "order", "create", "--partner", "ACME", "--partner-order-id", "EV-1", "--product", "SecureSiteEV",
@@ -292,6 +323,7 @@ def test_help_lists_every_command():
 def test_every_command_has_its_own_handler():
     handlers = set()
     for argv in (["init"], ["demo"], ["partner", "create", "--code", "A", "--name", "A", "--username", "a"],
+                 ["partner", "set-password", "--code", "A", "--username", "a"],
                  ["order", "create", "--partner", "A", "--partner-order-id", "1", "--product", "RapidSSL",
                   "--admin-email", "a@example.com", "--tech-email", "t@example.com", "--csr", "x.pem"],
                  ["order", "show", "--partner", "A", "--partner-order-id", "1"],
@@ -299,7 +331,7 @@ def test_every_command_has_its_own_handler():
                  ["crl", "--brand", "thawte"], ["serve"], ["wsdl"]):
         args = parser().parse_args(argv)
         handlers.add(getattr(args.handler, "args", (args.handler,)))  # cli's handlers are partials of one runner
-    assert len(handlers) == 9
+    assert len(handlers) == 10
 
 
 @pytest.mark.parametrize(

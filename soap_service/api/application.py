@@ -20,6 +20,7 @@ from soap_service.api.models import TNS
 from soap_service.api.service import OPERATIONS, OrderService
 from soap_service.api.spyne_loader import Application, Soap11, Wsdl11, WsgiApplication, spyne_const
 from soap_service.api.wsdl_parts import name_parts_parameters
+from soap_service.api.wsdl_security import declare_security_header
 from soap_service.ra.service import RegistrationAuthority
 
 SOAP_HTTP_TRANSPORT = "http://schemas.xmlsoap.org/soap/http"
@@ -85,6 +86,7 @@ def wsdl_document(public_url: str) -> bytes:
     definitions = etree.fromstring(wsdl.get_interface_document(), parser)
     for schema in definitions.iterfind(f"{{{WSDL}}}types/{{{XS}}}schema"):
         _sort_schema(schema)
+    definitions = declare_security_header(definitions)
     name_parts_parameters(definitions)
     return _pretty(definitions)
 
@@ -102,9 +104,12 @@ def xsd_document() -> bytes:
     """The XML schema of every message (the WSDL's types section as a document of its own)."""
     parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
     definitions = etree.fromstring(wsdl_document("http://127.0.0.1"), parser)
-    schemas = definitions.findall(f"{{{WSDL}}}types/{{{XS}}}schema")
+    schemas = [
+        schema for schema in definitions.iterfind(f"{{{WSDL}}}types/{{{XS}}}schema")
+        if schema.get("targetNamespace") == TNS  # not the wsse:Security header's (wsdl_security)
+    ]
     if len(schemas) != 1:
-        raise RuntimeError(f"expected one schema in the WSDL, found {len(schemas)}")
+        raise RuntimeError(f"expected one schema of {TNS} in the WSDL, found {len(schemas)}")
     source = schemas[0]
     schema = etree.Element(source.tag, source.attrib, nsmap={"xs": XS, "tns": TNS})
     for child in list(source):

@@ -5,9 +5,10 @@ Refused before any work, each with a :class:`~soap_service.api.refusal.Refusal`
 (docs/design.md, "Error model"): XML that is not well-formed, a DOCTYPE or entity declaration,
 an envelope that is not SOAP 1.1, a Body that does not hold exactly one operation of ours,
 a header block marked ``mustUnderstand`` (answered ``soap:MustUnderstand``: this service
-understands none), and a SOAPAction that names another operation than the Body's (an empty
-or absent SOAPAction is accepted: SOAP 1.1 lets it mean "the request URI"). Whether the
-operation element follows the published schema is ``schema``'s check.
+understands ``wsse:Security`` and no other, see ``wssecurity``), and a SOAPAction that names
+another operation than the Body's (an empty or absent SOAPAction is accepted: SOAP 1.1 lets it
+mean "the request URI"). Whether the operation element follows the published schema is
+``schema``'s check.
 
 The text comes from ``http_body`` (decoded once, with a charset it chose); the scan for a
 DOCTYPE or an entity declaration runs on that text, so no encoding hides one, and the text is
@@ -34,6 +35,7 @@ from soap_service.api.faults import SOAP11_ENV, SOAP12_ENV
 from soap_service.api.http_body import body_text
 from soap_service.api.models import TNS
 from soap_service.api.refusal import Refusal
+from soap_service.api.wssecurity import SECURITY
 
 SOAP_ACTOR_NEXT = "http://schemas.xmlsoap.org/soap/actor/next"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
@@ -122,10 +124,11 @@ def read_request(body: bytes, operations: frozenset[str], *, charset: str | None
 
 def refuse_mandatory_headers(envelope: etree._Element) -> None:
     """A :class:`Refusal` (``soap:MustUnderstand``) for a header block that this service must
-    understand to go on: it understands none. A block for another actor is not ours to judge."""
+    understand to go on: it understands ``wsse:Security`` (``wssecurity`` reads it) and no other.
+    A block for another actor is not ours to judge."""
     for header in envelope.iterfind(f"{{{SOAP11_ENV}}}Header"):
         for block in header:
-            if not isinstance(block.tag, str):
+            if not isinstance(block.tag, str) or block.tag == SECURITY:
                 continue
             if (block.get(f"{{{SOAP11_ENV}}}mustUnderstand") or "").strip() not in ("1", "true"):
                 continue
@@ -137,7 +140,7 @@ def refuse_mandatory_headers(envelope: etree._Element) -> None:
             raise Refusal(
                 "MustUnderstand",
                 f"header block {position} of the SOAP Header is marked mustUnderstand, "
-                "and this service understands no header block",
+                "and this service understands no header block but the WSS 1.0 UsernameToken one",
                 faultcode="MustUnderstand",
             )
 

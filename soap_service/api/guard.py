@@ -3,8 +3,10 @@ request of ours, and every answer is SOAP (or the WSDL), never an HTML page.
 
 A POST to :data:`SERVICE_PATH` goes through, in order: its body (``http_body``: the
 Content-Type, the bytes within 1 MiB, their text), its envelope (``envelope``: well-formed
-XML without a DOCTYPE, SOAP 1.1, one operation of ours, no ``mustUnderstand`` header block,
-a SOAPAction that names the operation) and the published schema (``schema``). Each refusal
+XML without a DOCTYPE, SOAP 1.1, one operation of ours, no ``mustUnderstand`` header block
+but ``wsse:Security``, a SOAPAction that names the operation) and the published schema
+(``schema``). A ``wsse:Security`` header's UsernameToken is read here (``wssecurity``) and
+handed to the service in the environ, read or malformed: spyne sees no header. Each refusal
 is a SOAP 1.1 fault (docs/design.md, "Error model"), most of them ``soap:Client.<subcode>``, whose
 message names the rule and never quotes the request; a client fault of spyne's own is
 answered in our words. spyne gets the envelope ``envelope.spyne_envelope`` writes, labelled
@@ -41,6 +43,7 @@ from soap_service.api.refusal import Refusal
 from soap_service.api.requestlog import RECORD_KEY, RequestRecord, log_request
 from soap_service.api.schema import OperationSchema
 from soap_service.api.service import RA_KEY
+from soap_service.api.wssecurity import SECURITY_KEY, MalformedSecurity, read_security
 from soap_service.errors import InternalError
 from soap_service.ra.incidents import open_incident
 from soap_service.ra.service import RegistrationAuthority
@@ -130,6 +133,10 @@ class SOAPGuard:
             refuse_mandatory_headers(request.envelope)
             refuse_other_action(environ.get("HTTP_SOAPACTION"), record.operation)
             self._validate(request.payload)
+            try:
+                environ[SECURITY_KEY] = read_security(request.envelope)
+            except MalformedSecurity as malformed:  # answered -4001 by the operation (service)
+                environ[SECURITY_KEY] = malformed
         except Refusal as refusal:
             record.faulted(refusal.faultcode)
             return _fault(fault_envelope(refusal.faultcode, refusal.message))

@@ -57,6 +57,9 @@ def items(cls: Any) -> Any:
 
 
 class AuthToken(_Model):
+    """Optional in every request header since a ``wsse:Security`` UsernameToken may authenticate
+    instead (docs/design.md, "Authentication"); a request sends exactly one of the two."""
+
     __type_name__ = "AuthToken"
     _type_info = [("UserName", Text), ("Password", Text)]
 
@@ -65,7 +68,7 @@ class OrderRequestHeader(_Model):
     __type_name__ = "OrderRequestHeader"
     _type_info = [
         ("PartnerCode", Text),
-        ("AuthToken", required(AuthToken)),
+        ("AuthToken", optional(AuthToken)),
         ("PartnerOrderID", Text),
         ("ReplayToken", OptionalText),
     ]
@@ -73,7 +76,7 @@ class OrderRequestHeader(_Model):
 
 class QueryRequestHeader(_Model):
     __type_name__ = "QueryRequestHeader"
-    _type_info = [("PartnerCode", Text), ("AuthToken", required(AuthToken))]
+    _type_info = [("PartnerCode", Text), ("AuthToken", optional(AuthToken))]
 
 
 class DNSNames(_Model):
@@ -144,7 +147,7 @@ class RevokeOrderRequestHeader(_Model):
     __type_name__ = "RevokeOrderRequestHeader"
     _type_info = [
         ("PartnerCode", Text),
-        ("AuthToken", required(AuthToken)),
+        ("AuthToken", optional(AuthToken)),
         ("PartnerOrderID", OptionalText),
     ]
 

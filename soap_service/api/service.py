@@ -23,8 +23,9 @@ from soap_service.api import models as m
 from soap_service.api.faults import InternalErrorDetail, InternalFault
 from soap_service.api.requestlog import RECORD_KEY, RequestRecord
 from soap_service.api.spyne_loader import ServiceBase, Unicode, rpc
+from soap_service.api.wssecurity import SECURITY_KEY, MalformedSecurity, UsernameToken
 from soap_service.config import Secret
-from soap_service.errors import InternalError, InvalidField, ServiceError
+from soap_service.errors import AuthenticationFailed, InternalError, InvalidField, ServiceError
 from soap_service.ra.auth import Credentials
 from soap_service.ra.changes import modified_orders
 from soap_service.ra.incidents import open_incident
@@ -57,8 +58,28 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _credentials(partner_code: Any, token: Any) -> Credentials:
-    return Credentials(_text(partner_code), _text(token.UserName), Secret(_text(token.Password)))
+Security = UsernameToken | MalformedSecurity | None
+"""What the guard read of a ``wsse:Security`` header (``wssecurity``); ``None``: none was sent."""
+
+
+def _security(ctx: Any) -> Security:
+    found = ctx.transport.req_env.get(SECURITY_KEY)
+    return found if isinstance(found, UsernameToken | MalformedSecurity) else None
+
+
+def _credentials(header: Any, security: Security) -> Credentials:
+    """The request header's PartnerCode with its AuthToken or the ``wsse:Security`` UsernameToken:
+    exactly one of the two, else -4001 (docs/design.md, "Authentication")."""
+    if isinstance(security, MalformedSecurity):
+        raise AuthenticationFailed(security.message)
+    token = header.AuthToken
+    if token is not None and security is not None:
+        raise AuthenticationFailed("send either an AuthToken or a wsse:Security UsernameToken, not both")
+    if security is not None:
+        return security.credentials(_text(header.PartnerCode))
+    if token is None:
+        raise AuthenticationFailed("send an AuthToken in the request header or a wsse:Security UsernameToken")
+    return Credentials(_text(header.PartnerCode), _text(token.UserName), Secret(_text(token.Password)))
 
 
 def _run(ctx: Any, action: Callable[[RegistrationAuthority, RequestRecord], T]) -> T:
@@ -90,12 +111,14 @@ def _reissue_request(request: Any) -> RAReissueRequest:
     )
 
 
-def reissue(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m.ReissueResult:
+def reissue(
+    ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
+) -> m.ReissueResult:
     header = request.OrderRequestHeader
     record.partner_code, record.partner_order_id = _text(header.PartnerCode), _text(header.PartnerOrderID)
     try:
         outcome = Reissuer(ra).reissue(
-            _credentials(header.PartnerCode, header.AuthToken), _reissue_request(request), channel=CHANNEL
+            _credentials(header, security), _reissue_request(request), channel=CHANNEL
         )
     except ServiceError as error:
         record.answered(error.code)
@@ -110,12 +133,14 @@ def reissue(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m
     )
 
 
-def validate(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m.ValidateOrderParametersResult:
+def validate(
+    ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
+) -> m.ValidateOrderParametersResult:
     header = request.OrderRequestHeader
     record.partner_code, record.partner_order_id = _text(header.PartnerCode), _text(header.PartnerOrderID)
     try:
         outcome = Reissuer(ra).validate(
-            _credentials(header.PartnerCode, header.AuthToken), _reissue_request(request), channel=CHANNEL
+            _credentials(header, security), _reissue_request(request), channel=CHANNEL
         )
     except ServiceError as error:
         record.answered(error.code)
@@ -133,12 +158,14 @@ def validate(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> 
     )
 
 
-def parse(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m.ParseCSRResult:
+def parse(
+    ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
+) -> m.ParseCSRResult:
     header = request.QueryRequestHeader
     record.partner_code = _text(header.PartnerCode)
     try:
         parsed = parse_csr_for_partner(
-            ra, _credentials(header.PartnerCode, header.AuthToken), _text(request.CSR), channel=CHANNEL
+            ra, _credentials(header, security), _text(request.CSR), channel=CHANNEL
         )
     except ServiceError as error:
         record.answered(error.code)
@@ -147,12 +174,14 @@ def parse(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m.P
     return m.ParseCSRResult(QueryResponseHeader=answers.query_header(ra.clock()), ParsedCSR=answers.parsed_csr(parsed))
 
 
-def get_order(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m.GetOrderByPartnerOrderIDResult:
+def get_order(
+    ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
+) -> m.GetOrderByPartnerOrderIDResult:
     header = request.QueryRequestHeader
     record.partner_code, record.partner_order_id = _text(header.PartnerCode), _text(request.PartnerOrderID)
     try:
         answer = order_for_partner(
-            ra, _credentials(header.PartnerCode, header.AuthToken), record.partner_order_id, channel=CHANNEL
+            ra, _credentials(header, security), record.partner_order_id, channel=CHANNEL
         )
     except ServiceError as error:
         record.answered(error.code)
@@ -165,7 +194,9 @@ def get_order(ra: RegistrationAuthority, record: RequestRecord, request: Any) ->
     )
 
 
-def revoke(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m.RevokeResult:
+def revoke(
+    ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
+) -> m.RevokeResult:
     header = request.OrderRequestHeader
     record.partner_code, record.partner_order_id = _text(header.PartnerCode), _text(header.PartnerOrderID)
     wanted = RARevokeRequest(
@@ -175,7 +206,7 @@ def revoke(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m.
         reason=_text(request.RevokeReason),
     )
     try:
-        revoked = Revoker(ra).revoke(_credentials(header.PartnerCode, header.AuthToken), wanted, channel=CHANNEL)
+        revoked = Revoker(ra).revoke(_credentials(header, security), wanted, channel=CHANNEL)
     except ServiceError as error:
         record.answered(error.code)
         refused = answers.order_header(record.partner_order_id, ra.clock(), error=error)
@@ -185,7 +216,9 @@ def revoke(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m.
     return answers.revoked_certificate(revoked, ra.clock())
 
 
-def modify_order(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m.ModifyOrderResult:
+def modify_order(
+    ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
+) -> m.ModifyOrderResult:
     header = request.OrderRequestHeader
     record.partner_code, record.partner_order_id = _text(header.PartnerCode), _text(header.PartnerOrderID)
     try:
@@ -194,7 +227,7 @@ def modify_order(ra: RegistrationAuthority, record: RequestRecord, request: Any)
             # enter the schema before its use case exists.
             raise InvalidField("ModifyOrderOperation must be CANCEL", field="ModifyOrderOperation")
         cancelled = Revoker(ra).cancel(
-            _credentials(header.PartnerCode, header.AuthToken), record.partner_order_id, channel=CHANNEL
+            _credentials(header, security), record.partner_order_id, channel=CHANNEL
         )
     except ServiceError as error:
         record.answered(error.code)
@@ -206,13 +239,15 @@ def modify_order(ra: RegistrationAuthority, record: RequestRecord, request: Any)
     return answers.cancelled_order(cancelled, ra.clock())
 
 
-def get_modified_orders(ra: RegistrationAuthority, record: RequestRecord, request: Any) -> m.GetModifiedOrdersResult:
+def get_modified_orders(
+    ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
+) -> m.GetModifiedOrdersResult:
     header = request.QueryRequestHeader
     record.partner_code = _text(header.PartnerCode)
     page_size = {} if request.PageSize is None else {"page_size": request.PageSize}
     try:
         page = modified_orders(
-            ra, _credentials(header.PartnerCode, header.AuthToken), request.FromDate, request.ToDate,
+            ra, _credentials(header, security), request.FromDate, request.ToDate,
             channel=CHANNEL, after_change_id=request.AfterChangeID, **page_size,
         )
     except ServiceError as error:
@@ -247,17 +282,17 @@ class OrderService(ServiceBase):
     @operation(m.required(m.ReissueRequest), _returns=m.required(m.ReissueResult), _throws=THROWS)
     def Reissue(ctx: Any, Request: Any) -> m.ReissueResult:
         """A new certificate for an existing order, from a new CSR; free and unlimited."""
-        return _run(ctx, lambda ra, record: reissue(ra, record, Request))
+        return _run(ctx, lambda ra, record: reissue(ra, record, Request, _security(ctx)))
 
     @operation(m.required(m.ReissueRequest), _returns=m.required(m.ValidateOrderParametersResult), _throws=THROWS)
     def ValidateOrderParameters(ctx: Any, Request: Any) -> m.ValidateOrderParametersResult:
         """Every check of Reissue, nothing issued: the errors and warnings Reissue would give."""
-        return _run(ctx, lambda ra, record: validate(ra, record, Request))
+        return _run(ctx, lambda ra, record: validate(ra, record, Request, _security(ctx)))
 
     @operation(m.required(m.ParseCSRRequest), _returns=m.required(m.ParseCSRResult), _throws=THROWS)
     def ParseCSR(ctx: Any, Request: Any) -> m.ParseCSRResult:
         """A CSR as the service reads it."""
-        return _run(ctx, lambda ra, record: parse(ra, record, Request))
+        return _run(ctx, lambda ra, record: parse(ra, record, Request, _security(ctx)))
 
     @operation(
         m.required(m.GetOrderByPartnerOrderIDRequest),
@@ -266,24 +301,24 @@ class OrderService(ServiceBase):
     )
     def GetOrderByPartnerOrderID(ctx: Any, Request: Any) -> m.GetOrderByPartnerOrderIDResult:
         """An order of the partner's, with its certificate, chain and history as asked."""
-        return _run(ctx, lambda ra, record: get_order(ra, record, Request))
+        return _run(ctx, lambda ra, record: get_order(ra, record, Request, _security(ctx)))
 
     @operation(m.required(m.RevokeRequest), _returns=m.required(m.RevokeResult), _throws=THROWS)
     def Revoke(ctx: Any, Request: Any) -> m.RevokeResult:
         """Revokes a certificate of yours: by Certificate, by SerialNumber or the current one; -4014 if revoked."""
-        return _run(ctx, lambda ra, record: revoke(ra, record, Request))
+        return _run(ctx, lambda ra, record: revoke(ra, record, Request, _security(ctx)))
 
     @operation(m.required(m.ModifyOrderRequest), _returns=m.required(m.ModifyOrderResult), _throws=THROWS)
     def ModifyOrder(ctx: Any, Request: Any) -> m.ModifyOrderResult:
         """CANCEL: the order ends, its certificates are revoked (cessationOfOperation); then -4012 on it."""
-        return _run(ctx, lambda ra, record: modify_order(ra, record, Request))
+        return _run(ctx, lambda ra, record: modify_order(ra, record, Request, _security(ctx)))
 
     @operation(
         m.required(m.GetModifiedOrdersRequest), _returns=m.required(m.GetModifiedOrdersResult), _throws=THROWS
     )
     def GetModifiedOrders(ctx: Any, Request: Any) -> m.GetModifiedOrdersResult:
         """Your orders' changes, FromDate to ToDate (exclusive), oldest first; More: AfterChangeID."""
-        return _run(ctx, lambda ra, record: get_modified_orders(ra, record, Request))
+        return _run(ctx, lambda ra, record: get_modified_orders(ra, record, Request, _security(ctx)))
 
 
 OPERATIONS = frozenset({

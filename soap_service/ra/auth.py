@@ -12,6 +12,13 @@ Two rules hold here (docs/design.md, "Authentication"; issue 6):
   with the account's failures; refused at the threshold), the password verified outside
   any transaction, and the attempt settled in a second short write transaction. An
   attempt whose worker dies in between stays pending and counts as a failure.
+
+A WS-Security UsernameToken with a PasswordText is ordinary credentials. One with a
+PasswordDigest (:class:`DigestProof`) is checked against the user's encrypted password copy
+(``wspassword``) instead of the hash, still at the cost of one argon2 verification (the dummy),
+refused when its Created is outside :data:`WS_CREATED_SKEW` or its nonce was used before
+(``storage.wsnonces``, recorded in the settling transaction); every refusal counts for the
+lockout as a wrong password does.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from soap_service.config import Secret, Settings
 from soap_service.errors import AccountLocked, AuthenticationFailed, InvalidField, ServiceError
 from soap_service.ra.clock import Clock
 from soap_service.ra.fields import MAX_PARTNER_CODE_CHARS, MAX_USER_NAME_CHARS, is_clean_text
-from soap_service.storage import audit, partners
+from soap_service.ra.wspassword import decrypt_password, encrypt_password
+from soap_service.storage import audit, partners, wsnonces
 from soap_service.storage.db import SessionFactory
 
 MIN_PASSWORD_LENGTH = 12
@@ -42,15 +50,36 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PARTNER_CODE_LENGTH = MAX_PARTNER_CODE_CHARS
 MAX_USERNAME_LENGTH = MAX_USER_NAME_CHARS
 MAX_PASSWORD_LENGTH = 1024
+WS_CREATED_SKEW = timedelta(minutes=5)
+"""How far a UsernameToken's Created may be from this host's clock, either way; its nonce is
+remembered until Created + this skew, so within the window a nonce is accepted once."""
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class DigestProof:
+    """What a WS-Security PasswordDigest proves: ``digest`` is Base64-decoded
+    SHA-1(nonce + created_text + password), ``created_text`` exactly as sent."""
+
+    nonce: bytes
+    created_text: str
+    created: datetime
+    digest: bytes
+
+    def __repr__(self) -> str:
+        return f"DigestProof(created={self.created_text!r})"
+
+
+@dataclass(frozen=True)
 class Credentials:
+    """A partner code, a user name, and a password (AuthToken, or a UsernameToken's
+    PasswordText) or a ``digest`` (a UsernameToken's PasswordDigest; the password is empty)."""
+
     partner_code: str
     username: str
     password: Secret
+    digest: DigestProof | None = None
 
     def __repr__(self) -> str:
         return f"Credentials(partner_code={self.partner_code!r}, username={self.username!r})"
@@ -72,6 +101,7 @@ class _Login:
     username: str
     password: str
     acceptable: bool
+    digest: DigestProof | None = None
 
     @classmethod
     def read(cls, credentials: Credentials) -> _Login:
@@ -85,8 +115,9 @@ class _Login:
         code, username = code[:MAX_PARTNER_CODE_LENGTH], username[:MAX_USERNAME_LENGTH]
         clean = all(is_clean_text(value) for value in (code, username, password))  # before strip() drops any
         code, username = code.strip(), username.strip()
-        acceptable = bounded and bool(code and username and password) and clean
-        return cls(code, username, password if acceptable else "", acceptable)
+        digest = credentials.digest
+        acceptable = bounded and bool(code and username and (digest or password)) and clean
+        return cls(code, username, password if acceptable and digest is None else "", acceptable, digest)
 
     def __repr__(self) -> str:
         return f"_Login(code={self.code!r}, username={self.username!r}, acceptable={self.acceptable})"
@@ -100,6 +131,7 @@ class _Reservation:
     attempt_id: int | None
     user: AuthenticatedUser | None
     password_hash: str | None
+    password_copy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +162,19 @@ def password_matches(password_hash: str, password: Secret) -> bool:
 _STRIPES = 64
 
 
+@dataclass(frozen=True)
+class _NonceRecord:
+    """A digest login's nonce as recorded: its SHA-256 with the account's names, and until when."""
+
+    digest: str
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, login: _Login, proof: DigestProof) -> _NonceRecord:
+        scoped = b"\x00".join((login.code.encode(), login.username.encode(), proof.nonce))
+        return cls(hashlib.sha256(scoped).hexdigest(), proof.created + WS_CREATED_SKEW)
+
+
 class Authenticator:
     """Checks partner code, user name and password; one error for any wrong part.
 
@@ -144,7 +189,15 @@ class Authenticator:
     ``sessions``.
     """
 
-    def __init__(self, sessions: SessionFactory, readers: SessionFactory, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        readers: SessionFactory,
+        settings: Settings,
+        clock: Clock,
+        *,
+        ws_password_key: bytes | None = None,
+    ) -> None:
         self._sessions = sessions
         self._readers = readers
         self._settings = settings
@@ -153,6 +206,11 @@ class Authenticator:
         # Verified when there is no user's hash to verify: the same argon2 parameters as the
         # hashes hash_password makes, so the same cost.
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        # Without the installation's key (a test's Authenticator) no password copy decrypts.
+        self._ws_key = ws_password_key or secrets.token_bytes(32)
+        # Decrypted when there is no copy to decrypt, so every digest login does the same work.
+        self._dummy_copy = encrypt_password(self._ws_key, partner_code="", username="",
+                                            password=Secret(secrets.token_urlsafe(16)))
         self._cache: dict[tuple[str, str], _CachedCredential] = {}
         self._cache_key = secrets.token_bytes(32)
         self._lock = threading.Lock()
@@ -160,6 +218,8 @@ class Authenticator:
 
     def authenticate(self, credentials: Credentials, *, channel: str) -> AuthenticatedUser:
         login = _Login.read(credentials)
+        if login.digest is not None:
+            return self._authenticate_digest(login, login.digest, channel)
         user = self._from_cache(login)
         if user is not None:
             return user
@@ -182,6 +242,54 @@ class Authenticator:
         self._remember(login, reservation.password_hash)
         return reservation.user
 
+    def _authenticate_digest(self, login: _Login, proof: DigestProof, channel: str) -> AuthenticatedUser:
+        """A PasswordDigest login: reserve, check the digest (one argon2 verification of the dummy
+        too), settle, recording the nonce when all else passed. Never cached: each is new."""
+        with self._stripes[hash((login.code, login.username)) % _STRIPES]:
+            now = self._clock()
+            reservation = self._reserve(login, now)
+            refused = self._check_digest(login, proof, reservation, now)
+            failure: ServiceError | None = None
+            if reservation.attempt_id is None:
+                failure = AccountLocked()
+            elif refused is not None or reservation.user is None:
+                failure = AuthenticationFailed()
+            nonce = _NonceRecord.of(login, proof) if failure is None else None
+            failure = self._settle(login, reservation, failure, channel, now, nonce=nonce, detail=refused)
+        if failure is not None:
+            raise failure
+        assert reservation.user is not None
+        return reservation.user
+
+    def _check_digest(
+        self, login: _Login, proof: DigestProof, reservation: _Reservation, now: datetime
+    ) -> str | None:
+        """Why the digest does not authenticate (for the audit trail, never the answer), or ``None``.
+        The same work whatever fails: one argon2 verification (the dummy: there is no password to
+        verify against the hash), one decryption (the dummy copy when the user has none), one SHA-1."""
+        self._verify_once(login, None)
+        copy = reservation.password_copy
+        if copy is not None:
+            password = decrypt_password(self._ws_key, copy, partner_code=login.code, username=login.username)
+        else:
+            password = decrypt_password(self._ws_key, self._dummy_copy, partner_code="", username="")
+        # SHA-1 is what the UsernameToken profile defines the digest with.
+        expected = hashlib.sha1(proof.nonce + proof.created_text.encode() + (password or b"")).digest()  # noqa: S324
+        matches = hmac.compare_digest(expected, proof.digest)
+        if reservation.user is None:
+            return "no such active partner and user"
+        if copy is None:
+            return "the user has no password copy for PasswordDigest (partner set-password --ws-digest)"
+        if password is None:
+            logger.error("the WS-Security password copy of user %s of partner %s cannot be decrypted with this "
+                         "installation's key: set the password again", login.username, login.code)
+            return "the user's password copy cannot be decrypted"
+        if not matches:
+            return "the UsernameToken's PasswordDigest does not match"
+        if not now - WS_CREATED_SKEW <= proof.created <= now + WS_CREATED_SKEW:
+            return "the UsernameToken's Created is outside the accepted skew"
+        return None
+
     def _reserve(self, login: _Login, now: datetime) -> _Reservation:
         """The first short write transaction: the attempt reserved (or refused) and the user read."""
         since = now - timedelta(seconds=self._settings.lockout_window_seconds)
@@ -194,13 +302,26 @@ class Authenticator:
             if found is None or found[0].status != "active" or found[1].status != "active":
                 return _Reservation(attempt_id, None, None)
             user = AuthenticatedUser(partner_id=found[0].id, partner_code=login.code, username=login.username)
-            return _Reservation(attempt_id, user, found[1].password_hash)
+            return _Reservation(attempt_id, user, found[1].password_hash, found[1].ws_password_copy)
 
     def _settle(
-        self, login: _Login, reservation: _Reservation, failure: ServiceError | None, channel: str, now: datetime
-    ) -> None:
-        """The second short write transaction: the attempt's outcome, and the audit of a refusal."""
+        self,
+        login: _Login,
+        reservation: _Reservation,
+        failure: ServiceError | None,
+        channel: str,
+        now: datetime,
+        *,
+        nonce: _NonceRecord | None = None,
+        detail: str | None = None,
+    ) -> ServiceError | None:
+        """The second short write transaction: a digest login's nonce (a replay fails here), the
+        attempt's outcome, and the audit of a refusal (the last write). Returns the failure."""
         with self._sessions() as session, session.begin():
+            if failure is None and nonce is not None and not wsnonces.record_nonce(
+                session, nonce_digest=nonce.digest, expires_at=nonce.expires_at, now=now
+            ):
+                failure, detail = AuthenticationFailed(), "the UsernameToken's nonce was used before"
             if reservation.attempt_id is not None:
                 partners.settle_attempt(session, reservation.attempt_id, failed=failure is not None)
             if failure is not None:
@@ -213,8 +334,9 @@ class Authenticator:
                     code=failure.code,
                     partner_code=login.code or None,
                     username=login.username or None,
-                    detail=failure.message,
+                    detail=failure.message if detail is None else f"{failure.message}: {detail}",
                 )
+        return failure
 
     def _verify_once(self, login: _Login, password_hash: str | None) -> bool:
         """Exactly one argon2 verification: the user's hash, or the dummy when there is none

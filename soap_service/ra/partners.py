@@ -9,6 +9,7 @@ from soap_service.errors import InvalidField
 from soap_service.ra.auth import hash_password, password_matches
 from soap_service.ra.fields import MAX_PARTNER_NAME_CHARS, bounded, is_clean_text, is_partner_code, is_user_name
 from soap_service.ra.service import RegistrationAuthority
+from soap_service.ra.wspassword import encrypt_password
 from soap_service.storage import audit, partners
 from soap_service.storage.db import SessionFactory
 
@@ -42,6 +43,45 @@ def create_partner(
         audit.append_event(session, at=now, channel="cli", action="partner.create", outcome="success", code=0,
                            partner_code=code, username=username)
     return PartnerCreated(code=code, name=name.strip(), username=username)
+
+
+@dataclass(frozen=True)
+class PasswordSet:
+    code: str
+    username: str
+    ws_digest: bool
+
+
+def set_password(
+    ra: RegistrationAuthority, *, code: str, username: str, password: Secret, ws_digest: bool
+) -> PasswordSet:
+    """A new password for partner ``code``'s API user ``username``: its argon2 hash, and with
+    ``ws_digest`` also a copy encrypted under the installation's key, which WS-Security
+    PasswordDigest tokens need (docs/design.md, "Authentication"); without it any copy is removed,
+    and digest tokens of this user fail. Audited."""
+    if not is_partner_code(code):
+        raise InvalidField("a partner code is 2-64 letters, digits, '.', '_' or '-'", field="PartnerCode")
+    if not is_user_name(username):
+        raise InvalidField("a user name is 1-128 letters, digits, '.', '_', '@' or '-'", field="UserName")
+    if not is_clean_text(password.reveal()):
+        raise InvalidField("a password holds control or invalid characters", field="Password")
+    password_hash = hash_password(password)
+    copy = (
+        encrypt_password(ra.ws_password_key, partner_code=code, username=username, password=password)
+        if ws_digest else None
+    )
+    now = ra.clock()
+    with ra.sessions() as session, session.begin():
+        found = partners.get_api_user(session, code, username)
+        if found is None:
+            raise InvalidField(f"partner {code} has no API user {username}", field="UserName")
+        found[1].password_hash = password_hash
+        found[1].ws_password_copy = copy
+        session.flush()
+        audit.append_event(session, at=now, channel="cli", action="partner.set-password", outcome="success", code=0,
+                           partner_code=code, username=username,
+                           detail="with a copy for WS-Security PasswordDigest" if ws_digest else "hash only")
+    return PasswordSet(code=code, username=username, ws_digest=ws_digest)
 
 
 def partner_exists(ra: RegistrationAuthority, code: str) -> bool:

@@ -20,6 +20,7 @@ from soap_service.ra.auth import Authenticator
 from soap_service.ra.authorities import AuthorityRegistry
 from soap_service.ra.clock import Clock, utc_now
 from soap_service.ra.keypolicy import KeyPolicy
+from soap_service.ra.wspassword import derive_key as derive_ws_password_key
 from soap_service.storage.db import (
     SessionFactory,
     create_database_engine,
@@ -50,6 +51,9 @@ class RegistrationAuthority:
     cookie_key: bytes = field(repr=False)
     """Signs the End User Portal's cookies (ra.portal): derived from the CA passphrase, so every
     host of an installation has the same, and a copy of the database alone has none."""
+    ws_password_key: bytes = field(repr=False)
+    """Encrypts the API users' password copies for WS-Security PasswordDigest (ra.wspassword):
+    derived from the CA passphrase too, with a label of its own."""
 
     @classmethod
     def from_settings(
@@ -66,6 +70,7 @@ class RegistrationAuthority:
         key_policy = KeyPolicy(require_blocklist=settings.require_key_blocklist)
         key_backend = EncryptedKeyBackend(passphrase)
         linter = PreIssuanceLinter(settings.public_url)
+        ws_password_key = derive_ws_password_key(passphrase)
         if settings.public_url_is_internal:
             logger.warning(
                 "SOAP_SERVICE_PUBLIC_URL %s is an internal address: certificates will carry AIA and CRL "
@@ -82,9 +87,10 @@ class RegistrationAuthority:
             authorities=AuthorityRegistry(key_backend),
             issuer=Issuer(settings.public_url, linter),
             linter=linter,
-            authenticator=Authenticator(sessions, readers, settings, clock),
+            authenticator=Authenticator(sessions, readers, settings, clock, ws_password_key=ws_password_key),
             key_policy=key_policy,
             cookie_key=hmac.new(passphrase.reveal().encode(), COOKIE_KEY_LABEL, hashlib.sha256).digest(),
+            ws_password_key=ws_password_key,
         )
 
     def prepare(self) -> None:

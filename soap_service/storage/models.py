@@ -93,8 +93,24 @@ class ApiUser(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ws_password_copy: Mapped[str | None] = mapped_column(Text, default=None)
+    """The password encrypted under the installation's key (AES-256-GCM, ``ra.wspassword``), for
+    WS-Security PasswordDigest tokens; only when the operator asked (``partner set-password
+    --ws-digest``), else NULL (docs/design.md, "Authentication")."""
 
     partner: Mapped[Partner] = relationship(back_populates="api_users")
+
+
+class WsNonce(Base):
+    """A WS-Security UsernameToken nonce that authenticated (its SHA-256 with the partner code and
+    user name), kept until no Created it came with could be accepted again: the primary key
+    refuses a second use on every worker and host."""
+
+    __tablename__ = "ws_nonces"
+    __table_args__ = (Index("ix_ws_nonces_expires_at", "expires_at"),)
+
+    nonce_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class AuthenticationFailure(Base):

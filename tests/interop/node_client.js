@@ -131,8 +131,36 @@ function plain(value, path, dates) {
   return value;
 }
 
+/**
+ * Scenario "ws_security_digest": a WS-Security UsernameToken with a PasswordDigest instead of
+ * the AuthToken, as node-soap's integrators send it (`soap.WSSecurity`, mustUnderstand="1").
+ * Each call is a ParseCSR of `call.csr` whose QueryRequestHeader holds the PartnerCode alone;
+ * the report gives the result and the envelope sent (the test replays it).
+ */
+async function wsSecurityDigest(job) {
+  const report = { client: `node ${process.version} soap ${soapVersion}`, calls: {} };
+  const client = await soap.createClientAsync(job.wsdl, { endpoint: job.location });
+  for (const call of job.calls) {
+    client.setSecurity(new soap.WSSecurity(job.partner.username, call.password ?? job.partner.password, {
+      passwordType: 'PasswordDigest', mustUnderstand: true,
+    }));
+    const request = { QueryRequestHeader: { PartnerCode: job.partner.code }, CSR: call.csr };
+    try {
+      const [result] = await client.ParseCSRAsync({ Request: request }, { timeout: CALL_TIMEOUT_MS });
+      report.calls[call.name] = { result: plain(result, '', []), request: client.lastRequest ?? null };
+    } catch (error) {
+      report.calls[call.name] = { fault: `${error.name}: ${error.message}`, request: client.lastRequest ?? null };
+    }
+  }
+  return report;
+}
+
 async function main() {
   const job = JSON.parse(await readStdin());
+  if (job.scenario === 'ws_security_digest') {
+    process.stdout.write(`${JSON.stringify(await wsSecurityDigest(job), null, 2)}\n`);
+    return;
+  }
   const report = {
     client: `node ${process.version} soap ${soapVersion}`,
     load_error: null,

@@ -1,0 +1,237 @@
+"""WS-Security UsernameToken over the wire (issue 10; docs/design.md, "Authentication"): a real
+server (gunicorn on loopback), zeep's ``zeep.wsse.username.UsernameToken`` (PasswordText and
+PasswordDigest) and node-soap's ``WSSecurity`` (PasswordDigest, ``mustUnderstand="1"``), each
+generated from the served WSDL, authenticating ParseCSR with no AuthToken; a replayed envelope
+is -4001 the second time; AuthToken and UsernameToken together, or neither, are -4001; another
+``mustUnderstand`` header is still refused. The client-side units are in tests/test_ws_security.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from lxml import etree
+from zeep.plugins import HistoryPlugin
+from zeep.wsse.username import UsernameToken
+
+from api_support import (
+    SOAP_ENV,
+    TNS,
+    RunningServer,
+    ZeepService,
+    auth,
+    envelope,
+    fault_of,
+    post,
+    running_server,
+    zeep_service,
+)
+from conftest import TestInstallation as Installation
+from factory import TestPartner as ApiPartner
+from factory import fresh_key_csr, new_partner
+from interop_support import _NODE_MISSING, INTEROP, SCRIPT_TIMEOUT
+from soap_service.api.wssecurity import PASSWORD_DIGEST, WSSE, WSU
+from soap_service.config import Secret
+from soap_service.ra.partners import set_password
+
+
+@pytest.fixture(scope="module")
+def server(installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    yield from running_server(installation, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def partner(installation: Installation) -> ApiPartner:
+    """An API user enabled for PasswordDigest (``partner set-password --ws-digest``)."""
+    found = new_partner(installation.ra)
+    set_password(installation.ra, code=found.code, username=found.username, password=Secret(found.password),
+                 ws_digest=True)
+    return found
+
+
+@pytest.fixture
+def api(server: RunningServer) -> ZeepService:
+    zeep = zeep_service(server.wsdl_url, server.url)
+    zeep.client.plugins.append(HistoryPlugin())
+    return zeep
+
+
+def parse_csr(api: ZeepService, partner: ApiPartner, *, with_auth_token: bool = False) -> Any:
+    header: dict[str, Any] = {"PartnerCode": partner.code}
+    if with_auth_token:
+        header["AuthToken"] = auth(partner)
+    return api.service.ParseCSR(Request={"QueryRequestHeader": header, "CSR": fresh_key_csr()})
+
+
+def last_sent(api: ZeepService) -> bytes:
+    history = next(plugin for plugin in api.client.plugins if isinstance(plugin, HistoryPlugin))
+    return bytes(etree.tostring(history.last_sent["envelope"]))
+
+
+def outcome(body: bytes) -> tuple[int, list[str]]:
+    """SuccessCode and the Errors' messages of a ParseCSR answer, read from its XML."""
+    root = etree.fromstring(body)
+    header = root.find(f"{{{SOAP_ENV}}}Body/{{{TNS}}}ParseCSRResponse/{{{TNS}}}ParseCSRResult/"
+                       f"{{{TNS}}}QueryResponseHeader")
+    assert header is not None, body[:500]
+    return int(header.findtext(f"{{{TNS}}}SuccessCode") or ""), [
+        text for text in header.itertext() if "authentication" in text or "wsse" in text or "AuthToken" in text
+    ]
+
+
+def codes(result: Any) -> tuple[int, list[str]]:
+    header = result.QueryResponseHeader
+    errors = header.Errors.Error if header.Errors is not None else []
+    return header.SuccessCode, [f"{error.ErrorCode} {error.ErrorMessage}" for error in errors]
+
+
+def test_the_wsdl_declares_the_security_header_and_an_optional_auth_token(api: ZeepService) -> None:
+    """zeep offers the header on every authenticated operation (its ``_soapheaders``), not on Hello."""
+    operations = api.client.wsdl.bindings[f"{{{TNS}}}OrderService"]._operations
+    assert "_soapheaders={Security: ns1:SecurityHeaderType}" in operations["ParseCSR"].input.signature()
+    assert "_soapheaders" not in operations["Hello"].input.signature()
+    header = api.client.get_type(f"{{{TNS}}}QueryRequestHeader")
+    assert header.elements[1][1].min_occurs == 0  # AuthToken
+
+
+def test_zeep_password_text_authenticates_without_an_auth_token(api: ZeepService, partner: ApiPartner) -> None:
+    api.client.wsse = UsernameToken(partner.username, partner.password)
+    assert codes(parse_csr(api, partner)) == (0, [])
+    sent = etree.fromstring(last_sent(api))
+    assert sent.find(f"{{{SOAP_ENV}}}Header/{{{WSSE}}}Security/{{{WSSE}}}UsernameToken") is not None
+    assert sent.find(f".//{{{TNS}}}AuthToken") is None
+
+
+def test_zeep_password_digest_authenticates_once_and_its_replay_is_refused(
+    server: RunningServer, api: ZeepService, partner: ApiPartner
+) -> None:
+    api.client.wsse = UsernameToken(partner.username, partner.password, use_digest=True)
+    assert codes(parse_csr(api, partner)) == (0, [])
+    sent = last_sent(api)
+    assert PASSWORD_DIGEST.encode() in sent and partner.password.encode() not in sent
+    replayed = post(server, sent, soap_action='"ParseCSR"')
+    assert replayed.status == 200
+    assert outcome(replayed.body)[0] == -4001
+    assert codes(parse_csr(api, partner)) == (0, [])  # a new nonce is fine
+
+
+def test_zeep_password_digest_with_a_wrong_password_is_4001(api: ZeepService, partner: ApiPartner) -> None:
+    api.client.wsse = UsernameToken(partner.username, "not-the-password", use_digest=True)
+    assert codes(parse_csr(api, partner)) == (-4001, ["-4001 authentication failed"])
+
+
+def test_zeep_password_digest_of_a_user_without_the_copy_is_4001(
+    installation: Installation, api: ZeepService
+) -> None:
+    plain = new_partner(installation.ra)
+    api.client.wsse = UsernameToken(plain.username, plain.password, use_digest=True)
+    assert codes(parse_csr(api, plain)) == (-4001, ["-4001 authentication failed"])
+    api.client.wsse = UsernameToken(plain.username, plain.password)
+    assert codes(parse_csr(api, plain)) == (0, [])
+
+
+def test_both_an_auth_token_and_a_username_token_is_4001(api: ZeepService, partner: ApiPartner) -> None:
+    api.client.wsse = UsernameToken(partner.username, partner.password)
+    code, messages = codes(parse_csr(api, partner, with_auth_token=True))
+    assert code == -4001 and "not both" in messages[0]
+
+
+def test_neither_an_auth_token_nor_a_username_token_is_4001(api: ZeepService, partner: ApiPartner) -> None:
+    code, messages = codes(parse_csr(api, partner))
+    assert code == -4001 and "send an AuthToken" in messages[0]
+
+
+def test_the_auth_token_alone_still_authenticates(api: ZeepService, partner: ApiPartner) -> None:
+    assert codes(parse_csr(api, partner, with_auth_token=True)) == (0, [])
+
+
+# ------------------------------------------------------------------------------ raw envelopes
+
+
+def security_header(partner: ApiPartner, *, must_understand: bool = True, password: str | None = None) -> str:
+    nonce = secrets.token_bytes(16)
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    digest = base64.b64encode(
+        hashlib.sha1(nonce + created.encode() + (password or partner.password).encode()).digest()
+    ).decode()
+    understood = ' soapenv:mustUnderstand="1"' if must_understand else ""
+    return (
+        f'<wsse:Security xmlns:wsse="{WSSE}" xmlns:wsu="{WSU}"{understood}><wsse:UsernameToken>'
+        f"<wsse:Username>{partner.username}</wsse:Username>"
+        f'<wsse:Password Type="{PASSWORD_DIGEST}">{digest}</wsse:Password>'
+        f"<wsse:Nonce>{base64.b64encode(nonce).decode()}</wsse:Nonce><wsu:Created>{created}</wsu:Created>"
+        "</wsse:UsernameToken></wsse:Security>"
+    )
+
+
+def parse_csr_envelope(partner: ApiPartner, *headers: str) -> bytes:
+    body = envelope(
+        "ParseCSR",
+        f"<o:Request><o:QueryRequestHeader><o:PartnerCode>{partner.code}</o:PartnerCode></o:QueryRequestHeader>"
+        f"<o:CSR>{fresh_key_csr()}</o:CSR></o:Request>",
+    )
+    return body.replace(b"<soapenv:Body>", f"<soapenv:Header>{''.join(headers)}</soapenv:Header><soapenv:Body>"
+                        .encode())
+
+
+def test_a_must_understand_security_header_is_understood(server: RunningServer, partner: ApiPartner) -> None:
+    answer = post(server, parse_csr_envelope(partner, security_header(partner)), soap_action='"ParseCSR"')
+    assert answer.status == 200 and outcome(answer.body)[0] == 0
+
+
+def test_another_must_understand_header_is_still_refused(server: RunningServer, partner: ApiPartner) -> None:
+    other = '<x:Routing xmlns:x="urn:x" soapenv:mustUnderstand="1">r</x:Routing>'
+    answer = post(server, parse_csr_envelope(partner, security_header(partner), other), soap_action='"ParseCSR"')
+    faultcode, message = fault_of(answer)
+    assert faultcode.endswith("MustUnderstand") and "header block 2 " in message
+
+
+def test_a_malformed_security_header_is_4001_naming_the_rule(server: RunningServer, partner: ApiPartner) -> None:
+    header = security_header(partner).replace("<wsse:Nonce>", '<wsse:Nonce EncodingType="urn:hex">')
+    answer = post(server, parse_csr_envelope(partner, header), soap_action='"ParseCSR"')
+    code, messages = outcome(answer.body)
+    assert code == -4001 and "the Nonce's EncodingType must be the profile's #Base64Binary" in messages[0]
+
+
+def test_a_security_header_on_hello_changes_nothing(server: RunningServer, partner: ApiPartner) -> None:
+    body = envelope("Hello", "<o:Input>ping</o:Input>").replace(
+        b"<soapenv:Body>", f"<soapenv:Header>{security_header(partner)}</soapenv:Header><soapenv:Body>".encode()
+    )
+    answer = post(server, body, soap_action='"Hello"')
+    assert answer.status == 200 and b"ping" in answer.body
+
+
+# ------------------------------------------------------------------------------ node-soap
+
+
+@pytest.mark.skipif(_NODE_MISSING is not None, reason=f"node-soap: {_NODE_MISSING}")
+def test_node_soap_password_digest_with_must_understand(server: RunningServer, partner: ApiPartner) -> None:
+    job = {
+        "scenario": "ws_security_digest",
+        "wsdl": server.wsdl_url,
+        "location": server.url,
+        "partner": {"code": partner.code, "username": partner.username, "password": partner.password},
+        "calls": [
+            {"name": "digest", "csr": fresh_key_csr()},
+            {"name": "wrong", "csr": fresh_key_csr(), "password": "not-the-password"},
+        ],
+    }
+    completed = subprocess.run(("node", str(INTEROP / "node_client.js")), input=json.dumps(job),
+                               capture_output=True, text=True, timeout=SCRIPT_TIMEOUT, cwd=INTEROP)
+    assert completed.returncode == 0, completed.stderr
+    calls = json.loads(completed.stdout)["calls"]
+    digest = calls["digest"]
+    assert digest["result"]["ParseCSRResult"]["QueryResponseHeader"]["SuccessCode"] == 0, digest
+    sent = digest["request"]
+    assert 'mustUnderstand="1"' in sent and "#PasswordDigest" in sent and "AuthToken" not in sent
+    assert calls["wrong"]["result"]["ParseCSRResult"]["QueryResponseHeader"]["SuccessCode"] == -4001
+    replayed = post(server, sent.encode(), soap_action='"ParseCSR"')
+    assert outcome(replayed.body)[0] == -4001
