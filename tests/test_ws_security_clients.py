@@ -1,9 +1,11 @@
 """WS-Security UsernameToken over the wire (issue 10; docs/design.md, "Authentication"): a real
 server (gunicorn on loopback), zeep's ``zeep.wsse.username.UsernameToken`` (PasswordText and
 PasswordDigest) and node-soap's ``WSSecurity`` (PasswordDigest, ``mustUnderstand="1"``), each
-generated from the served WSDL, authenticating ParseCSR with no AuthToken; a replayed envelope
+built from the served WSDL, authenticating ParseCSR with no AuthToken; a replayed envelope
 is -4001 the second time; AuthToken and UsernameToken together, or neither, are -4001; another
-``mustUnderstand`` header is still refused. The client-side units are in tests/test_ws_security.py.
+``mustUnderstand`` header is still refused. PHP's SoapClient with the header built by hand and
+Mono's ASMX proxy (its generated ``Security`` property) are run too. The client-side units are
+in tests/test_ws_security.py.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import base64
 import hashlib
 import json
 import secrets
+import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,10 +41,12 @@ from api_support import (
 from conftest import TestInstallation as Installation
 from factory import TestPartner as ApiPartner
 from factory import fresh_key_csr, new_partner
-from interop_support import _NODE_MISSING, INTEROP, SCRIPT_TIMEOUT
+from interop_support import _NODE_MISSING, _PHP_MISSING, INTEROP, SCRIPT_TIMEOUT
 from soap_service.api.wssecurity import PASSWORD_DIGEST, WSSE, WSU
 from soap_service.config import Secret
 from soap_service.ra.partners import set_password
+
+_MONO_MISSING = [tool for tool in ("wsdl", "mcs", "mono") if shutil.which(tool) is None]
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +241,54 @@ def test_node_soap_password_digest_with_must_understand(server: RunningServer, p
     assert calls["wrong"]["result"]["ParseCSRResult"]["QueryResponseHeader"]["SuccessCode"] == -4001
     replayed = post(server, sent.encode(), soap_action='"ParseCSR"')
     assert outcome(replayed.body)[0] == -4001
+
+
+# ------------------------------------------------------------------------------ PHP
+
+
+@pytest.mark.skipif(_PHP_MISSING is not None, reason=f"PHP: {_PHP_MISSING}")
+def test_php_soapclient_with_the_header_built_by_hand(server: RunningServer, partner: ApiPartner) -> None:
+    """docs/soap-api.md's PHP example: a SoapHeader of XSD_ANYXML, PasswordText and PasswordDigest."""
+    job = {
+        "wsdl": server.wsdl_url,
+        "location": server.url,
+        "partner": {"code": partner.code, "username": partner.username, "password": partner.password},
+        "calls": [
+            {"name": "text", "csr": fresh_key_csr(), "type": "PasswordText"},
+            {"name": "digest", "csr": fresh_key_csr(), "type": "PasswordDigest"},
+            {"name": "wrong", "csr": fresh_key_csr(), "type": "PasswordDigest", "password": "not-the-password"},
+        ],
+    }
+    completed = subprocess.run(("php", str(INTEROP / "php_ws_security.php")), input=json.dumps(job),
+                               capture_output=True, text=True, timeout=SCRIPT_TIMEOUT, cwd=INTEROP)
+    assert completed.returncode == 0, completed.stderr
+    calls = json.loads(completed.stdout)["calls"]
+    codes = {name: call["result"]["ParseCSRResult"]["QueryResponseHeader"]["SuccessCode"]
+             for name, call in calls.items()}
+    assert codes == {"text": 0, "digest": 0, "wrong": -4001}, calls
+    assert "AuthToken" not in calls["digest"]["request"] and "#PasswordDigest" in calls["digest"]["request"]
+    assert outcome(post(server, calls["digest"]["request"].encode(), soap_action='"ParseCSR"').body)[0] == -4001
+
+
+# ------------------------------------------------------------------------------ .NET (Mono)
+
+
+@pytest.mark.skipif(_MONO_MISSING, reason=f".NET: {', '.join(_MONO_MISSING)} missing (apt-get install mono-devel)")
+def test_the_asmx_proxy_sends_its_security_header(server: RunningServer, partner: ApiPartner,
+                                                  tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Mono's wsdl tool makes the header a ``Security`` property (``SecurityHeaderType``, a SoapHeader)
+    from the served WSDL; tests/interop/dotnet/WsSecurity.cs sets it with mustUnderstand."""
+    build = tmp_path_factory.mktemp("dotnet-ws-security")
+    _tool(["wsdl", "-nologo", "-out:Proxy.cs", server.wsdl_url], build)
+    shutil.copy(INTEROP / "dotnet" / "WsSecurity.cs", build / "WsSecurity.cs")
+    _tool(["mcs", "-r:System.Web.Services", "-out:wssecurity.exe", "Proxy.cs", "WsSecurity.cs"], build)
+    (build / "request.csr").write_text(fresh_key_csr())
+    lines = _tool(["mono", "wssecurity.exe", server.url, partner.code, partner.username, partner.password,
+                   str(build / "request.csr")], build).split()
+    assert lines == ["text", "0", "digest", "0", "wrong-digest", "-4001"]
+
+
+def _tool(command: list[str], cwd: Path) -> str:
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{' '.join(command)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
