@@ -120,7 +120,7 @@ def _tree_mutation(data: st.DataObject, seed: bytes) -> bytes:
     return bytes(etree.tostring(root, encoding="UTF-8", xml_declaration=True))
 
 
-@fuzz_settings(200)
+@fuzz_settings(150)
 @given(st.data())
 def test_tree_mutations(app: SOAPGuard, seeds: list[bytes], data: st.DataObject) -> None:
     body = _tree_mutation(data, data.draw(st.sampled_from(seeds)))
