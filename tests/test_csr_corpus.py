@@ -125,8 +125,8 @@ def test_every_corpus_csr_and_its_mutations_get_a_documented_outcome(
         assert parsed in CSR_CODES and reissued in CSR_CODES, (kind, parsed, reissued, answer[:800])
         outcomes[kind] = (parsed, reissued)
     for kind, (parsed, reissued) in outcomes.items():
-        # ParseCSR reads as the reissue does; of the key rules it applies one (docs/design.md,
-        # "The SOAP contract"): what it cannot read is not reissued either.
+        # ParseCSR reads as the reissue does; of the key rules it applies one
+        # (docs/design.md, "The SOAP contract"): what it cannot read is not reissued either.
         if parsed in (InvalidField.code, CSRUnreadable.code):
             assert reissued == parsed, (kind, parsed, reissued)
     assert outcomes["as-is"][0] == UNREADABLE_SEEDS.get(seed, 0), outcomes["as-is"]

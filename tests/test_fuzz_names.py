@@ -1,7 +1,7 @@
 """Fuzzing the names rule (ra/names.py, tracker issue 10): random and mutated DNS names and
 name lists through ``is_dns_name``, ``order_names`` (the names an order validates) and
-``requested_names`` (the names a reissued certificate carries, docs/design.md, "Reissue
-rules", rule 6). Only the documented refusals come out (-2019 ``InvalidField`` on DNSNames,
+``requested_names`` (the names a reissued certificate carries, rule 6 of
+docs/design.md, "Reissue rules"). Only the documented refusals come out (-2019 ``InvalidField`` on DNSNames,
 -4010 ``NameNotValidated`` on DNSNames or CSR); an accepted name is a syntactically valid
 DNS name, and a requested one is one of the order's validated names. Profiles:
 tests/fuzz_support.py.
