@@ -1,5 +1,5 @@
 """The ``soap-service`` command: one parser, whose commands ``cli`` (init, demo, partner,
-order) and ``server`` (serve, wsdl) each add with their handlers.
+order), ``audit_commands`` (audit) and ``server`` (serve, wsdl) each add with their handlers.
 
 ``serve`` and ``wsdl`` need the SOAP front end, which ``cli`` (a front end of its own)
 may not import; this entry point sits above both (the layers in pyproject.toml). An
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 # (3.5 s instead of 5.5 s per command or server on 3.13; no change on 3.11).
 import iso639  # noqa: F401  # type: ignore[import-untyped,unused-ignore]
 
-from soap_service import cli, server
+from soap_service import audit_commands, cli, server
 from soap_service.datadir import restrict_umask
 
 Handler = Callable[[argparse.Namespace], int]
@@ -30,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
     built = argparse.ArgumentParser(prog="soap-service", description="Partner Order API: operator and serving commands")
     commands = built.add_subparsers(dest="command", required=True, title="commands")
     cli.add_commands(commands)
+    audit_commands.add_commands(commands)
     server.add_commands(commands)
     return built
 

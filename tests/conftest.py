@@ -17,9 +17,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+import audit_guard
 from soap_service.config import Settings, load_settings
 from soap_service.ra.installation import initialize
 from soap_service.ra.service import RegistrationAuthority
+from soap_service.storage import audit_chain
 
 POSTGRES_URL = os.environ.get("SOAP_SERVICE_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite", "postgresql"]
@@ -84,8 +86,20 @@ def installation(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         inst = build_installation(environ, backend)
         try:
             yield inst
+            # Issue 10: the audit chain of the shared installation verifies after every test that used it.
+            with inst.ra.readers() as session:
+                verdict = audit_chain.walk(session)
+            assert verdict.broken is None, f"the audit chain ({backend}) is broken: {verdict.broken}"
         finally:
             inst.ra.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def audit_is_the_last_write() -> Iterator[list[str]]:
+    """Every transaction of the run writes its audit event last (tests/audit_guard.py)."""
+    with audit_guard.watching() as violations:
+        yield violations
+    assert violations == [], violations
 
 
 @pytest.fixture

@@ -308,7 +308,7 @@ def test_a_failure_outside_a_use_case_opens_an_incident_at_the_edge(tmp_path):
 # ------------------------------------------------------------------------------- one parser
 
 
-COMMANDS = ("init", "demo", "partner", "order", "crl", "serve", "wsdl")
+COMMANDS = ("init", "demo", "partner", "order", "crl", "audit", "serve", "wsdl")
 
 
 def test_help_lists_every_command():
@@ -328,10 +328,11 @@ def test_every_command_has_its_own_handler():
                   "--admin-email", "a@example.com", "--tech-email", "t@example.com", "--csr", "x.pem"],
                  ["order", "show", "--partner", "A", "--partner-order-id", "1"],
                  ["order", "reissue", "--partner", "A", "--partner-order-id", "1", "--csr", "x.pem"],
-                 ["crl", "--brand", "thawte"], ["serve"], ["wsdl"]):
+                 ["crl", "--brand", "thawte"], ["audit", "verify"], ["audit", "head"], ["audit", "tail"],
+                 ["serve"], ["wsdl"]):
         args = parser().parse_args(argv)
         handlers.add(getattr(args.handler, "args", (args.handler,)))  # cli's handlers are partials of one runner
-    assert len(handlers) == 10
+    assert len(handlers) == 13
 
 
 @pytest.mark.parametrize(

@@ -101,7 +101,9 @@ class Head:
 def read_head(session: Session) -> Head:
     """The last link (seq 0 and :data:`GENESIS` for an empty chain)."""
     row = session.execute(
-        select(AuditEvent.chain_seq, AuditEvent.chain_hash, AuditEvent.at).order_by(AuditEvent.chain_seq.desc()).limit(1)
+        select(AuditEvent.chain_seq, AuditEvent.chain_hash, AuditEvent.at)
+        .order_by(AuditEvent.chain_seq.desc())
+        .limit(1)
     ).first()
     if row is None:
         return Head(0, GENESIS, None)
