@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from lxml import etree
@@ -21,6 +22,7 @@ from sqlalchemy import select
 
 from factory import TestPartner as ApiPartner
 from factory import new_partner
+from soap_service.api.service import _credentials as credentials_of
 from soap_service.api.wssecurity import (
     BASE64_BINARY,
     PASSWORD_DIGEST,
@@ -222,6 +224,24 @@ def test_a_refusal_never_quotes_the_token():
 def test_the_token_does_not_print_its_password():
     token = read_security(envelope(token_xml("api", "Sup3r-secret-value")))
     assert "Sup3r-secret-value" not in repr(token) and "Sup3r-secret-value" not in repr(token.credentials("P"))
+
+
+def test_exactly_one_of_auth_token_and_username_token_is_accepted():
+    """The service's choice (api.service): both, neither, or a malformed header are -4001."""
+    auth_token = SimpleNamespace(UserName="api", Password="secret-password")
+    token = read_security(envelope(token_xml("api", "secret-password")))
+    with_token = SimpleNamespace(PartnerCode="P1", AuthToken=auth_token)
+    without = SimpleNamespace(PartnerCode="P1", AuthToken=None)
+    assert credentials_of(with_token, None) == Credentials("P1", "api", Secret("secret-password"))
+    assert credentials_of(without, token) == Credentials("P1", "api", Secret("secret-password"))
+    for header, security, rule in (
+        (with_token, token, "not both"),
+        (without, None, "send an AuthToken in the request header or a wsse:Security UsernameToken"),
+        (without, MalformedSecurity("a rule"), "the wsse:Security header cannot be used: a rule"),
+    ):
+        with pytest.raises(AuthenticationFailed) as caught:
+            credentials_of(header, security)
+        assert caught.value.code == -4001 and rule in caught.value.message
 
 
 # ------------------------------------------------------------------------------ the copy
