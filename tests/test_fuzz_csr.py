@@ -143,3 +143,15 @@ def test_mutated_request_info_signed_again(signer: int, data: st.DataObject) -> 
     and the extensions' readers, and the key policy, not just the signature check."""
     info = data.draw(mutated([SIGNED_INFOS[signer]]))
     check(der_to_pem(signed(SIGNERS[signer], info)))
+
+
+def test_a_subject_value_of_a_type_its_attribute_cannot_have_is_unreadable() -> None:
+    """Found by the fuzz above: the CN's OID one byte shorter (2.5.4) makes its value a BIT STRING,
+    which cryptography refuses with a TypeError when the subject is read; now -4007."""
+    cn = b"\x06\x03U\x04\x03\x0c\x0bexample.com"
+    for key, info in zip(SIGNERS, SIGNED_INFOS, strict=True):
+        assert cn in info
+        text = der_to_pem(signed(key, info.replace(cn, b"\x06\x02U\x04\x03\x0c\x0bexample.com", 1)))
+        with pytest.raises(CSRUnreadable, match="subject cannot be read"):
+            parse_csr(text)
+        check(text)

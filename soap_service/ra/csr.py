@@ -522,7 +522,9 @@ def _hash_label(hash_algorithm: hashes.HashAlgorithm) -> str:
 def _subject(csr: x509.CertificateSigningRequest) -> tuple[tuple[str, str], ...]:
     try:
         attributes = list(csr.subject)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
+        # TypeError: a value of a type its attribute cannot have (cryptography's NameAttribute
+        # takes a BIT STRING only for x500UniqueIdentifier; found by tests/test_fuzz_csr.py).
         raise CSRUnreadable("the CSR's subject cannot be read") from exc
     subject: list[tuple[str, str]] = []
     for attribute in attributes:
