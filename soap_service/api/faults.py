@@ -53,8 +53,17 @@ class InternalFault(Fault):
         super().__init__("Server", internal_message(incident_id), detail=internal_detail(incident_id))
 
 
+HEADER_AND_ENVELOPE_FAULTS = frozenset({"MustUnderstand", "VersionMismatch"})
+"""Faults about the envelope or a header block, which carry no ``<detail>`` (SOAP 1.1, section 4.4)."""
+
+
 def fault_envelope(faultcode: str, faultstring: str, detail: etree._Element | None = None) -> bytes:
-    """A complete SOAP 1.1 fault message, for answers given before spyne sees the request."""
+    """A complete SOAP 1.1 fault message, for answers given before spyne sees the request.
+
+    SOAP 1.1 (section 4.4) requires ``<detail>`` when the Body could not be processed and forbids it
+    for header errors: every ``Client`` and ``Server`` fault carries one (empty when there is nothing
+    to say), ``MustUnderstand`` and ``VersionMismatch`` none. Clients rely on it: .NET's ASMX proxy
+    throws a detail-less fault as ``SoapHeaderException``, a header error."""
     envelope = etree.Element(f"{{{SOAP11_ENV}}}Envelope", nsmap={"soap11env": SOAP11_ENV})
     body = etree.SubElement(envelope, f"{{{SOAP11_ENV}}}Body")
     fault = etree.SubElement(body, f"{{{SOAP11_ENV}}}Fault")
@@ -62,6 +71,8 @@ def fault_envelope(faultcode: str, faultstring: str, detail: etree._Element | No
     etree.SubElement(fault, "faultstring").text = faultstring
     if detail is not None:
         etree.SubElement(fault, "detail").append(detail)
+    elif faultcode not in HEADER_AND_ENVELOPE_FAULTS:
+        etree.SubElement(fault, "detail")
     return bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))
 
 
