@@ -35,7 +35,7 @@ from soap_service.api.wssecurity import (
 )
 from soap_service.config import Secret
 from soap_service.errors import AccountLocked, AuthenticationFailed, InvalidField
-from soap_service.ra.auth import WS_CREATED_SKEW, Authenticator, Credentials, DigestProof
+from soap_service.ra.auth import WS_CREATED_SKEW, WS_NONCE_MARGIN, Authenticator, Credentials, DigestProof
 from soap_service.ra.partners import set_password
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.wspassword import decrypt_password, derive_key, encrypt_password
@@ -387,6 +387,43 @@ def test_expired_nonces_are_pruned_as_new_ones_are_recorded(ra):
     with ra.readers() as session:
         kept = set(session.scalars(select(WsNonce.nonce_digest).where(WsNonce.nonce_digest.in_(stale))))
     assert kept == set()
+
+
+def test_a_nonce_outlives_its_skew_so_that_a_late_replay_finds_it_after_a_prune(ra):
+    """The nonce is kept past Created + skew (``WS_NONCE_MARGIN``): a replay whose clock still says
+    Created + skew (a host whose clock is a second behind, or a request that read the clock before
+    its reservation and argon2, and reached its insert later) is refused even after another login,
+    on a clock past Created + skew, pruned the expired rows. A day back, so that this nonce is the
+    oldest row the prune finds."""
+    victim, other = digest_enabled(ra), digest_enabled(ra)
+    created = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+
+    def authenticator_at(moment: datetime) -> Authenticator:
+        return Authenticator(ra.sessions, ra.readers, ra.settings, lambda: moment, ws_password_key=ra.ws_password_key)
+
+    captured = digest_credentials(victim, created=created)
+    assert authenticator_at(created).authenticate(captured, channel="api").partner_code == victim.code
+    later = created + WS_CREATED_SKEW + timedelta(seconds=1)
+    authenticator_at(later).authenticate(digest_credentials(other, created=later), channel="api")  # prunes
+    with pytest.raises(AuthenticationFailed):
+        authenticator_at(created + WS_CREATED_SKEW).authenticate(captured, channel="api")
+    assert refusals(ra, victim) == ["authentication failed: the UsernameToken's nonce was used before"]
+
+
+def test_a_nonce_is_pruned_once_its_margin_has_passed(ra):
+    partner, other = digest_enabled(ra), digest_enabled(ra)
+    created = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    credentials = digest_credentials(partner, created=created)
+    Authenticator(ra.sessions, ra.readers, ra.settings, lambda: created,
+                  ws_password_key=ra.ws_password_key).authenticate(credentials, channel="api")
+    with ra.readers() as session:
+        kept_until = session.scalars(select(WsNonce.expires_at).order_by(WsNonce.expires_at)).first()
+    assert kept_until == created + WS_CREATED_SKEW + WS_NONCE_MARGIN
+    later = created + WS_CREATED_SKEW + WS_NONCE_MARGIN + timedelta(seconds=1)
+    Authenticator(ra.sessions, ra.readers, ra.settings, lambda: later, ws_password_key=ra.ws_password_key
+                  ).authenticate(digest_credentials(other, created=later), channel="api")
+    with ra.readers() as session:
+        assert session.scalars(select(WsNonce.expires_at).where(WsNonce.expires_at == kept_until)).first() is None
 
 
 @pytest.mark.parametrize("failure", ["wrong digest", "stale", "replay"])

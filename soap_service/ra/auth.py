@@ -52,7 +52,13 @@ MAX_USERNAME_LENGTH = MAX_USER_NAME_CHARS
 MAX_PASSWORD_LENGTH = 1024
 WS_CREATED_SKEW = timedelta(minutes=5)
 """How far a UsernameToken's Created may be from this host's clock, either way; its nonce is
-remembered until Created + this skew, so within the window a nonce is accepted once."""
+remembered until Created + this skew + :data:`WS_NONCE_MARGIN`, so a nonce is accepted once."""
+WS_NONCE_MARGIN = timedelta(minutes=5)
+"""How long a nonce is kept past the last instant its Created is accepted. A login reads the clock
+before it reserves, verifies argon2 and settles (seconds under load, up to the database's busy
+timeout), and another host's clock may be behind this one's; without the margin, a replay whose
+clock was read just before Created + skew could reach its insert after some other login had pruned
+the nonce (any digest login prunes expired rows), and be accepted a second time."""
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +170,8 @@ _STRIPES = 64
 
 @dataclass(frozen=True)
 class _NonceRecord:
-    """A digest login's nonce as recorded: its SHA-256 with the account's names, and until when."""
+    """A digest login's nonce as recorded: its SHA-256 with the account's names, and until when
+    (the last instant its Created is accepted, and :data:`WS_NONCE_MARGIN`)."""
 
     digest: str
     expires_at: datetime
@@ -172,7 +179,7 @@ class _NonceRecord:
     @classmethod
     def of(cls, login: _Login, proof: DigestProof) -> _NonceRecord:
         scoped = b"\x00".join((login.code.encode(), login.username.encode(), proof.nonce))
-        return cls(hashlib.sha256(scoped).hexdigest(), proof.created + WS_CREATED_SKEW)
+        return cls(hashlib.sha256(scoped).hexdigest(), proof.created + WS_CREATED_SKEW + WS_NONCE_MARGIN)
 
 
 class Authenticator:

@@ -1,5 +1,6 @@
 """WS-Security UsernameToken nonces that authenticated, each kept until its token's Created falls
-out of the accepted skew (docs/design.md, "Authentication").
+out of the accepted skew and a margin more (the caller's ``expires_at``; docs/design.md,
+"Authentication").
 
 The primary key decides: of two requests with the same nonce, on any worker or host, one insert
 wins and the other finds the row (committed or not yet; PostgreSQL makes the second wait for the
