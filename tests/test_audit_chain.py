@@ -392,3 +392,47 @@ def test_tail_follow_prints_new_events(trail):
             assert json.loads(follower.stdout.readline())["seq"] == EVENTS + 2
         finally:
             follower.terminate()
+
+
+def forge_at(trail: Trail, *, seq: int, prev: str) -> AuditEvent:
+    """:func:`forge`, numbered ``seq`` whatever it is (its time stays in range)."""
+    forged = forge(trail, seq=1, prev=prev)
+    forged.chain_seq, forged.chain_hash = seq, audit_chain.link_hash(forged, seq=seq, prev=prev)
+    return forged
+
+
+@pytest.mark.parametrize("seq", [-3, 0, -(2**62)])
+def test_a_row_with_a_seq_below_one_is_not_skipped_by_the_walk(trail, seq):
+    """An INSERT (the triggers allow it) with a seq no append gives: the walk starts from the lowest
+    seq in the table, not from 1, so the row is named rather than hidden below the chain."""
+    forged_id = insert(trail, forge_at(trail, seq=seq, prev=audit_chain.GENESIS))
+    broken = trail.verdict().broken
+    assert broken is not None
+    assert (broken.seq, broken.id, broken.problem) == (seq, forged_id, "seq out of range")
+
+
+def test_a_row_with_a_huge_seq_is_a_gap(trail):
+    insert(trail, forge_at(trail, seq=2**62, prev=trail.event(EVENTS).chain_hash))
+    broken = trail.verdict().broken
+    assert broken is not None and (broken.seq, broken.problem) == (EVENTS + 1, "gap")
+
+
+def test_an_unreadable_row_is_named_not_raised(trail, monkeypatch, capsys):
+    """SQLite keeps any value in any column: a time that is no time, text for a seq. verify names
+    the row (exit 1 with its JSON), it does not die with a traceback."""
+    if trail.backend != "sqlite":
+        pytest.skip("PostgreSQL's column types refuse such values")
+    trail.drop_triggers()
+    fourth = trail.event(4)
+    trail.sql("UPDATE audit_events SET at = 'not a time' WHERE chain_seq = 4")
+    broken = trail.verdict().broken
+    assert broken is not None
+    assert (broken.seq, broken.id, broken.problem) == (4, fourth.id, "unreadable")
+    status, out, _ = in_process(trail, monkeypatch, capsys, "verify")
+    assert status == 1 and json.loads(out)["broken"]["problem"] == "unreadable"
+
+    trail.sql("UPDATE audit_events SET at = :at WHERE chain_seq = 4", at=fourth.at.replace(tzinfo=None).isoformat(" "))
+    assert trail.verdict().broken is None
+    trail.sql("UPDATE audit_events SET chain_seq = 'eleven' WHERE chain_seq = 10")
+    broken = trail.verdict().broken
+    assert broken is not None and broken.problem in {"gap", "unreadable"}

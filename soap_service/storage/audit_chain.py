@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from soap_service.storage.models import AuditEvent
@@ -127,7 +127,8 @@ class Break:
 
     seq: int
     id: int | None
-    problem: str  # "hash mismatch", "prev mismatch", "gap", "duplicate", "anchor mismatch", "anchor missing"
+    problem: str  # "hash mismatch", "prev mismatch", "gap", "duplicate", "seq out of range", "unreadable",
+    # "anchor mismatch", "anchor missing"
     detail: str
 
 
@@ -141,31 +142,34 @@ class Verdict:
 
 def walk(session: Session, *, anchor: tuple[int, str] | None = None, page: int = PAGE) -> Verdict:
     """Check every link in ``chain_seq`` order, one page at a time; stop at the first broken one.
-    With ``anchor`` (seq, hash), also check that link ``seq`` still has that hash."""
+    With ``anchor`` (seq, hash), also check that link ``seq`` still has that hash.
+
+    The walk reads every row, from the lowest ``chain_seq`` whatever it is: a row written with a
+    seq below 1 (which no append gives) is a broken link too, not a row the walk skips. A row the
+    database cannot give back as an event (a time that is not one, a seq that is not a number) is
+    named as "unreadable", not an exception."""
     expected_seq = 1
     prev = GENESIS
     last = Head(0, GENESIS, None)
     checked = 0
     anchor_checked = False
-    after = (0, 0)  # (seq, id) of the last row read: a duplicated seq is read, not skipped
+    after: tuple[int, int] | None = None  # (seq, id) of the last row read: a duplicated seq is read, not skipped
     while True:
-        rows = list(
-            session.scalars(
-                select(AuditEvent)
-                .where(
-                    or_(
-                        AuditEvent.chain_seq > after[0],
-                        and_(AuditEvent.chain_seq == after[0], AuditEvent.id > after[1]),
-                    )
-                )
-                .order_by(AuditEvent.chain_seq, AuditEvent.id)
-                .limit(page)
-            )
-        )
+        try:
+            rows = _page(session, after, page)
+        except _UNREADABLE:
+            culprit = _unreadable_row(session, after, page)
+            return Verdict(checked, last, Break(expected_seq, culprit, "unreadable",
+                                                "a row of the chain cannot be read as an event"), False)
         if not rows:
             break
         for event in rows:
             seq = event.chain_seq
+            if not isinstance(seq, int) or isinstance(seq, bool):
+                return Verdict(checked, last, Break(expected_seq, event.id, "unreadable",
+                                                    "chain_seq is not a whole number"), False)
+            if seq < 1:
+                return Verdict(checked, last, Break(seq, event.id, "seq out of range", f"seq {seq} is below 1"), False)
             if seq < expected_seq:
                 return Verdict(checked, last, Break(seq, event.id, "duplicate", f"seq {seq} appears again"), False)
             if seq > expected_seq:
@@ -177,7 +181,12 @@ def walk(session: Session, *, anchor: tuple[int, str] | None = None, page: int =
                     checked, last, Break(seq, event.id, "prev mismatch", "chain_prev is not the previous event's hash"),
                     False,
                 )
-            if link_hash(event, seq=seq, prev=prev) != event.chain_hash:
+            try:
+                hashed = link_hash(event, seq=seq, prev=prev)
+            except _UNREADABLE:
+                return Verdict(checked, last, Break(seq, event.id, "unreadable",
+                                                    "the event's fields cannot be encoded"), False)
+            if hashed != event.chain_hash:
                 return Verdict(
                     checked, last, Break(seq, event.id, "hash mismatch", "the event's fields do not give its hash"),
                     False,
@@ -201,6 +210,35 @@ def walk(session: Session, *, anchor: tuple[int, str] | None = None, page: int =
             checked, last, Break(anchor[0], None, "anchor missing", f"the chain ends at seq {last.seq}"), False
         )
     return Verdict(checked, last, None, anchor_checked)
+
+
+_UNREADABLE = (ValueError, TypeError, OverflowError)
+"""What reading or encoding a row the database holds but no append wrote can raise (SQLite keeps
+any value in any column: a time that does not parse, text where a number goes)."""
+
+
+def _after(after: tuple[int, int] | None) -> Select[AuditEvent]:
+    query = select(AuditEvent)
+    if after is not None:
+        query = query.where(
+            or_(AuditEvent.chain_seq > after[0], and_(AuditEvent.chain_seq == after[0], AuditEvent.id > after[1]))
+        )
+    return query.order_by(AuditEvent.chain_seq, AuditEvent.id)
+
+
+def _page(session: Session, after: tuple[int, int] | None, page: int) -> list[AuditEvent]:
+    return list(session.scalars(_after(after).limit(page)))
+
+
+def _unreadable_row(session: Session, after: tuple[int, int] | None, page: int) -> int | None:
+    """The id of the first row of the page that cannot be read as an event (ids always can)."""
+    ids = list(session.scalars(_after(after).with_only_columns(AuditEvent.id).limit(page)))
+    for row_id in ids:
+        try:
+            session.scalars(select(AuditEvent).where(AuditEvent.id == row_id)).all()
+        except _UNREADABLE:
+            return row_id
+    return None
 
 
 def iter_events(session: Session, *, after_seq: int = 0, page: int = PAGE) -> Iterator[AuditEvent]:
