@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from lxml import etree
+from sqlalchemy import select
 from zeep.plugins import HistoryPlugin
 from zeep.wsse.username import UsernameToken
 
@@ -45,6 +46,8 @@ from interop_support import _NODE_MISSING, _PHP_MISSING, INTEROP, SCRIPT_TIMEOUT
 from soap_service.api.wssecurity import PASSWORD_DIGEST, WSSE, WSU
 from soap_service.config import Secret
 from soap_service.ra.partners import set_password
+from soap_service.ra.wspassword import derive_key, encrypt_password
+from soap_service.storage.models import ApiUser, AuditEvent, Partner
 
 _MONO_MISSING = [tool for tool in ("wsdl", "mcs", "mono") if shutil.which(tool) is None]
 
@@ -213,6 +216,59 @@ def test_a_security_header_on_hello_changes_nothing(server: RunningServer, partn
     )
     answer = post(server, body, soap_action='"Hello"')
     assert answer.status == 200 and b"ping" in answer.body
+
+
+def _token_values(header: str) -> list[str]:
+    """The Password (digest or text) and Nonce texts of a header built by :func:`security_header`."""
+    token = etree.fromstring(f'<h xmlns:soapenv="{SOAP_ENV}">{header}</h>').find(f".//{{{WSSE}}}UsernameToken")
+    assert token is not None
+    return [text for name in ("Password", "Nonce") if (text := token.findtext(f"{{{WSSE}}}{name}"))]
+
+
+def test_no_token_value_reaches_the_log_an_answer_or_the_audit_trail(
+    installation: Installation, server: RunningServer, partner: ApiPartner
+) -> None:
+    """Every path of a UsernameToken login on a real server: a digest that authenticates, its
+    replay, a wrong digest, a malformed token, PasswordText right and wrong, and a user whose
+    password copy this installation cannot decrypt (which logs an error for the operator). The
+    server's log, the answers and the audit events hold no password, digest or nonce."""
+    damaged = new_partner(installation.ra)
+    set_password(installation.ra, code=damaged.code, username=damaged.username,
+                 password=Secret(damaged.password), ws_digest=True)
+    with installation.ra.sessions() as session, session.begin():
+        user = session.scalars(select(ApiUser).join(Partner).where(Partner.code == damaged.code)).one()
+        user.ws_password_copy = encrypt_password(derive_key(Secret("another installation")),
+                                                 partner_code=damaged.code, username=damaged.username,
+                                                 password=Secret(damaged.password))
+    digest = security_header(partner)
+    text = (f'<wsse:Security xmlns:wsse="{WSSE}"><wsse:UsernameToken><wsse:Username>{partner.username}'
+            f"</wsse:Username><wsse:Password>{{password}}</wsse:Password></wsse:UsernameToken></wsse:Security>")
+    wrong_password = "Wr0ng-" + secrets.token_urlsafe(12)
+    cases = [
+        (partner, digest, 0),
+        (partner, digest, -4001),  # the replay
+        (partner, security_header(partner, password=wrong_password), -4001),
+        (partner, security_header(partner).replace("<wsse:Nonce>", '<wsse:Nonce EncodingType="urn:hex">'), -4001),
+        (partner, text.format(password=partner.password), 0),
+        (partner, text.format(password=wrong_password), -4001),
+        (damaged, security_header(damaged), -4001),
+    ]
+    mark = server.log_mark()
+    answers = []
+    for who, header, expected in cases:
+        answer = post(server, parse_csr_envelope(who, header), soap_action='"ParseCSR"')
+        assert answer.status == 200 and outcome(answer.body)[0] == expected
+        answers.append(answer.body.decode())
+    log = server.log(mark)
+    assert "cannot be decrypted" in log  # the operator is told, by user name
+    with installation.ra.readers() as session:
+        audited = " ".join(detail or "" for detail in session.scalars(
+            select(AuditEvent.detail).where(AuditEvent.partner_code.in_((partner.code, damaged.code)))))
+    secrets_sent = {partner.password, damaged.password, wrong_password}
+    secrets_sent.update(value for _, header, _ in cases for value in _token_values(header))
+    for secret in secrets_sent:
+        assert secret not in log and secret not in audited
+        assert all(secret not in answer for answer in answers)
 
 
 # ------------------------------------------------------------------------------ node-soap
