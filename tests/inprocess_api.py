@@ -7,10 +7,10 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from documented_codes import CLIENT_FAULTCODES, SUCCESS_CODES
 from lxml import etree
 
 from api_support import SOAP_ENV, TNS
+from documented_codes import CLIENT_FAULTCODES, SUCCESS_CODES
 from soap_service.api.guard import SOAPGuard
 
 

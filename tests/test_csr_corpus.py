@@ -14,14 +14,14 @@ from collections.abc import Iterator
 from xml.sax.saxutils import escape
 
 import pytest
-from csr_seeds import FIXTURE_NAMES, der_to_pem, seed_ders
-from inprocess_api import assert_clean, call, success_code
 
 from api_support import envelope
 from conftest import TestInstallation as Installation
 from conftest import build_installation, database_environment
+from csr_seeds import FIXTURE_NAMES, der_to_pem, seed_ders
 from factory import TestPartner as Partner
 from factory import new_order, new_partner
+from inprocess_api import assert_clean, call, success_code
 from soap_service.api.application import create_wsgi_app
 from soap_service.api.guard import SOAPGuard
 from soap_service.errors import CSRUnreadable, InvalidField, KeyRefused

@@ -15,11 +15,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from csr_seeds import FIXTURE_NAMES, der_to_pem, seed_ders
-from fuzz_support import fuzz_settings, mutated
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from csr_seeds import FIXTURE_NAMES, der_to_pem, seed_ders
+from fuzz_support import fuzz_settings, mutated
 from keyfactory import assemble_csr, ec_key, make_csr, rsa_key
 from soap_service.errors import CSRUnreadable, InvalidField, KeyRefused, ServiceError
 from soap_service.keyalgorithms import EC_CURVES, RSA_SIZES

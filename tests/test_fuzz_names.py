@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import string
 
-from fuzz_support import fuzz_settings
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from fuzz_support import fuzz_settings
 from soap_service.errors import InvalidField, NameNotValidated
 from soap_service.ra.catalogue import PRODUCTS, ProductSpec
 from soap_service.ra.fields import MAX_DNS_NAME_CHARS, MAX_LABEL_CHARS

@@ -12,15 +12,15 @@ import copy
 from xml.sax.saxutils import escape
 
 import pytest
-from fuzz_support import fuzz_settings, mutated
 from hypothesis import given
 from hypothesis import strategies as st
-from inprocess_api import assert_clean, call
 from lxml import etree
 
 from api_support import SOAP_ENV, TNS, envelope, hello_envelope
 from conftest import TestInstallation as Installation
 from factory import fresh_key_csr, new_order, new_partner
+from fuzz_support import fuzz_settings, mutated
+from inprocess_api import assert_clean, call
 from soap_service.api.application import create_wsgi_app
 from soap_service.api.guard import SOAPGuard
 

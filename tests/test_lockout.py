@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from process_support import START_TIMEOUT, results_of_processes
 from sqlalchemy import func, select
 
 from factory import new_partner
+from process_support import START_TIMEOUT, results_of_processes
 from soap_service.config import Secret, load_settings
 from soap_service.errors import AccountLocked, AuthenticationFailed, ServiceError
 from soap_service.ra.auth import Authenticator, Credentials

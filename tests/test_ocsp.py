@@ -22,6 +22,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import ocsp
+from sqlalchemy import delete, func, select
+
+from conftest import TestInstallation, build_installation, database_environment
+from factory import new_order, new_partner
 from ocsp_support import (
     issued_files,
     openssl_ocsp,
@@ -30,10 +34,6 @@ from ocsp_support import (
     request_for_serial,
     revoke_row,
 )
-from sqlalchemy import delete, func, select
-
-from conftest import TestInstallation, build_installation, database_environment
-from factory import new_order, new_partner
 from soap_service.ca import der
 from soap_service.ca.ocsp import NEXT_UPDATE, CertificateState
 from soap_service.ca.ocsp_responder import RENEWAL_MARGIN, RESPONDER_VALIDITY

@@ -19,12 +19,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import ocsp
-from ocsp_support import Issued, issued_files, openssl_ocsp, request_der
 
 from api_support import RunningServer, running_server
 from api_support import request as http_request
 from conftest import TestInstallation
 from factory import new_order, new_partner
+from ocsp_support import Issued, issued_files, openssl_ocsp, request_der
 from soap_service.ca import der
 from soap_service.ca.ocsp import MAX_REQUEST_BYTES, issuer_hashes
 from soap_service.config import load_settings

@@ -22,12 +22,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
 from lxml import html
-from ocsp_support import revoke_row
 from sqlalchemy import select
 
 from api_support import RunningServer, request, running_server
 from conftest import TestInstallation as Installation
 from factory import fresh_key_csr, new_order, new_partner
+from ocsp_support import revoke_row
 from soap_service.storage.models import AuditEvent
 
 CAPTCHA = "12345"

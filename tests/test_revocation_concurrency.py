@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from process_support import START_TIMEOUT, results_of_processes
 from sqlalchemy import select
 
 from factory import fresh_key_csr, new_order, new_partner
+from process_support import START_TIMEOUT, results_of_processes
 from soap_service.config import load_settings
 from soap_service.errors import AlreadyRevoked, CertificateRevoked, ServiceError
 from soap_service.ra.reissue import Reissuer, ReissueRequest

@@ -9,10 +9,10 @@ from datetime import UTC
 
 import pytest
 from cryptography import x509
-from ocsp_support import revoke_row
 from sqlalchemy import select
 
 from factory import new_order, new_partner
+from ocsp_support import revoke_row
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.storage import status_reader
 from soap_service.storage.models import Certificate
