@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import string
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -108,6 +109,20 @@ def test_requested_names_are_validated_names(product: ProductSpec, data: st.Data
         return
     assert set(chosen) <= set(validated)
     assert len(set(chosen)) == len(chosen)
+    asked_names = dns_names if dns_names else csr_names
+    taken = [raw for raw in asked_names if normalize(raw) in chosen]
+    assert all(raw.isascii() for raw in taken), "a non-ASCII name was taken as a validated one"
     for name in chosen:
         assert_valid_name(name)
         assert product.wildcard_allowed or not name.startswith("*.")
+
+
+@pytest.mark.parametrize("look_alike", ["\u212aexample.net", "\u212aEXAMPLE.NET", "\u0130.example.io"])
+def test_a_name_that_lowercases_into_a_validated_one_is_not_it(look_alike: str) -> None:
+    """KELVIN SIGN lower-cases to "k": without the ASCII rule of names.normalize, the CSR's
+    "\u212aexample.net" was taken as the validated "kexample.net"."""
+    product = next(p for p in PRODUCTS if p.validation_level != "CS")
+    with pytest.raises(NameNotValidated) as refused:
+        requested_names(validated=("kexample.net", "i.example.io"), product=product, dns_names=None,
+                        csr_names=[look_alike])
+    assert refused.value.code == -4010

@@ -13,8 +13,12 @@ _LABEL_CHARS = frozenset(string.ascii_lowercase + string.digits + "-")
 
 
 def normalize(name: str) -> str:
-    """Lowercase, trimmed, without a trailing dot."""
-    return name.strip().lower().rstrip(".")
+    """Lowercase, trimmed, without a trailing dot. Only an ASCII name is lowercased: Unicode's
+    lowercasing maps some other characters onto ASCII letters (KELVIN SIGN to ``k``), which would
+    let a name that is no DNS name match a validated one; a non-ASCII name stays as it is, and so
+    is never a DNS name nor one of the order's."""
+    stripped = name.strip()
+    return (stripped.lower() if stripped.isascii() else stripped).rstrip(".")
 
 
 def is_dns_name(name: str) -> bool:
