@@ -368,6 +368,23 @@ def test_the_same_nonce_of_another_user_or_a_new_nonce_is_fine(ra):
     assert authenticate(ra, digest_credentials(first))
 
 
+def test_a_captured_digest_token_is_not_accepted_again_for_another_account_with_the_same_password(ra):
+    """The digest covers nonce, Created and password, not the user name: a token captured from one
+    account authenticates any account with the same password (here another partner's user). It is
+    still accepted once in all, not once per account."""
+    first, second = digest_enabled(ra), new_partner(ra)
+    set_password(ra, code=second.code, username=second.username, password=Secret(first.password), ws_digest=True)
+    captured = digest_credentials(first)
+    assert authenticate(ra, captured).partner_code == first.code
+    assert captured.digest is not None
+    elsewhere = Credentials(second.code, second.username, Secret(""), captured.digest)
+    with pytest.raises(AuthenticationFailed):
+        authenticate(ra, elsewhere)
+    assert refusals(ra, second) == ["authentication failed: the UsernameToken's nonce was used before"]
+    own = digest_credentials(second, password=first.password)  # its own tokens work
+    assert authenticate(ra, own).partner_code == second.code
+
+
 def test_a_refused_digest_records_no_nonce(ra):
     """Only a nonce that authenticated is kept: wrong guesses do not fill the table."""
     partner = digest_enabled(ra)

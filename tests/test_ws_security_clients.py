@@ -218,6 +218,21 @@ def test_a_security_header_on_hello_changes_nothing(server: RunningServer, partn
     assert answer.status == 200 and b"ping" in answer.body
 
 
+def test_a_captured_digest_token_is_refused_for_another_account_with_the_same_password(
+    installation: Installation, server: RunningServer, partner: ApiPartner
+) -> None:
+    """The digest does not cover the user name: sent again with another partner's code and a user
+    of the same password, the captured envelope is a replay too (-4001), not a second login."""
+    twin = new_partner(installation.ra)
+    set_password(installation.ra, code=twin.code, username=twin.username, password=Secret(partner.password),
+                 ws_digest=True)
+    header = security_header(partner)
+    assert outcome(post(server, parse_csr_envelope(partner, header), soap_action='"ParseCSR"').body)[0] == 0
+    elsewhere = header.replace(f"<wsse:Username>{partner.username}<", f"<wsse:Username>{twin.username}<")
+    answer = post(server, parse_csr_envelope(twin, elsewhere), soap_action='"ParseCSR"')
+    assert outcome(answer.body)[0] == -4001
+
+
 def _token_values(header: str) -> list[str]:
     """The Password (digest or text) and Nonce texts of a header built by :func:`security_header`."""
     token = etree.fromstring(f'<h xmlns:soapenv="{SOAP_ENV}">{header}</h>').find(f".//{{{WSSE}}}UsernameToken")

@@ -170,16 +170,22 @@ _STRIPES = 64
 
 @dataclass(frozen=True)
 class _NonceRecord:
-    """A digest login's nonce as recorded: its SHA-256 with the account's names, and until when
-    (the last instant its Created is accepted, and :data:`WS_NONCE_MARGIN`)."""
+    """A digest login's token as recorded: the SHA-256 of its digest and nonce, and until when
+    (the last instant its Created is accepted, and :data:`WS_NONCE_MARGIN`).
+
+    Not scoped by account: the digest does not cover the user name, so a captured token
+    authenticates every account whose password is the same (another user of the partner, or of
+    another partner, given the same password); scoped by account, it was accepted once more for
+    each of them. The digest is in the key so that no one can spend another user's nonce without
+    that user's password: a nonce of someone else's, predicted or seen, denies them nothing."""
 
     digest: str
     expires_at: datetime
 
     @classmethod
-    def of(cls, login: _Login, proof: DigestProof) -> _NonceRecord:
-        scoped = b"\x00".join((login.code.encode(), login.username.encode(), proof.nonce))
-        return cls(hashlib.sha256(scoped).hexdigest(), proof.created + WS_CREATED_SKEW + WS_NONCE_MARGIN)
+    def of(cls, proof: DigestProof) -> _NonceRecord:
+        token = proof.digest + proof.nonce  # the digest has a fixed length (20 bytes)
+        return cls(hashlib.sha256(token).hexdigest(), proof.created + WS_CREATED_SKEW + WS_NONCE_MARGIN)
 
 
 class Authenticator:
@@ -261,7 +267,7 @@ class Authenticator:
                 failure = AccountLocked()
             elif refused is not None or reservation.user is None:
                 failure = AuthenticationFailed()
-            nonce = _NonceRecord.of(login, proof) if failure is None else None
+            nonce = _NonceRecord.of(proof) if failure is None else None
             failure = self._settle(login, reservation, failure, channel, now, nonce=nonce, detail=refused)
         if failure is not None:
             raise failure

@@ -102,9 +102,9 @@ class ApiUser(Base):
 
 
 class WsNonce(Base):
-    """A WS-Security UsernameToken nonce that authenticated (its SHA-256 with the partner code and
-    user name), kept until no Created it came with could be accepted again: the primary key
-    refuses a second use on every worker and host."""
+    """A WS-Security UsernameToken nonce that authenticated (the SHA-256 of the token's digest and
+    nonce, for every account: ``ra.auth``), kept until no Created it came with could be accepted
+    again: the primary key refuses a second use on every worker and host."""
 
     __tablename__ = "ws_nonces"
     __table_args__ = (Index("ix_ws_nonces_expires_at", "expires_at"),)
