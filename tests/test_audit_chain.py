@@ -436,3 +436,29 @@ def test_an_unreadable_row_is_named_not_raised(trail, monkeypatch, capsys):
     trail.sql("UPDATE audit_events SET chain_seq = 'eleven' WHERE chain_seq = 10")
     broken = trail.verdict().broken
     assert broken is not None and broken.problem in {"gap", "unreadable"}
+
+
+@pytest.mark.parametrize(("statement", "what"), [
+    ("INSERT INTO brands (code, name) VALUES ('LATE', 'raw SQL after the audit event')", "a statement that writes"),
+    ("UPDATE brands SET name = name WHERE code = 'none'", "a statement that writes"),
+    ("SELECT id FROM orders WHERE id = 0 FOR UPDATE", "a statement that takes a lock"),
+    ("SELECT pg_advisory_xact_lock(12345)", "a statement that takes a lock"),
+])
+def test_a_raw_write_or_lock_after_the_audit_event_is_refused_in_the_tests(trail, audit_is_the_last_write,
+                                                                            statement, what):
+    """The run-wide watch sees every statement a connection sends, not only the ORM's flushes."""
+    with trail.sessions() as session:
+        audit.append_event(session, at=START, channel="cli", action="init", outcome="success", code=0)
+        with pytest.raises(WriteAfterAudit):
+            session.connection().exec_driver_sql(statement)
+        session.rollback()
+    assert audit_is_the_last_write.pop().startswith(what)
+
+
+def test_two_events_and_reads_after_the_audit_event_pass_the_watch(trail, audit_is_the_last_write):
+    with trail.sessions() as session, session.begin():
+        for number in (1, 2):
+            audit.append_event(session, at=START, channel="cli", action="init", outcome="success", code=number)
+        session.execute(select(AuditEvent.id)).all()
+    assert audit_is_the_last_write == []
+    assert trail.verdict().broken is None and trail.verdict().checked == EVENTS + 2
