@@ -37,6 +37,7 @@ EXIT_USAGE = 2
 
 ANCHOR = re.compile(r"([0-9]{1,19}):([0-9a-f]{64})")
 MAX_LINES = 100_000
+MAX_ANCHOR_CHARS = 100
 FOLLOW_INTERVAL_SECONDS = 1.0
 
 Command = Callable[[argparse.Namespace, SessionFactory, TextIO], int]
@@ -62,7 +63,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _anchor(value: str) -> tuple[int, str]:
-    found = ANCHOR.fullmatch(value[:100].strip().lower())
+    # Bounded before the pattern sees it: a longer argument is refused whole, never cut to fit.
+    found = ANCHOR.fullmatch(value.strip().lower()) if len(value) <= MAX_ANCHOR_CHARS else None
     if found is None or int(found[1]) < 1:
         raise argparse.ArgumentTypeError("an anchor is SEQ:HASH, as `audit head` prints them (seq >= 1, 64 hex digits)")
     return int(found[1]), found[2]

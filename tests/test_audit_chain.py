@@ -462,3 +462,12 @@ def test_two_events_and_reads_after_the_audit_event_pass_the_watch(trail, audit_
         session.execute(select(AuditEvent.id)).all()
     assert audit_is_the_last_write == []
     assert trail.verdict().broken is None and trail.verdict().checked == EVENTS + 2
+
+
+@pytest.mark.parametrize("anchor", [
+    "5:" + "ab" * 32 + " " * 40 + "junk",  # past the bound: refused whole, not cut to the valid part
+    "0:" + "ab" * 32, "5:" + "ab" * 31, "5:" + "g" * 64, "-5:" + "ab" * 32, "5" * 20 + ":" + "ab" * 32,
+])
+def test_a_malformed_anchor_is_a_usage_error(trail, monkeypatch, capsys, anchor):
+    status, out, err = in_process(trail, monkeypatch, capsys, "verify", "--anchor", anchor)
+    assert (status, out) == (2, "") and "SEQ:HASH" in err
