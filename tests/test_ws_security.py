@@ -427,6 +427,28 @@ def test_a_nonce_outlives_its_skew_so_that_a_late_replay_finds_it_after_a_prune(
     assert refusals(ra, victim) == ["authentication failed: the UsernameToken's nonce was used before"]
 
 
+def test_a_replay_that_reaches_its_settle_after_the_window_is_refused(ra):
+    """A replay that read the clock within the window but reached its settle later than the margin
+    (locks, a loaded host), after another login pruned the nonce: Created is checked again in the
+    settling transaction. Three days back, so that the nonce is the oldest row the prune finds."""
+    victim, other = digest_enabled(ra), digest_enabled(ra)
+    created = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    pruned_at = created + WS_CREATED_SKEW + WS_NONCE_MARGIN + timedelta(seconds=1)
+
+    def authenticator_reading(*moments: datetime) -> Authenticator:
+        readings = list(moments)
+        return Authenticator(ra.sessions, ra.readers, ra.settings,
+                             lambda: readings.pop(0) if len(readings) > 1 else readings[0],
+                             ws_password_key=ra.ws_password_key)
+
+    captured = digest_credentials(victim, created=created)
+    authenticator_reading(created).authenticate(captured, channel="api")
+    authenticator_reading(pruned_at).authenticate(digest_credentials(other, created=pruned_at), channel="api")
+    with pytest.raises(AuthenticationFailed):
+        authenticator_reading(created + WS_CREATED_SKEW, pruned_at).authenticate(captured, channel="api")
+    assert refusals(ra, victim) == ["authentication failed: the UsernameToken's Created is outside the accepted skew"]
+
+
 def test_a_nonce_is_pruned_once_its_margin_has_passed(ra):
     partner, other = digest_enabled(ra), digest_enabled(ra)
     created = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)

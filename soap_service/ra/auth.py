@@ -180,12 +180,17 @@ class _NonceRecord:
     that user's password: a nonce of someone else's, predicted or seen, denies them nothing."""
 
     digest: str
-    expires_at: datetime
+    accepted_until: datetime
+    """Created + :data:`WS_CREATED_SKEW`: checked again when the nonce is recorded."""
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.accepted_until + WS_NONCE_MARGIN
 
     @classmethod
     def of(cls, proof: DigestProof) -> _NonceRecord:
         token = proof.digest + proof.nonce  # the digest has a fixed length (20 bytes)
-        return cls(hashlib.sha256(token).hexdigest(), proof.created + WS_CREATED_SKEW + WS_NONCE_MARGIN)
+        return cls(hashlib.sha256(token).hexdigest(), proof.created + WS_CREATED_SKEW)
 
 
 class Authenticator:
@@ -329,12 +334,19 @@ class Authenticator:
         detail: str | None = None,
     ) -> ServiceError | None:
         """The second short write transaction: a digest login's nonce (a replay fails here), the
-        attempt's outcome, and the audit of a refusal (the last write). Returns the failure."""
+        attempt's outcome, and the audit of a refusal (the last write). Returns the failure.
+
+        The nonce's Created is checked again against the clock read in this transaction: a login
+        that took longer than :data:`WS_NONCE_MARGIN` from its first reading to here (waiting for
+        locks, or argon2 on a loaded host) could otherwise find its nonce pruned by a login on a
+        later clock, and be a replay accepted."""
         with self._sessions() as session, session.begin():
-            if failure is None and nonce is not None and not wsnonces.record_nonce(
-                session, nonce_digest=nonce.digest, expires_at=nonce.expires_at, now=now
-            ):
-                failure, detail = AuthenticationFailed(), "the UsernameToken's nonce was used before"
+            if failure is None and nonce is not None:
+                if self._clock() > nonce.accepted_until:
+                    failure, detail = AuthenticationFailed(), "the UsernameToken's Created is outside the accepted skew"
+                elif not wsnonces.record_nonce(session, nonce_digest=nonce.digest, expires_at=nonce.expires_at,
+                                               now=now):
+                    failure, detail = AuthenticationFailed(), "the UsernameToken's nonce was used before"
             if reservation.attempt_id is not None:
                 partners.settle_attempt(session, reservation.attempt_id, failed=failure is not None)
             if failure is not None:
