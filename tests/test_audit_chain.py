@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import DBAPIError
 
 from audit_guard import WriteAfterAudit
 from conftest import database_environment
@@ -471,3 +472,22 @@ def test_two_events_and_reads_after_the_audit_event_pass_the_watch(trail, audit_
 def test_a_malformed_anchor_is_a_usage_error(trail, monkeypatch, capsys, anchor):
     status, out, err = in_process(trail, monkeypatch, capsys, "verify", "--anchor", anchor)
     assert (status, out) == (2, "") and "SEQ:HASH" in err
+
+
+def test_an_append_from_a_stale_snapshot_is_an_error_never_a_fork(trail):
+    """No transaction of the service runs above READ COMMITTED; if one did (REPEATABLE READ on
+    PostgreSQL, whose snapshot predates the chain's lock), its head would be stale and the unique
+    chain_seq refuses the link: an error, never two links with one seq."""
+    if trail.backend != "postgresql":
+        pytest.skip("SQLite's writers hold the write lock from BEGIN IMMEDIATE: no stale head")
+    stale_factory = create_session_factory(trail.engine.execution_options(isolation_level="REPEATABLE READ"))
+    with stale_factory() as stale:
+        stale.begin()
+        stale.execute(select(AuditEvent.id).limit(1)).all()  # the snapshot is taken here
+        trail.append(1, first=EVENTS + 1)  # another writer commits seq EVENTS + 1
+        with pytest.raises(DBAPIError) as refused:
+            audit.append_event(stale, at=START, channel="cli", action="init", outcome="success", code=0)
+        assert refused.value.orig is not None and refused.value.orig.sqlstate in {"23505", "40001"}
+        stale.rollback()
+    verdict = trail.verdict()
+    assert verdict.broken is None and verdict.checked == EVENTS + 1
