@@ -20,7 +20,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC
 from typing import Any, TextIO
 
@@ -129,27 +129,35 @@ def _head(_args: argparse.Namespace, readers: SessionFactory, out: TextIO) -> in
 
 
 def _tail(args: argparse.Namespace, readers: SessionFactory, out: TextIO) -> int:
-    last = 0
     with readers() as session:
-        query = _filtered(args).order_by(AuditEvent.chain_seq.desc()).limit(args.lines)
-        for event in reversed(list(session.scalars(query))):
+        head = audit_chain.read_head(session).seq  # first: the events read next are at or below it
+        query = _filtered(args).where(AuditEvent.chain_seq <= head)
+        for event in reversed(list(session.scalars(query.order_by(AuditEvent.chain_seq.desc()).limit(args.lines)))):
             _print(out, event_json(event))
-            last = event.chain_seq
-        if args.lines == 0 or last == 0:
-            last = audit_chain.read_head(session).seq
+    last = head
     while args.follow:
         time.sleep(FOLLOW_INTERVAL_SECONDS)
-        for event in _events_after(args, readers, last):
-            _print(out, event_json(event))
-            last = event.chain_seq
+        last = _print_after(args, readers, out, last)
     return 0
 
 
-def _events_after(args: argparse.Namespace, readers: SessionFactory, after: int) -> Iterator[AuditEvent]:
-    with readers() as session:
-        yield from session.scalars(
-            _filtered(args).where(AuditEvent.chain_seq > after).order_by(AuditEvent.chain_seq).limit(audit_chain.PAGE)
-        )
+def _print_after(args: argparse.Namespace, readers: SessionFactory, out: TextIO, after: int) -> int:
+    """Print the events (of the filter) past seq ``after``, a page per query, until none is left;
+    returns the head they were read up to. The chain's lock makes what a reader sees a prefix of
+    the chain (seq N+1 commits after N), so nothing below that head can appear later, and a filter
+    that matches nothing does not make each poll read from further back."""
+    while True:
+        with readers() as session:
+            head = audit_chain.read_head(session).seq
+            page = list(session.scalars(
+                _filtered(args).where(AuditEvent.chain_seq > after, AuditEvent.chain_seq <= head)
+                .order_by(AuditEvent.chain_seq).limit(audit_chain.PAGE)
+            ))
+        for event in page:
+            _print(out, event_json(event))
+        if len(page) < audit_chain.PAGE:
+            return head
+        after = page[-1].chain_seq
 
 
 def _filtered(args: argparse.Namespace) -> Select[AuditEvent]:

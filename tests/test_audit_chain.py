@@ -491,3 +491,29 @@ def test_an_append_from_a_stale_snapshot_is_an_error_never_a_fork(trail):
         stale.rollback()
     verdict = trail.verdict()
     assert verdict.broken is None and verdict.checked == EVENTS + 1
+
+
+def test_tail_follow_reads_a_burst_of_events_in_one_poll(trail, monkeypatch, capsys):
+    """More new events than a page between two polls are all printed at the next poll, page after
+    page, not one page a poll (which fell behind for good past 500 events a second); a filter that
+    matches none of them moves the follower past them too."""
+    burst = audit_chain.PAGE * 2 + 7
+    polls: list[int] = []
+
+    def poll(_seconds: float) -> None:
+        polls.append(len(polls))
+        if len(polls) == 1:
+            with trail.sessions() as session, session.begin():
+                for number in range(burst):
+                    audit.append_event(session, at=START, channel="api", action="reissue", outcome="success",
+                                       code=0, partner_code="P1" if number < burst - 1 else "P2", detail=str(number))
+        else:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("soap_service.audit_commands.time.sleep", poll)
+    status, out, _ = in_process(trail, monkeypatch, capsys, "tail", "-n", "0", "--follow")
+    seqs = [json.loads(line)["seq"] for line in out.splitlines()]
+    assert status == 0 and seqs == list(range(EVENTS + 1, EVENTS + burst + 1))
+    polls.clear()
+    status, out, _ = in_process(trail, monkeypatch, capsys, "tail", "-n", "0", "--partner", "P2", "--follow")
+    assert status == 0 and [json.loads(line)["seq"] for line in out.splitlines()] == [EVENTS + 2 * burst]
