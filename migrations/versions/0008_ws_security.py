@@ -4,9 +4,9 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-03 05:00:00.000000
 
-- ``ws_nonces``: the SHA-256 of each UsernameToken nonce that authenticated (with its partner
-  code and user name), its primary key refusing a second use on every worker and host, kept
-  until its token's Created is out of the accepted skew (docs/design.md, "Authentication").
+- ``ws_nonces``: the SHA-256 of each UsernameToken that authenticated (its digest and nonce,
+  for every account alike), its primary key refusing a second use on every worker and host, kept
+  until its token's Created is out of the accepted skew and a margin (docs/design.md, "Authentication").
 - ``api_users.ws_password_copy``: the password encrypted under the installation's key, only
   for users the operator enabled with ``partner set-password --ws-digest``; NULL otherwise.
 """
