@@ -434,6 +434,12 @@ def test_an_unreadable_row_is_named_not_raised(trail, monkeypatch, capsys):
 
     trail.sql("UPDATE audit_events SET at = :at WHERE chain_seq = 4", at=fourth.at.replace(tzinfo=None).isoformat(" "))
     assert trail.verdict().broken is None
+    sixth = trail.event(6)
+    trail.sql("UPDATE audit_events SET detail = CAST(x'ff' AS TEXT) WHERE chain_seq = 6")  # no UTF-8
+    broken = trail.verdict().broken
+    assert broken is not None
+    assert (broken.seq, broken.id, broken.problem) == (6, sixth.id, "unreadable")
+    trail.sql("UPDATE audit_events SET detail = :detail WHERE chain_seq = 6", detail=sixth.detail)
     trail.sql("UPDATE audit_events SET chain_seq = 'eleven' WHERE chain_seq = 10")
     broken = trail.verdict().broken
     assert broken is not None and broken.problem in {"gap", "unreadable"}

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from soap_service.storage.models import AuditEvent
@@ -157,9 +158,11 @@ def walk(session: Session, *, anchor: tuple[int, str] | None = None, page: int =
     while True:
         try:
             rows = _page(session, after, page)
-        except _UNREADABLE:
-            culprit = _unreadable_row(session, after, page)
-            return Verdict(checked, last, Break(expected_seq, culprit, "unreadable",
+        except (*_UNREADABLE, OperationalError) as error:
+            if isinstance(error, OperationalError) and not _undecodable(error):
+                raise
+            seq, culprit = _unreadable_row(session, after, page, expected_seq)
+            return Verdict(checked, last, Break(seq, culprit, "unreadable",
                                                 "a row of the chain cannot be read as an event"), False)
         if not rows:
             break
@@ -214,7 +217,8 @@ def walk(session: Session, *, anchor: tuple[int, str] | None = None, page: int =
 
 _UNREADABLE = (ValueError, TypeError, OverflowError)
 """What reading or encoding a row the database holds but no append wrote can raise (SQLite keeps
-any value in any column: a time that does not parse, text where a number goes)."""
+any value in any column: a time that does not parse, text where a number goes, bytes that are no
+UTF-8 where text goes, which its driver refuses with an OperationalError: :func:`_undecodable`)."""
 
 
 def _after(after: tuple[int, int] | None) -> Select[AuditEvent]:
@@ -230,15 +234,25 @@ def _page(session: Session, after: tuple[int, int] | None, page: int) -> list[Au
     return list(session.scalars(_after(after).limit(page)))
 
 
-def _unreadable_row(session: Session, after: tuple[int, int] | None, page: int) -> int | None:
-    """The id of the first row of the page that cannot be read as an event (ids always can)."""
-    ids = list(session.scalars(_after(after).with_only_columns(AuditEvent.id).limit(page)))
-    for row_id in ids:
+def _unreadable_row(
+    session: Session, after: tuple[int, int] | None, page: int, expected_seq: int
+) -> tuple[int, int | None]:
+    """The seq and id of the first row of the page that cannot be read as an event (its id and
+    seq always can; a seq that is no number is given as the one expected there)."""
+    keys = session.execute(_after(after).with_only_columns(AuditEvent.id, AuditEvent.chain_seq).limit(page)).all()
+    for row_id, seq in keys:
         try:
             session.scalars(select(AuditEvent).where(AuditEvent.id == row_id)).all()
-        except _UNREADABLE:
-            return row_id
-    return None
+        except (*_UNREADABLE, OperationalError) as error:
+            if isinstance(error, OperationalError) and not _undecodable(error):
+                raise
+            return (seq if isinstance(seq, int) else expected_seq), row_id
+    return expected_seq, None
+
+
+def _undecodable(error: OperationalError) -> bool:
+    """SQLite's driver refusing a TEXT value that is not UTF-8 (the database keeps any bytes)."""
+    return str(error.orig).startswith("Could not decode to UTF-8")
 
 
 def iter_events(session: Session, *, after_seq: int = 0, page: int = PAGE) -> Iterator[AuditEvent]:
