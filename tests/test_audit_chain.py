@@ -523,3 +523,25 @@ def test_tail_follow_reads_a_burst_of_events_in_one_poll(trail, monkeypatch, cap
     polls.clear()
     status, out, _ = in_process(trail, monkeypatch, capsys, "tail", "-n", "0", "--partner", "P2", "--follow")
     assert status == 0 and [json.loads(line)["seq"] for line in out.splitlines()] == [EVENTS + 2 * burst]
+
+
+def test_an_empty_detail_made_null_breaks_the_chain(trail):
+    """NULL and "" are two values: the encoding does not fold one into the other (PostgreSQL: the
+    NOT NULL constraint dropped by whoever could drop the triggers)."""
+    if trail.backend != "postgresql":
+        pytest.skip("SQLite cannot drop a NOT NULL constraint without rebuilding the table")
+    with trail.sessions() as session, session.begin():
+        audit.append_event(session, at=START, channel="cli", action="init", outcome="success", code=0)
+    assert trail.event(EVENTS + 1).detail == "" and trail.verdict().broken is None
+    trail.drop_triggers()
+    trail.sql("ALTER TABLE audit_events ALTER COLUMN detail DROP NOT NULL")
+    trail.sql("UPDATE audit_events SET detail = NULL WHERE chain_seq = :seq", seq=EVENTS + 1)
+    broken = trail.verdict().broken
+    assert broken is not None and (broken.seq, broken.problem) == (EVENTS + 1, "hash mismatch")
+
+
+def test_an_event_without_a_detail_is_chained_as_it_is_stored(trail):
+    with trail.sessions() as session, session.begin():
+        audit_chain.lock_chain(session)
+        audit_chain.chain(session, AuditEvent(at=START, channel="cli", action="init", outcome="success", code=0))
+    assert trail.event(EVENTS + 1).detail == "" and trail.verdict().broken is None

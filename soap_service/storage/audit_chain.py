@@ -70,7 +70,7 @@ def link_encoding(event: AuditEvent, *, seq: int, prev: str) -> bytes:
             "partner_order_id": event.partner_order_id,
             "certificate_serial": event.certificate_serial,
             "incident_id": event.incident_id,
-            "detail": event.detail or "",
+            "detail": event.detail,  # NULL (no append writes one) is null, not "": another value
         },
         sort_keys=True,
         ensure_ascii=True,
@@ -114,6 +114,8 @@ def read_head(session: Session) -> Head:
 def chain(session: Session, event: AuditEvent) -> None:
     """Give ``event`` (not yet added to the session) its link after the current head, and add it.
     Call it under :func:`lock_chain`."""
+    if event.detail is None:  # the column's default, given here: it is hashed as written
+        event.detail = ""
     head = read_head(session)
     seq = head.seq + 1
     event.chain_seq = seq
