@@ -90,13 +90,18 @@ def _backfill() -> None:
         ).all()
         if not rows:
             return
+        links = []
         for row in rows:
             seq += 1
             link = _link_hash(row, seq, prev)
-            connection.execute(
-                events.update().where(events.c.id == row.id).values(chain_seq=seq, chain_prev=prev, chain_hash=link)
-            )
+            links.append({"row_id": row.id, "seq": seq, "prev": prev, "link": link})
             prev = link
+        # One executemany a page (the driver batches it), not a round trip an event.
+        connection.execute(
+            events.update().where(events.c.id == sa.bindparam("row_id")).values(
+                chain_seq=sa.bindparam("seq"), chain_prev=sa.bindparam("prev"), chain_hash=sa.bindparam("link")),
+            links,
+        )
         after = rows[-1].id
 
 
