@@ -6,6 +6,8 @@ Every default makes the demo work on SQLite on a laptop. Secrets are held in
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +34,12 @@ class Secret:
 
     def reveal(self) -> str:
         return self._value
+
+    def derive_key(self, label: bytes) -> bytes:
+        """A 256-bit key for one purpose, named by ``label``: HMAC-SHA256 of the label under this
+        secret. The installation's keys (the portal's cookies, the WS-Security password copies)
+        are derived from the CA passphrase so, each with its own label."""
+        return hmac.new(self._value.encode(), label, hashlib.sha256).digest()
 
     def __repr__(self) -> str:
         return "Secret('**********')"

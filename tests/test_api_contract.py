@@ -18,13 +18,13 @@ from api_support import SOAP_ENV, TNS, WSDL_FILE, XSD_FILE, envelope
 from soap_service import gunicorn_conf, server
 from soap_service.api.application import wsdl_document, xsd_document
 from soap_service.api.envelope import (
-    SOAP_ACTOR_NEXT,
     read_request,
     refuse_mandatory_headers,
     soap_action_names,
     spyne_envelope,
 )
 from soap_service.api.faults import internal_detail
+from soap_service.api.header_blocks import SOAP_ACTOR_NEXT
 from soap_service.api.http_body import MAX_BODY_BYTES, request_charset
 from soap_service.api.refusal import Refusal
 from soap_service.api.requestlog import field

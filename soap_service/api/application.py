@@ -17,15 +17,14 @@ from lxml import etree
 
 from soap_service.api.guard import SERVICE_PATH, SPYNE_MAX_BODY_BYTES, SOAPGuard
 from soap_service.api.models import TNS
+from soap_service.api.schema import XS
 from soap_service.api.service import OPERATIONS, OrderService
 from soap_service.api.spyne_loader import Application, Soap11, Wsdl11, WsgiApplication, spyne_const
-from soap_service.api.wsdl_parts import name_parts_parameters
+from soap_service.api.wsdl_parts import WSDL, name_parts_parameters
 from soap_service.api.wsdl_security import declare_security_header
 from soap_service.ra.service import RegistrationAuthority
 
 SOAP_HTTP_TRANSPORT = "http://schemas.xmlsoap.org/soap/http"
-XS = "http://www.w3.org/2001/XMLSchema"
-WSDL = "http://schemas.xmlsoap.org/wsdl/"
 SERVICE_NAME = "OrderService"
 
 SPYNE_LOGGER = "spyne"

@@ -32,12 +32,12 @@ from datetime import UTC, datetime
 from lxml import etree
 
 from soap_service.api.faults import SOAP11_ENV, SOAP12_ENV
+from soap_service.api.header_blocks import for_this_node
 from soap_service.api.http_body import body_text
 from soap_service.api.models import TNS
 from soap_service.api.refusal import Refusal
 from soap_service.api.wssecurity import SECURITY
 
-SOAP_ACTOR_NEXT = "http://schemas.xmlsoap.org/soap/actor/next"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 XML_SPACE = " \t\r\n"
 DECLARATIONS = ("<!DOCTYPE", "<!ENTITY")
@@ -132,8 +132,7 @@ def refuse_mandatory_headers(envelope: etree._Element) -> None:
                 continue
             if (block.get(f"{{{SOAP11_ENV}}}mustUnderstand") or "").strip() not in ("1", "true"):
                 continue
-            actor = (block.get(f"{{{SOAP11_ENV}}}actor") or "").strip()
-            if actor and actor != SOAP_ACTOR_NEXT:
+            if not for_this_node(block):
                 continue
             # The block is named by its position only: its name and namespace are the client's.
             position = [child for child in header if isinstance(child.tag, str)].index(block) + 1

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 from lxml import etree
 
+from soap_service.api.schema import XS
+from soap_service.api.wsdl_parts import SOAP_BINDING, WSDL
 from soap_service.api.wssecurity import WSSE, WSU
 
-WSDL = "http://schemas.xmlsoap.org/wsdl/"
-SOAP_BINDING = "http://schemas.xmlsoap.org/wsdl/soap/"
-XS = "http://www.w3.org/2001/XMLSchema"
 MESSAGE = "Security"
 PART = "Security"
 UNAUTHENTICATED_OPERATIONS = frozenset({"Hello"})

@@ -25,6 +25,8 @@ from datetime import datetime
 from lxml import etree
 
 from soap_service.api.faults import SOAP11_ENV
+from soap_service.api.header_blocks import XML_SPACE as _XML_SPACE
+from soap_service.api.header_blocks import for_this_node
 from soap_service.config import Secret
 from soap_service.ra.auth import MAX_PASSWORD_LENGTH, MAX_USERNAME_LENGTH, Credentials, DigestProof
 
@@ -38,7 +40,6 @@ PASSWORD_DIGEST = _PROFILE + "#PasswordDigest"
 BASE64_BINARY = (
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary"
 )
-SOAP_ACTOR_NEXT = "http://schemas.xmlsoap.org/soap/actor/next"
 
 SECURITY_KEY = "soap_service.ws_security"
 """The WSGI environ key under which the guard hands the service what it read of the header:
@@ -55,7 +56,6 @@ MAX_CREATED_CHARS = 40
 MAX_URI_CHARS = 256
 _CREATED_CHARACTERS = frozenset("0123456789-:.TZ+")
 _BASE64_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
-_XML_SPACE = " \t\r\n"
 
 
 class MalformedSecurity(Exception):
@@ -92,7 +92,7 @@ def read_security(envelope: etree._Element) -> UsernameToken | None:
         block
         for header in envelope.iterfind(f"{{{SOAP11_ENV}}}Header")
         for block in header.iterfind(SECURITY)
-        if (block.get(f"{{{SOAP11_ENV}}}actor") or "").strip(_XML_SPACE) in ("", SOAP_ACTOR_NEXT)
+        if for_this_node(block)
     ]
     if not blocks:
         return None

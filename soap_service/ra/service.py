@@ -3,8 +3,6 @@ credential checks, built once per process and shared by every front end."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from dataclasses import dataclass, field
 
@@ -89,7 +87,7 @@ class RegistrationAuthority:
             linter=linter,
             authenticator=Authenticator(sessions, readers, settings, clock, ws_password_key=ws_password_key),
             key_policy=key_policy,
-            cookie_key=hmac.new(passphrase.reveal().encode(), COOKIE_KEY_LABEL, hashlib.sha256).digest(),
+            cookie_key=passphrase.derive_key(COOKIE_KEY_LABEL),
             ws_password_key=ws_password_key,
         )
 

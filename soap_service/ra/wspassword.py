@@ -11,8 +11,6 @@ PasswordText logins.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import secrets
 
 from cryptography.exceptions import InvalidTag
@@ -26,9 +24,9 @@ NONCE_BYTES = 12
 
 
 def derive_key(passphrase: Secret) -> bytes:
-    """The installation's key for the copies: HMAC-SHA256 of a label of its own under the CA
-    passphrase (the portal's cookie key is derived the same way, with another label)."""
-    return hmac.new(passphrase.reveal().encode(), WS_PASSWORD_KEY_LABEL, hashlib.sha256).digest()
+    """The installation's key for the copies: derived from the CA passphrase with a label of its own
+    (:meth:`Secret.derive_key`; the portal's cookie key with another)."""
+    return passphrase.derive_key(WS_PASSWORD_KEY_LABEL)
 
 
 def _associated(partner_code: str, username: str) -> bytes:

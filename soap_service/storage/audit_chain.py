@@ -25,10 +25,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from soap_service.storage.db import advisory_lock
 from soap_service.storage.models import AuditEvent
 
 CHAIN_LOCK = (0x6F63_6667, 2)
@@ -86,10 +87,7 @@ def lock_chain(session: Session) -> None:
     """On PostgreSQL: flush what the transaction wrote so far (its rows are locked before the
     chain's lock, never after), then take the chain's lock, held to the commit. SQLite: the
     writer transaction already holds the database's write lock."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    session.flush()
-    session.execute(select(func.pg_advisory_xact_lock(*CHAIN_LOCK)))
+    advisory_lock(session, CHAIN_LOCK)
 
 
 @dataclass(frozen=True)

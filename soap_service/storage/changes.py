@@ -28,9 +28,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from soap_service.storage.db import advisory_lock
 from soap_service.storage.models import Order, OrderChange
 
 FEED_LOCK = (0x6F63_6667, 1)
@@ -39,11 +40,9 @@ one-bigint key space of the key and account locks)."""
 
 
 def _lock_feed(session: Session, *, shared: bool) -> None:
-    if session.get_bind().dialect.name != "postgresql":
-        return  # SQLite: the transaction already holds the database's write lock
-    session.flush()  # the rows written so far are locked before the feed's lock, never after
-    lock = func.pg_advisory_xact_lock_shared if shared else func.pg_advisory_xact_lock
-    session.execute(select(lock(*FEED_LOCK)))
+    # SQLite: the transaction already holds the database's write lock; PostgreSQL: the rows written
+    # so far are locked before the feed's lock, never after.
+    advisory_lock(session, FEED_LOCK, shared=shared)
 
 
 def add_change(

@@ -14,10 +14,11 @@ transaction; a write in one fails at its statement, before any lock is taken.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -95,6 +96,25 @@ def create_reader_factory(engine: Engine) -> SessionFactory:
     if engine.dialect.name == "postgresql":
         options["postgresql_readonly"] = True
     return sessionmaker(engine.execution_options(**options), expire_on_commit=False)
+
+
+def advisory_lock(session: Session, key: tuple[int, int], *, shared: bool = False) -> None:
+    """On PostgreSQL, a transaction-scoped advisory lock in the two-integer key space (the change
+    feed's, the audit chain's), taken after a flush: the rows the transaction wrote so far are
+    locked before it, never after. SQLite needs none (the writer holds the write lock)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.flush()
+    lock = func.pg_advisory_xact_lock_shared if shared else func.pg_advisory_xact_lock
+    session.execute(select(lock(*key)))
+
+
+def delete_oldest(session: Session, key: Any, at: Any, *, before: datetime, limit: int) -> None:
+    """Delete up to ``limit`` rows whose ``at`` column is before ``before``, oldest first, by their
+    ``key`` column: a bounded prune of expired rows. On PostgreSQL, rows another transaction is
+    pruning are skipped, not waited for (SQLite renders no locking clause, its writers take turns)."""
+    oldest = select(key).where(at < before).order_by(at).limit(limit).with_for_update(skip_locked=True)
+    session.execute(delete(key.class_).where(key.in_(oldest)))
 
 
 def lock_digest(session: Session, sha256_hex: str, *, shared: bool = False) -> None:

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
+from soap_service.storage.db import delete_oldest
 from soap_service.storage.models import ApiUser, AuthenticationFailure, Partner
 from soap_service.storage.types import clip
 
@@ -104,14 +105,7 @@ def prune_failures(session: Session, *, before: datetime, limit: int = PRUNED_PE
     """Delete up to ``limit`` rows older than ``before`` (the lockout window's start), any
     account's. They count for nothing; the audit trail keeps its own record of each failure.
     On PostgreSQL, rows another transaction is pruning are skipped, not waited for."""
-    oldest = (
-        select(AuthenticationFailure.id)
-        .where(AuthenticationFailure.at < before)
-        .order_by(AuthenticationFailure.at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    session.execute(delete(AuthenticationFailure).where(AuthenticationFailure.id.in_(oldest)))
+    delete_oldest(session, AuthenticationFailure.id, AuthenticationFailure.at, before=before, limit=limit)
 
 
 def count_failures_since(session: Session, *, partner_code: str, username: str, since: datetime) -> int:

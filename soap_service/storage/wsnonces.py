@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from soap_service.storage.db import delete_oldest
 from soap_service.storage.models import WsNonce
 
 PRUNED_PER_NONCE = 4
@@ -34,13 +34,6 @@ def record_nonce(session: Session, *, nonce_digest: str, expires_at: datetime, n
     )
     recorded = session.execute(statement).scalar_one_or_none() is not None
     if recorded:
-        expired = (
-            select(WsNonce.nonce_digest)
-            .where(WsNonce.expires_at < now)
-            .order_by(WsNonce.expires_at)
-            .limit(PRUNED_PER_NONCE)
-            .with_for_update(skip_locked=True)
-        )
-        session.execute(delete(WsNonce).where(WsNonce.nonce_digest.in_(expired)))
+        delete_oldest(session, WsNonce.nonce_digest, WsNonce.expires_at, before=now, limit=PRUNED_PER_NONCE)
     return recorded
 
