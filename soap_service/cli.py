@@ -1,4 +1,5 @@
-"""The operator's commands of ``soap-service``: init, demo, partner (create, set-password), order.
+"""The operator's commands of ``soap-service``: init, demo, partner (create, set-password), order,
+ca (rotate-passphrase, finish-rotation).
 
 ``soap_service.main`` builds the one parser of ``soap-service`` from the commands
 this module and ``server`` (serve, wsdl) add to it; each command dispatches to its own
@@ -36,6 +37,7 @@ from soap_service.ra.incidents import open_incident
 from soap_service.ra.installation import initialize
 from soap_service.ra.orders import Contact, NewOrder, Organization, create_order, show_order_by_operator
 from soap_service.ra.partners import create_partner, set_password
+from soap_service.ra.passphrase_rotation import finish_interrupted_rotation, rotate_passphrase
 from soap_service.ra.reissue import Reissuer, ReissueRequest
 from soap_service.ra.revocation import REVOCATION_REASONS, Revoker, RevokeRequest
 from soap_service.ra.service import RegistrationAuthority
@@ -115,6 +117,20 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     cancel.add_argument("--partner", required=True)
     cancel.add_argument("--partner-order-id", required=True)
 
+    ca = commands.add_parser("ca", help="the CA's keys").add_subparsers(dest="action", required=True)
+    rotate = _command(ca, "rotate-passphrase", _rotate_passphrase, name="ca rotate-passphrase",
+                      help="re-encrypt every CA key and WS-Security password copy under a new CA passphrase, "
+                           "in one transaction, and write it to the passphrase file (docs/deployment.md); "
+                           "ends every portal session")
+    rotate.add_argument("--new-passphrase-stdin", action="store_true",
+                        help="read the new passphrase on stdin (default: generate one, when the service "
+                             "writes the passphrase file)")
+    rotate.add_argument("--external", action="store_true",
+                        help="the passphrase is kept outside the service (a Docker secret): write no file, "
+                             "the operator sets the new passphrase on every host")
+    _command(ca, "finish-rotation", _finish_rotation, name="ca finish-rotation",
+             help="complete or undo a passphrase rotation a crash interrupted (nothing when there was none)")
+
     crl = _command(commands, "crl", _write_crl,
                    help="write the current CRL (DER) of a brand's TLS or code-signing CA to stdout")
     crl.add_argument("--brand", required=True, type=str.upper, choices=[brand.value for brand in Brand])
@@ -191,8 +207,12 @@ def _read_csr(path: Path) -> str:
 
 
 def _read_password() -> Secret:
+    return _read_secret("password: ")
+
+
+def _read_secret(prompt: str) -> Secret:
     if sys.stdin.isatty():
-        return Secret(getpass.getpass("password: "))
+        return Secret(getpass.getpass(prompt))
     return Secret(sys.stdin.readline().rstrip("\r\n"))
 
 
@@ -220,6 +240,29 @@ def _organization(args: argparse.Namespace) -> Organization | None:
 def _init(args: argparse.Namespace, ra: RegistrationAuthority) -> dict[str, Any]:
     installation = initialize(ra)
     return {"created": installation.created, "authorities": [vars(a) for a in installation.authorities]}
+
+
+def _rotate_passphrase(args: argparse.Namespace, ra: RegistrationAuthority) -> dict[str, Any]:
+    if args.external and not args.new_passphrase_stdin:
+        raise InvalidField("--external needs --new-passphrase-stdin: the service keeps no copy of a generated "
+                           "passphrase it may not write", field="--external")
+    new = _read_secret("new CA passphrase: ") if args.new_passphrase_stdin else None
+    rotated = rotate_passphrase(ra, new=new, external=args.external)
+    return {
+        "keys_reencrypted": rotated.keys,
+        "password_copies_reencrypted": rotated.password_copies,
+        "passphrase_file": None if rotated.written_to is None else str(rotated.written_to),
+        "next": "restart the service on every host with the new passphrase"
+                + ("" if rotated.written_to is not None else " (set it where the hosts read it)")
+                + "; portal visitors signed in before must sign in again (their cookies were signed with a key "
+                  "derived from the old passphrase)",
+    }
+
+
+def _finish_rotation(args: argparse.Namespace, ra: RegistrationAuthority) -> dict[str, Any]:
+    finished = finish_interrupted_rotation(ra)
+    return {"pending_file": None if finished.pending is None else str(finished.pending),
+            "outcome": finished.outcome}
 
 
 def _demo(args: argparse.Namespace, ra: RegistrationAuthority) -> None:
