@@ -11,7 +11,7 @@ endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint install clean wsdl
+.PHONY: run test test-fast lint install clean wsdl bench profile
 
 # Refuses, saying why and what to do, an interpreter that does not run (a pyenv shim of a version
 # that is not selected fails) or is older than 3.11; then makes the venv (removed again if that fails).
@@ -56,6 +56,17 @@ lint: $(STAMP)
 
 clean:
 	rm -rf .venv .venv-* var
+
+# Speed (not part of test): the reissue floor, the end-to-end load with wrk on SQLite and PostgreSQL
+# (127.0.0.1:5432), and their ratios as the last lines; about 6-10 minutes, BENCH_QUICK=1 for a smoke
+# run of 1-2 minutes. See bench/README.md.
+bench: $(STAMP)
+	$(BIN)/python bench/run_bench.py $(if $(filter 1,$(BENCH_QUICK)),--quick)
+
+# Where a worker spends a signed Reissue: py-spy on one worker under wrk's load, both backends.
+profile: $(STAMP)
+	@$(BIN)/py-spy --version >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet 'py-spy>=0.4,<1'
+	$(BIN)/python bench/profile_reissue.py
 
 # Regenerate the published contract after a change of the message types (tests compare them).
 wsdl: $(STAMP)
