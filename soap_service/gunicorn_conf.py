@@ -35,13 +35,20 @@ override them); plain gunicorn takes them too::
   by the application's guard, which answers a SOAP fault rather than an HTML page.
 - ``control_socket_disable``: gunicorn 27 otherwise opens a control socket in the
   user's runtime or home directory, and two servers on one machine collide.
-- Logging: one line per request from the application (``soap_service.api.requests``);
-  gunicorn's access log is off, spyne's loggers are shut (they log raw requests), and
+- Logging: every line a JSON object (``soap_service.logjson``: ts, level, logger, pid, msg,
+  the request's ``request_id`` and the request line's fields as keys); one line per request
+  from the application (``soap_service.api.requests``); gunicorn's access log is off,
+  spyne's loggers are shut (they log raw requests), and
   gunicorn's "Invalid request from ip=...: <what it read>" is cut to the address and
   the error's class (:class:`InvalidRequestFilter`): what it read can be the middle of
   a request body, a password.
 - ``worker_tmp_dir``: ``/dev/shm`` when there is one (the workers' heartbeat files stay
   off a disk that may stall).
+- Metrics (``GET /metrics``, ``soap_service.metrics``): the master gives the server a fresh
+  directory for the workers' metric files before it forks (``on_starting``):
+  ``PROMETHEUS_MULTIPROC_DIR`` when the operator set it (emptied of its ``*.db`` files), else a
+  new temporary directory, removed when the server stops (``on_exit``); ``child_exit`` marks a
+  worker that left as dead (its counters stay in the sums).
 """
 
 from __future__ import annotations
@@ -52,13 +59,18 @@ import logging
 import math
 import os
 import re
+import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from soap_service import metrics
 from soap_service.api.guard import SERVICE_PATH
 from soap_service.config import ConfigurationError
+from soap_service.logjson import JsonFormatter, RequestIdFilter
 
 _LOG_LEVEL = (os.environ.get("SOAP_SERVICE_LOG_LEVEL") or "INFO").upper()
 
@@ -173,18 +185,37 @@ logconfig_dict: dict[str, Any] = {
         "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False, "qualname": "gunicorn.access"},
         "spyne": {"level": "CRITICAL", "handlers": ["null"], "propagate": False},
     },
-    "filters": {"invalid_request": {"()": InvalidRequestFilter}},
+    "filters": {"invalid_request": {"()": InvalidRequestFilter}, "request_id": {"()": RequestIdFilter}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr",
+                    "filters": ["request_id"]},
         "null": {"class": "logging.NullHandler"},
     },
-    "formatters": {
-        "plain": {
-            "format": "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
-            "datefmt": "%Y-%m-%dT%H:%M:%S%z",
-        },
-    },
+    "formatters": {"json": {"()": JsonFormatter}},
 }
+
+_METRICS_TEMPORARY: list[Path] = []
+"""The metrics directory ``on_starting`` created, which ``on_exit`` removes."""
+
+
+def on_starting(server: Any) -> None:
+    """In the master, before any worker: a fresh directory for the workers' metric files."""
+    chosen = metrics.multiprocess_directory()
+    if chosen is None:
+        chosen = Path(tempfile.mkdtemp(prefix="soap-service-metrics-"))
+        _METRICS_TEMPORARY.append(chosen)
+    metrics.use_multiprocess_directory(chosen)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master, when a worker has left: its live gauges leave the sums."""
+    metrics.worker_exited(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """In the master, as the server stops: remove the metrics directory it made."""
+    while _METRICS_TEMPORARY:
+        shutil.rmtree(_METRICS_TEMPORARY.pop(), ignore_errors=True)
 
 
 def post_worker_init(worker: Any) -> None:

@@ -19,10 +19,10 @@ from soap_service import demo, gunicorn_conf
 from soap_service.api.application import service_url, wsdl_document, xsd_document
 from soap_service.api.guard import SERVICE_PATH
 from soap_service.config import ConfigurationError, Settings, load_settings
+from soap_service.logjson import json_handler
 from soap_service.ra.portal import PORTALS
 
 DEFAULT_BIND = "127.0.0.1:8080"
-LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 logger = logging.getLogger(__name__)
@@ -155,7 +155,8 @@ def _gunicorn_settings() -> dict[str, Any]:
 def serve(args: argparse.Namespace, out: TextIO) -> int:
     try:
         settings = load_settings()
-        logging.basicConfig(level=settings.log_level, stream=sys.stderr, format=LOG_FORMAT)
+        # Every line a JSON object (soap_service.logjson), as gunicorn_conf.logconfig_dict has it once gunicorn runs.
+        logging.basicConfig(level=settings.log_level, handlers=[json_handler(sys.stderr, settings.log_level)])
         gunicorn_conf.body_read_timeout()
         gunicorn_conf.header_read_timeout()
         _preflight(settings)

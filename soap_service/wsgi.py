@@ -1,6 +1,8 @@
 """Composition root: settings -> registration authority -> the WSGI application, a
 :class:`Dispatcher` that sends ``/ca/``, ``/crl/`` and ``/ocsp`` to the status front end
-(docs/design.md, "Status publication") and everything else to the SOAP guard, as before.
+(docs/design.md, "Status publication"), ``/healthz``, ``/readyz`` and ``/metrics`` to the
+operations endpoints (``soap_service.health``), and everything else to the SOAP guard, as before.
+Every request first gets its request ID (``X-Request-ID``, see :meth:`Dispatcher.__call__`).
 
 ``application`` is what gunicorn loads (``soap_service.wsgi:application``). It is
 built lazily, once per process, on :meth:`LazyApplication.load`; the gunicorn
@@ -28,6 +30,9 @@ from typing import Any
 
 from soap_service.api.application import create_wsgi_app
 from soap_service.config import Settings, load_settings
+from soap_service.health import PATHS as OPERATIONS_PATHS
+from soap_service.health import HealthApplication
+from soap_service.logjson import REQUEST_ID_ENVIRON, REQUEST_ID_HEADER, current_request_id, request_id_from
 from soap_service.portal.app import PortalApplication
 from soap_service.ra.crls import CRLPublisher
 from soap_service.ra.mail import start_delivery
@@ -47,20 +52,46 @@ PORTAL_PREFIX = "/portal/"
 class Dispatcher:
     """Sends each request by its path: ``/ca/...`` and ``/crl/...`` to the status application,
     ``/ocsp`` and ``/ocsp/...`` to the OCSP responder, ``/portal/...`` to the End User Portal,
-    anything else (``/api/order`` and the 404s of other paths) to the SOAP guard. Prefix tests
-    only, nothing that reads the path twice."""
+    exactly ``/healthz``, ``/readyz`` and ``/metrics`` to the operations endpoints, anything else
+    (``/api/order`` and the 404s of other paths) to the SOAP guard. Prefix tests and one set
+    lookup only, nothing that reads the path twice."""
 
     def __init__(
-        self, ra: RegistrationAuthority, *, soap: WSGIApp, status: WSGIApp, ocsp: WSGIApp, portal: WSGIApp | None = None
+        self, ra: RegistrationAuthority, *, soap: WSGIApp, status: WSGIApp, ocsp: WSGIApp,
+        portal: WSGIApp | None = None, health: WSGIApp | None = None,
     ) -> None:
         self.ra = ra
         self.soap = soap
         self.status = status
         self.ocsp = ocsp
         self.portal = portal
+        self.health = health
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """The request's ID: the client's ``X-Request-ID`` when valid (``logjson.request_id_from``:
+        1 to 64 characters of ``[A-Za-z0-9._-]``), else a new one; set for every log line written
+        while the request is served, and sent back as ``X-Request-ID`` on its answer, whatever
+        front end answers (a header of that name already there is replaced)."""
+        request_id = request_id_from(environ.get(REQUEST_ID_ENVIRON))
+        environ[REQUEST_ID_ENVIRON] = request_id
+
+        def with_request_id(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            headers = [(name, value) for name, value in headers if name.lower() != "x-request-id"]
+            headers.append((REQUEST_ID_HEADER, request_id))
+            if exc_info is not None:
+                return start_response(status, headers, exc_info)
+            return start_response(status, headers)
+
+        token = current_request_id.set(request_id)
+        try:
+            return self._route(environ, with_request_id)
+        finally:
+            current_request_id.reset(token)
+
+    def _route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if self.health is not None and path in OPERATIONS_PATHS:
+            return self.health(environ, start_response)
         if path.startswith(STATUS_PREFIXES):
             return self.status(environ, start_response)
         if path == OCSP_PATH or path.startswith(OCSP_PATH + "/"):
@@ -80,7 +111,7 @@ def create_application(settings: Settings | None = None) -> Dispatcher:
         # The portal's mail goes out from a thread of each worker (soap_service.ra.mail).
         portal = PortalApplication(PortalDesk(ra, start_delivery(ra)), settings.public_url)
         return Dispatcher(ra, soap=create_wsgi_app(ra), status=StatusApplication(CRLPublisher(ra)), ocsp=ocsp,
-                          portal=portal)
+                          portal=portal, health=HealthApplication(ra))
     except BaseException:
         ra.close()
         raise

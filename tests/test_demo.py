@@ -36,9 +36,10 @@ from soap_service.ra.partners import create_partner
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.server import banner
 
-LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d")
-"""How every log line starts (``server.LOG_FORMAT``, the CLI's format, gunicorn's): what is not
-a log line on a command's output is the operator's own text (the demo's lines, the banner)."""
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d|\{\"ts\": \"\d{4}-\d\d-\d\dT")
+"""How every log line starts (the CLI's format; `serve`'s and gunicorn's JSON objects,
+``soap_service.logjson``): what is not a log line on a command's output is the operator's own
+text (the demo's lines, the banner)."""
 PASSWORD_SHOWN = re.compile(r"^partner DEMO / user demo / password (\S+)  \(", re.MULTILINE)
 START_TIMEOUT = 120.0
 

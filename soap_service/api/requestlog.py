@@ -1,16 +1,24 @@
-"""One log line per request: operation, partner, order, outcome, duration, incident.
+"""One log line per request: operation, partner, order, outcome, duration, incident; and the
+request counted in the metrics (``soap_service.metrics``) by operation and outcome.
 
 The line holds what the caller *claimed* (partner code, PartnerOrderID), cut to a
 safe length and escaped, so that a hostile value cannot forge a line; it never
-holds a password, a CSR or any other part of the body.
+holds a password, a CSR or any other part of the body. Its message reads
+``op=... partner=... outcome=...``; the same values are keys of the JSON line
+(``soap_service.logjson``: ``op``, ``partner``, ``partner_order_id``, ``order_id``,
+``outcome``, ``http``, ``ms``, ``incident``, ``client``), cut to 64 characters.
+The metrics' operation label is one of the service's operations, ``wsdl``, ``xsd`` or ``-``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 from dataclasses import dataclass
+
+from soap_service import metrics
 
 logger = logging.getLogger("soap_service.api.requests")
 
@@ -52,7 +60,18 @@ def field(value: str | None) -> str:
     return json.dumps(cut + ("..." if len(value) > MAX_FIELD_CHARS else ""), ensure_ascii=True)
 
 
+@functools.cache
+def _operations() -> frozenset[str]:
+    """The operation label's fixed list (read once: ``api.service`` imports this module)."""
+    from soap_service.api.service import OPERATIONS
+
+    return frozenset(OPERATIONS) | {"wsdl", "xsd", "-"}
+
+
 def log_request(record: RequestRecord, *, status: str, duration_ms: float, client: str | None) -> None:
+    http = status.split(" ", 1)[0]
+    metrics.count_request("soap", metrics.bounded(record.operation, _operations()), record.outcome,
+                          duration_ms / 1000)
     logger.info(
         "op=%s partner=%s partner_order_id=%s order_id=%s outcome=%s http=%s ms=%.1f incident=%s client=%s",
         record.operation,
@@ -60,8 +79,19 @@ def log_request(record: RequestRecord, *, status: str, duration_ms: float, clien
         field(record.partner_order_id),
         field(record.order_id),
         record.outcome or "-",
-        status.split(" ", 1)[0],
+        http,
         duration_ms,
         record.incident_id or "-",
         field(client),
+        extra={"fields": {
+            "op": record.operation,
+            "partner": record.partner_code,
+            "partner_order_id": record.partner_order_id,
+            "order_id": record.order_id,
+            "outcome": record.outcome,
+            "http": int(http) if http.isdigit() else http,
+            "ms": round(duration_ms, 1),
+            "incident": record.incident_id,
+            "client": client,
+        }},
     )

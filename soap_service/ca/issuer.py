@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
+from soap_service import metrics
 from soap_service.ca.keys.signer import CASigner
 from soap_service.ca.leaf import leaf_builder
 from soap_service.ca.lint import PreIssuanceLinter
@@ -37,13 +38,16 @@ class Issuer:
         self._linter = linter
 
     def issue(self, ca: IssuingCA, request: LeafRequest) -> x509.Certificate:
-        """The signed leaf; raises :class:`~soap_service.errors.LintRefused` on an ERROR or FATAL finding."""
-        builder = leaf_builder(request, ca.certificate, ca.name, self._public_url)
-        trial = trial_certificate(builder, ca.signer)
-        findings = self._linter.findings(trial, request.level)
-        if findings:
-            raise LintRefused(findings)
-        certificate = sign_trial(trial, ca.signer, ca.certificate)
-        if certificate.tbs_certificate_bytes != trial.tbs_certificate_bytes:
-            raise RuntimeError("the signed TBS differs from the linted one")
-        return certificate
+        """The signed leaf; raises :class:`~soap_service.errors.LintRefused` on an ERROR or FATAL finding.
+        Timed whole, and its lint alone, in the metrics (``soap_service.metrics``)."""
+        with metrics.timed_issuance():
+            builder = leaf_builder(request, ca.certificate, ca.name, self._public_url)
+            trial = trial_certificate(builder, ca.signer)
+            with metrics.timed_lint():
+                findings = self._linter.findings(trial, request.level)
+            if findings:
+                raise LintRefused(findings)
+            certificate = sign_trial(trial, ca.signer, ca.certificate)
+            if certificate.tbs_certificate_bytes != trial.tbs_certificate_bytes:
+                raise RuntimeError("the signed TBS differs from the linted one")
+            return certificate

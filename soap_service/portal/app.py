@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from soap_service import metrics
 from soap_service.errors import InternalError, ServiceError
 from soap_service.portal.forms import FormError, read_form
 from soap_service.ra.incidents import open_incident
@@ -62,6 +63,9 @@ _SECURITY_HEADERS = [
                                 "frame-ancestors 'none'; base-uri 'none'"),
 ]
 
+_METHODS = frozenset({"GET", "HEAD", "POST"})
+"""The methods the portal's log line and metrics name; any other is ``other``."""
+
 FIELD_OF_CODE = {"CSR": "csr", "DNSNames": "csr", "SerialNumber": "csr"}
 """The form field a reissue refusal's ErrorField points to (the portal's form has the CSR alone)."""
 
@@ -93,9 +97,16 @@ class PortalApplication:
             status, headers, body = self._incident(open_incident(logger, "portal request failed", failure=failure))
         headers = headers + _SECURITY_HEADERS + [("Content-Length", str(len(body)))]
         start_response(status, headers)
-        requests_logger.info("portal %s %s %s %.1fms client=%s", method, path[:MAX_PATH_CHARS].split("/access/")[0],
-                             status.split(" ", 1)[0], (time.perf_counter() - started) * 1000,
-                             environ.get("REMOTE_ADDR", "-"))
+        seconds = time.perf_counter() - started
+        http = status.split(" ", 1)[0]
+        shown_path = path[:MAX_PATH_CHARS].split("/access/")[0]  # an access link's token is never logged
+        shown_method = method if method in _METHODS else "other"
+        metrics.count_request("portal", shown_method, http, seconds)
+        requests_logger.info("portal %s %s %s %.1fms client=%s", shown_method, shown_path, http, seconds * 1000,
+                             environ.get("REMOTE_ADDR", "-"),
+                             extra={"fields": {"op": "portal", "method": shown_method, "path": shown_path,
+                                               "http": int(http), "ms": round(seconds * 1000, 1),
+                                               "client": environ.get("REMOTE_ADDR")}})
         return [] if method == "HEAD" else [body]
 
     # -- routing -----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from soap_service import metrics
 from soap_service.config import Secret, Settings
 from soap_service.errors import AccountLocked, AuthenticationFailed, InvalidField, ServiceError
 from soap_service.ra.clock import Clock
@@ -361,6 +362,8 @@ class Authenticator:
                     username=login.username or None,
                     detail=failure.message if detail is None else f"{failure.message}: {detail}",
                 )
+        if isinstance(failure, AccountLocked):
+            metrics.login_locked_out()  # after the commit: a rolled-back refusal is not counted
         return failure
 
     def _verify_once(self, login: _Login, password_hash: str | None) -> bool:

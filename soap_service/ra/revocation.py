@@ -16,6 +16,7 @@ from datetime import datetime
 from cryptography import x509
 from sqlalchemy.orm import Session
 
+from soap_service import metrics
 from soap_service.errors import AlreadyRevoked, CertificateExpired, InvalidField, OrderNotFound, OrderStateInvalid
 from soap_service.ra.audit import Subject
 from soap_service.ra.auth import Credentials
@@ -174,6 +175,7 @@ class Revoker:
                 session.refresh(certificate)
             if order.status == OrderStatus.CANCELLED:
                 raise OrderStateInvalid("the order is cancelled")
+            newly_revoked: list[str] = []  # the brands of the certificates this revokes, for the metrics
             if certificate.status == CertificateStatus.REVOKED:
                 if target.reason != KEY_COMPROMISE or certificate.revocation_reason == KEY_COMPROMISE:
                     raise AlreadyRevoked()
@@ -182,9 +184,11 @@ class Revoker:
                 raise CertificateExpired()
             else:
                 certificates.revoke(session, [certificate], at=now, reason=target.reason)
+                newly_revoked.append(order.brand_code)
             revoked = [(order, certificate, target.reason)]
             if target.reason == KEY_COMPROMISE:
                 revoked += [(o, c, KEY_COMPROMISE) for o, c in self._revoke_key(session, certificate, now)]
+                newly_revoked += [o.brand_code for o, _, _ in revoked[1:]]
             orders.record_change(session, [order.id], at=now)
             # The feed's lock last, after every row this transaction writes is locked (storage.changes).
             for changed_order, changed, reason in revoked:
@@ -198,10 +202,12 @@ class Revoker:
                 partner_order_id=order.partner_order_id, certificate_serial=certificate.serial,
                 detail=f"reason={target.reason}" + (f"; also revoked {len(also)}" if also else ""),
             )
-            return RevokedCertificate(
+            result = RevokedCertificate(
                 order_id=order.order_id, partner_order_id=order.partner_order_id, serial_number=certificate.serial,
                 revoked_at=certificate.revoked_at, reason=target.reason, also_revoked=tuple(also),
             )
+        metrics.certificates_revoked(newly_revoked)  # committed
+        return result
 
     def _locate(self, session: Session, partner: PartnerRef, target: _Target) -> tuple[Order, Certificate]:
         """Revocation rules 3 and 4: the order, locked, and the certificate; -4003 for anything not
@@ -292,8 +298,11 @@ class Revoker:
                 partner_code=partner.code, username=partner.actor, order_id=order.order_id,
                 partner_order_id=order.partner_order_id, detail=f"revoked {len(revoked)}",
             )
-            return CancelledOrder(order_id=order.order_id, partner_order_id=order.partner_order_id,
-                                  cancelled_at=now, revoked=revoked)
+            result = CancelledOrder(order_id=order.order_id, partner_order_id=order.partner_order_id,
+                                    cancelled_at=now, revoked=revoked)
+            brands = [order.brand_code] * len(ending)
+        metrics.certificates_revoked(brands)  # committed
+        return result
 
     def _operator_partner(self, partner_code: str) -> PartnerRef:
         bounded(partner_code, MAX_PARTNER_CODE_CHARS, "PartnerCode")
