@@ -412,3 +412,40 @@ def request_portal_access(server: RunningServer, order_id: str, address: str, ca
     browser.submit()
     assert browser.status == 200, browser.text()[:500]
     return browser.text()
+
+
+def assert_nothing_half_written(installation: TestInstallation) -> None:
+    """In the whole database: every certificate belongs to an existing order and has a PEM; every
+    order's current certificate exists and is one of that order's (:func:`assert_orders_whole`
+    requires the partner's orders to have one)."""
+    with installation.ra.readers() as session:
+        orphans = session.scalars(select(Certificate.serial).outerjoin(Order, Certificate.order_pk == Order.id)
+                                  .where((Order.id.is_(None)) | (Certificate.pem == ""))).all()
+        current = session.execute(select(Order.order_id, Certificate.order_pk, Order.id)
+                                  .outerjoin(Certificate, Order.current_certificate_id == Certificate.id)
+                                  .where(Order.current_certificate_id.is_not(None))).all()
+    assert orphans == [], f"certificates without an order or a PEM: {orphans}"
+    dangling = [row.order_id for row in current if row.order_pk != row.id]
+    assert dangling == [], f"orders whose current certificate is missing or another order's: {dangling}"
+
+
+def certificates_of_csr(state: OrderState, csr_pem: str) -> list[Certificate]:
+    digest = csr_sha256(csr_pem)
+    return [c for c in state.certificates.values() if c.csr_sha256 == digest]
+
+
+def audit_outcomes_of_serial(installation: TestInstallation, partner: TestPartner, serial: str) -> list[str]:
+    """The outcomes of the partner's reissue audit events that name ``serial``, sorted."""
+    with installation.ra.readers() as session:
+        return sorted(session.scalars(select(AuditEvent.outcome).where(
+            AuditEvent.partner_code == partner.code, AuditEvent.action == "reissue",
+            AuditEvent.certificate_serial == serial)))
+
+
+def newest_certificate_id(installation: TestInstallation, partner: TestPartner) -> int:
+    """The highest certificates.id among the partner's orders (0 for none): what a watcher polls
+    to see a certificate commit."""
+    with installation.ra.readers() as session:
+        newest = session.scalar(select(func.max(Certificate.id)).join(Order, Certificate.order_pk == Order.id)
+                                .join(Partner, Order.partner_id == Partner.id).where(Partner.code == partner.code))
+    return int(newest or 0)
