@@ -16,6 +16,8 @@ counted under ``other``. No value a client sent is a label value.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import re
 import threading
@@ -24,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client import multiprocess as prometheus_multiprocess
@@ -31,6 +34,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from soap_service.vocabulary import Brand
+
+logger = logging.getLogger(__name__)
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -134,6 +139,24 @@ def worker_exited(pid: int) -> None:
 
 # -- what the service counts -------------------------------------------------------------------------
 
+_P = ParamSpec("_P")
+
+
+def _never_fails(count: Callable[_P, None]) -> Callable[_P, None]:
+    """A count that cannot fail what it counts (a request, a revocation already committed): a
+    failure to count (``PROMETHEUS_MULTIPROC_DIR`` naming a directory that is gone, a full disk)
+    is logged at WARNING by its class and the count is lost."""
+
+    @functools.wraps(count)
+    def counting(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            count(*args, **kwargs)
+        except Exception as failure:  # noqa: BLE001 - a lost count, never a failed request
+            logger.warning("metric %s not counted: %s", count.__name__, type(failure).__name__)
+
+    return counting
+
+
 
 def bounded(value: str | None, allowed: frozenset[str]) -> str:
     """``value`` when it is one of ``allowed``, else ``other``."""
@@ -155,6 +178,7 @@ def outcome_label(outcome: str | None) -> str:
     return OTHER
 
 
+@_never_fails
 def count_request(front_end: str, operation: str, outcome: str | None, seconds: float) -> None:
     """One answered request; ``operation`` must come from a fixed list of the front end's."""
     metrics = _metrics()
@@ -163,6 +187,7 @@ def count_request(front_end: str, operation: str, outcome: str | None, seconds: 
     metrics.request_seconds.labels(front).observe(max(seconds, 0.0))
 
 
+@_never_fails
 def count_status_request(operation: str, ca: str | None, outcome: str, known_cas: frozenset[str]) -> None:
     """An OCSP request, or a CRL or CA certificate download (the status front end)."""
     metrics = _metrics()
@@ -172,11 +197,13 @@ def count_status_request(operation: str, ca: str | None, outcome: str, known_cas
         metrics.crl.labels(operation, bounded(ca, known_cas), outcome_label(outcome)).inc()
 
 
+@_never_fails
 def certificate_issued(brand: str) -> None:
     """A certificate issued and recorded (the RA calls this after the issuance's transaction commits)."""
     _metrics().issued.labels(bounded(str(brand), _BRANDS)).inc()
 
 
+@_never_fails
 def certificates_revoked(brands: Iterable[str]) -> None:
     """Certificates revoked, one brand each (after the revocation's transaction commits)."""
     counter = _metrics().revoked
@@ -184,9 +211,16 @@ def certificates_revoked(brands: Iterable[str]) -> None:
         counter.labels(bounded(str(brand), _BRANDS)).inc()
 
 
+@_never_fails
 def login_locked_out() -> None:
     """A login refused because its account is locked out."""
     _metrics().lockouts.inc()
+
+
+@_never_fails
+def _observe(what: str, seconds: float) -> None:
+    metrics = _metrics()
+    (metrics.issuance_seconds if what == "issuance" else metrics.lint_seconds).observe(seconds)
 
 
 @contextmanager
@@ -196,7 +230,7 @@ def timed_issuance() -> Iterator[None]:
     try:
         yield
     finally:
-        _metrics().issuance_seconds.observe(time.perf_counter() - started)
+        _observe("issuance", time.perf_counter() - started)
 
 
 @contextmanager
@@ -206,7 +240,7 @@ def timed_lint() -> Iterator[None]:
     try:
         yield
     finally:
-        _metrics().lint_seconds.observe(time.perf_counter() - started)
+        _observe("lint", time.perf_counter() - started)
 
 
 # -- the scrape ----------------------------------------------------------------------------------------

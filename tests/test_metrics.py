@@ -150,3 +150,22 @@ def test_the_multiprocess_directory_is_emptied_and_chosen_before_any_metric(tmp_
     done = subprocess.run([sys.executable, "-c", script, str(directory)], capture_output=True, text=True,
                           env=environ, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_count_that_cannot_be_written_is_lost_not_a_failure(tmp_path: Path) -> None:
+    """``PROMETHEUS_MULTIPROC_DIR`` set (as in a container's environment) to a directory that does
+    not exist, in a CLI process: a revocation already committed must not fail for its count."""
+    script = (
+        "import logging\n"
+        "from soap_service import metrics\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "metrics.certificates_revoked(['THAWTE'])\n"
+        "metrics.count_request('soap', 'Hello', '0', 0.01)\n"
+        "with metrics.timed_issuance():\n"
+        "    pass\n"
+        "print('counted or lost')\n"
+    )
+    environ = {**os.environ, metrics.MULTIPROC_VARIABLE: str(tmp_path / "gone")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environ, timeout=120)
+    assert done.returncode == 0 and "counted or lost" in done.stdout, done.stderr
+    assert "metric certificates_revoked not counted: FileNotFoundError" in done.stderr
