@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # The Partner Order API under gunicorn (docs/deployment.md). Build from the repository root:
 #   docker build -t soap-service .
 #   docker run -p 8080:8080 -v soap-data:/var/lib/soap_service \

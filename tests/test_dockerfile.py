@@ -347,3 +347,29 @@ def test_the_entry_point_run_twice_sets_up_once_and_then_changes_nothing(empty_d
     assert '"created": false' in second.stdout and '"outcome": "none"' in second.stdout
     assert database_rows(url) == rows
     assert passphrase.read_bytes() == secret
+
+
+@pytest.mark.slow
+def test_an_installed_copy_of_the_package_finds_the_migrations_the_image_puts_beside_it(tmp_path):
+    """``pip install .`` copies the package into site-packages and not ``migrations/``, which
+    ``storage.schema`` looks for beside the package: without the Dockerfile's copy ``init`` fails,
+    with it ``init`` migrates. The package is copied as the install leaves it (outside the repository)."""
+    import shutil
+
+    site = tmp_path / "site-packages"
+    shutil.copytree(ROOT / "soap_service", site / "soap_service",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    environ = {**os.environ, "PYTHONPATH": str(site), PREFIX + "DATA_DIR": str(tmp_path / "data"),
+               PREFIX + "CA_KEY_ALGORITHM": "ecdsa-p256"}
+    for name in ("DATABASE_URL", "CA_PASSPHRASE", "CA_PASSPHRASE_FILE"):
+        environ.pop(PREFIX + name, None)
+    init = [sys.executable, "-c", "import sys, soap_service; assert soap_service.__file__.startswith(sys.argv[1]); "
+            "from soap_service.main import main; sys.exit(main(['init']))", str(site)]
+
+    without = subprocess.run(init, env=environ, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert without.returncode == 3 and "migrations" in without.stderr
+
+    shutil.copytree(ROOT / "migrations", site / "migrations")  # the Dockerfile's `cp -r migrations <purelib>`
+    done = subprocess.run(init, env=environ, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert '"created": true' in done.stdout
