@@ -76,12 +76,16 @@ def test_sixteen_concurrent_retries_of_one_csr_issue_exactly_one_certificate(ra)
 
 
 def test_a_failure_after_signing_leaves_no_certificate_no_change_and_an_audit_event(ra, monkeypatch):
+    """The serial stays reserved (committed before the signature, never drawn again) with no
+    certificate of it; nothing else of the reissue is left (docs/design.md, "Concurrency and failures")."""
     partner = new_partner(ra)
     created = new_order(ra, partner)
     poid = created.order.partner_order_id
     before_order, before_history = order_state(ra, poid)
     with ra.sessions() as session:
         serials_before = len(list(session.scalars(select(IssuedSerial.id))))
+        unused_before = list(session.scalars(
+            select(IssuedSerial.id).where(~IssuedSerial.serial.in_(select(Certificate.serial)))))
 
     def failing_insert(session, certificate):
         raise RuntimeError("disk full while writing the certificate row")
@@ -99,7 +103,9 @@ def test_a_failure_after_signing_leaves_no_certificate_no_change_and_an_audit_ev
     assert (after_order.current_certificate_id, after_order.version) == (
         before_order.current_certificate_id, before_order.version)
     with ra.sessions() as session:
-        assert len(list(session.scalars(select(IssuedSerial.id)))) == serials_before
+        assert len(list(session.scalars(select(IssuedSerial.id)))) == serials_before + 1
+        unused = select(IssuedSerial.id).where(~IssuedSerial.serial.in_(select(Certificate.serial)))
+        assert len(list(session.scalars(unused))) == 1 + len(unused_before)
         event = session.scalars(select(AuditEvent).where(AuditEvent.partner_order_id == poid)
                                 .order_by(AuditEvent.id.desc())).first()
     assert event is not None

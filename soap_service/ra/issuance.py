@@ -1,7 +1,10 @@
-"""Signing a certificate for an order: validity, serial, CA choice, the record.
-
-Shared by an order's first certificate and by every reissue; the caller owns the
-transaction and has already applied the rules about who may ask for what.
+"""Signing a certificate for an order, in three steps with the signature between two transactions:
+:func:`plan_leaf` (validity, CA, a serial reserved in the caller's first transaction),
+:func:`sign_leaf` (lint and signature, with no transaction open) and :func:`record_certificate`
+(the certificate's row, in the caller's second transaction, after :func:`still_fits` has checked
+the order again under its lock). Shared by an order's first certificate and by every reissue; the
+caller owns the transactions and applies the rules about who may ask for what
+(docs/design.md, "Concurrency and failures").
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.validity import validity_window
 from soap_service.ra.views import ChainCertificate, organization_of
 from soap_service.storage import certificates, changes
+from soap_service.storage.errors import SerialCollision
 from soap_service.storage.models import Certificate, Order
 from soap_service.vocabulary import CertificateStatus
 
@@ -90,7 +94,21 @@ def serial_hex(serial: int) -> str:
     return format(serial, "x")
 
 
-def issue_for_order(
+MAX_SERIAL_DRAWS = 5
+"""Serials drawn before a reservation gives up: each draw collides with a probability
+below 2**-100, so a second draw already means a broken random source or database."""
+
+
+@dataclass(frozen=True)
+class PlannedLeaf:
+    """A leaf decided and its serial reserved, not signed yet (docs/design.md, "The path of one
+    Reissue"): what the CA signs, and the CA that signs it."""
+
+    ca: LoadedCA
+    request: LeafRequest
+
+
+def plan_leaf(
     ra: RegistrationAuthority,
     session: Session,
     *,
@@ -98,36 +116,78 @@ def issue_for_order(
     product: ProductSpec,
     csr: ParsedCSR,
     names: tuple[str, ...],
+    now: datetime,
+) -> PlannedLeaf:
+    """The leaf of ``order`` for the CSR's key and ``names``, with a serial recorded in
+    ``session``'s transaction, which the caller commits *before* signing: the database's unique
+    constraint on (CA, serial) has then refused any serial used before, and a reserved serial is
+    never drawn again, whatever happens to the signature (docs/design.md, "Concurrency and
+    failures"). No signature here: the caller holds a write transaction."""
+    level = product.validation_level
+    not_before, not_after = validity_window(level, now, order.term_end)
+    loaded = ra.authorities.issuing_ca(session, order.brand_code, level)
+    for _draw in range(MAX_SERIAL_DRAWS):
+        serial = new_serial()
+        try:
+            certificates.reserve_serial(session, ca_id=loaded.id, serial=serial_hex(serial), at=now)
+        except SerialCollision:
+            continue
+        return PlannedLeaf(
+            loaded,
+            LeafRequest(
+                level=level,
+                public_key=csr.public_key,
+                dns_names=names,
+                organization=organization_of(order),
+                not_before=not_before,
+                not_after=not_after,
+                serial=serial,
+            ),
+        )
+    raise RuntimeError(f"no free serial number in {MAX_SERIAL_DRAWS} draws")
+
+
+def sign_leaf(ra: RegistrationAuthority, planned: PlannedLeaf) -> x509.Certificate:
+    """Lint and sign the planned leaf: the costly part of an issuance, called with no
+    transaction open (docs/design.md, "Concurrency and failures")."""
+    return ra.issuer.issue(planned.ca.issuing, planned.request)
+
+
+def still_fits(planned: PlannedLeaf, *, order: Order, product: ProductSpec, names: tuple[str, ...],
+               loaded: LoadedCA) -> bool:
+    """Whether the leaf signed from an earlier look at ``order`` is still the one its rules give
+    now: the same CA, level, names and organization, and a validity that still ends within the
+    order's term. A reissue of the same order in between changes none of them."""
+    request = planned.request
+    return (
+        loaded.id == planned.ca.id
+        and product.validation_level == request.level
+        and names == request.dns_names
+        and organization_of(order) == request.organization
+        and request.not_after <= order.term_end
+    )
+
+
+def record_certificate(
+    ra: RegistrationAuthority,
+    session: Session,
+    *,
+    order: Order,
+    planned: PlannedLeaf,
+    leaf: x509.Certificate,
+    csr: ParsedCSR,
     replaces: Certificate | None,
     now: datetime,
 ) -> Certificate:
-    """Sign and record a certificate of ``order`` for the CSR's key and ``names``, with the
-    order change a partner's GetModifiedOrders reports: "issued" for the order's first
-    certificate, "reissued" for the next ones (docs/design.md, "Revocation")."""
-    level = product.validation_level
-    not_before, not_after = validity_window(product.validation_level, now, order.term_end)
-    loaded = ra.authorities.issuing_ca(session, order.brand_code, product.validation_level)
-    serial = new_serial()
-    # Recorded before signing; the unique constraint refuses a serial twice per issuer.
-    certificates.reserve_serial(session, ca_id=loaded.id, serial=serial_hex(serial), at=now)
-    leaf = ra.issuer.issue(
-        loaded.issuing,
-        LeafRequest(
-            level=level,
-            public_key=csr.public_key,
-            dns_names=names,
-            organization=organization_of(order),
-            not_before=not_before,
-            not_after=not_after,
-            serial=serial,
-        ),
-    )
+    """Record the signed ``leaf`` of ``order``, with the order change a partner's
+    GetModifiedOrders reports: "issued" for the order's first certificate, "reissued" for the
+    next ones (docs/design.md, "Revocation"). The order's current certificate is the caller's."""
     record = Certificate(
         order_pk=order.id,
-        ca_id=loaded.id,
+        ca_id=planned.ca.id,
         serial=serial_hex(leaf.serial_number),
         subject=leaf.subject.rfc4514_string(),
-        names="\n".join(names),
+        names="\n".join(planned.request.dns_names),
         not_before=leaf.not_valid_before_utc,
         not_after=leaf.not_valid_after_utc,
         pem=leaf.public_bytes(serialization.Encoding.PEM).decode(),

@@ -32,17 +32,19 @@ from soap_service.ra.fields import (
 from soap_service.ra.issuance import (
     chain_of,
     examine_csr,
-    issue_for_order,
+    plan_leaf,
+    record_certificate,
     refuse_blocked_key,
     refuse_key_of_another_partner,
+    sign_leaf,
 )
 from soap_service.ra.names import order_names, requested_names
 from soap_service.ra.reissue import run_audited
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.views import IssuanceOutcome, OrderView
 from soap_service.storage import audit, certificates, orders, partners
-from soap_service.storage.errors import DuplicateOrder, OrderIdTaken, SerialCollision
-from soap_service.storage.models import Certificate, Order, OrderContact, OrderName
+from soap_service.storage.errors import DuplicateOrder, OrderIdTaken
+from soap_service.storage.models import Order, OrderContact, OrderName, Partner
 from soap_service.vocabulary import OrderStatus, ValidationLevel
 
 MAX_TERM_DAYS = 5 * 366
@@ -161,16 +163,16 @@ def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
     chosen = requested_names(validated=names, product=product, dns_names=None,
                              csr_names=[*csr.san_dns_names, *csr.common_names])
     now = ra.clock()
-    with ra.sessions() as session, session.begin():
-        partner = partners.get_partner(session, new.partner_code)
-        if partner is None:
-            raise InvalidField(f"no partner with code {new.partner_code!r}", field="PartnerCode")
-        if orders.find_order(session, partner_id=partner.id, partner_order_id=new.partner_order_id) is not None:
-            raise _already_ordered(partner.code, new.partner_order_id)
-        refuse_blocked_key(ra.key_policy, session, csr)
-        refuse_key_of_another_partner(ra.key_policy, session, csr, partner_id=partner.id, now=now)
+    with ra.sessions() as session, session.begin():  # the rules, and the serial reserved
+        partner = _ordering_partner(ra, session, new, csr, now)
+        planned = plan_leaf(ra, session, order=_order_row(partner.id, product, new, names, now), product=product,
+                            csr=csr, names=chosen, now=now)
+    leaf = sign_leaf(ra, planned)  # no transaction open (docs/design.md, "Concurrency and failures")
+    with ra.sessions() as session, session.begin():  # the rules again, then the order and its certificate
+        partner = _ordering_partner(ra, session, new, csr, now)
         order = _insert_order(session, partner.id, partner.code, product, new, names, now)
-        issued = _first_certificate(ra, session, order, product, csr, chosen, now)
+        issued = record_certificate(ra, session, order=order, planned=planned, leaf=leaf, csr=csr, replaces=None,
+                                    now=now)
         if not orders.set_current_certificate(session, order=order, certificate_id=issued.id,
                                               expected_version=1, at=now):
             raise RuntimeError("the new order changed under its creation")
@@ -179,13 +181,25 @@ def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
                            partner_order_id=order.partner_order_id, certificate_serial=issued.serial)
         session.refresh(order)
         view = OrderView.of(order, certificates.order_history(session, order.id))
-        loaded = ra.authorities.issuing_ca(session, product.brand, product.validation_level)
     assert view.certificate is not None
-    return IssuanceOutcome(order=view, certificate=view.certificate, chain=chain_of(loaded))
+    return IssuanceOutcome(order=view, certificate=view.certificate, chain=chain_of(planned.ca))
+
+
+def _ordering_partner(ra: RegistrationAuthority, session: Session, new: NewOrder, csr: ParsedCSR,
+                      now: datetime) -> Partner:
+    """The partner, who has no order of this PartnerOrderID yet, and a key it may have certified."""
+    partner = partners.get_partner(session, new.partner_code)
+    if partner is None:
+        raise InvalidField(f"no partner with code {new.partner_code!r}", field="PartnerCode")
+    if orders.find_order(session, partner_id=partner.id, partner_order_id=new.partner_order_id) is not None:
+        raise _already_ordered(partner.code, new.partner_order_id)
+    refuse_blocked_key(ra.key_policy, session, csr)
+    refuse_key_of_another_partner(ra.key_policy, session, csr, partner_id=partner.id, now=now)
+    return partner
 
 
 MAX_DRAWS = 5
-"""Draws of a random order ID, or serial number, before a new order gives up (each draw
+"""Draws of a random order ID before a new order gives up (each draw
 collides with a probability below 10**-5 even with a million orders)."""
 
 
@@ -243,25 +257,6 @@ def _order_row(partner_id: int, product: ProductSpec, new: NewOrder, names: tupl
         for c in new.contacts
     ]
     return order
-
-
-def _first_certificate(
-    ra: RegistrationAuthority,
-    session: Session,
-    order: Order,
-    product: ProductSpec,
-    csr: ParsedCSR,
-    names: tuple[str, ...],
-    now: datetime,
-) -> Certificate:
-    """The order's first certificate, under a serial number its CA has not used."""
-    for _draw in range(MAX_DRAWS):
-        try:
-            return issue_for_order(ra, session, order=order, product=product, csr=csr, names=names,
-                                   replaces=None, now=now)
-        except SerialCollision:
-            continue
-    raise RuntimeError(f"no free serial number in {MAX_DRAWS} draws")
 
 
 def show_order(ra: RegistrationAuthority, *, partner_id: int, partner_order_id: str) -> OrderView:

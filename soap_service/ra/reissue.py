@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
+from cryptography import x509
 from sqlalchemy.orm import Session
 
 from soap_service.errors import (
@@ -42,11 +43,15 @@ from soap_service.ra.fields import (
 from soap_service.ra.incidents import open_incident
 from soap_service.ra.issuance import (
     ExaminedCSR,
+    PlannedLeaf,
     chain_of,
     examine_csr,
-    issue_for_order,
+    plan_leaf,
+    record_certificate,
     refuse_blocked_key,
     refuse_key_of_another_partner,
+    sign_leaf,
+    still_fits,
 )
 from soap_service.ra.names import requested_names
 from soap_service.ra.service import RegistrationAuthority
@@ -190,15 +195,81 @@ class Reissuer:
         return run_audited(self._ra, subject, lambda: self._reissue(partner, request, subject))
 
     def _reissue(self, partner: PartnerRef, request: ReissueRequest, subject: Subject) -> IssuanceOutcome:
+        """Two short write transactions with the lint and the signature between them, under no
+        lock (docs/design.md, "The path of one Reissue"): the first decides and reserves the
+        serial (or answers a retry), the second decides again under the order's lock and records
+        the certificate if the signed leaf is still the one the rules give."""
         check_request_fields(request)
         examined = examine_csr(self._ra.key_policy, request.csr)  # CPU work outside the order's lock
         for _attempt in range(MAX_ATTEMPTS):
+            with self._ra.sessions() as session, session.begin():
+                planned = self._plan(session, partner, request, examined, subject)
+            if isinstance(planned, IssuanceOutcome):
+                return planned  # a retry of the current certificate: nothing to sign
+            leaf = sign_leaf(self._ra, planned)  # no transaction open: no lock held
             try:
                 with self._ra.sessions() as session, session.begin():
-                    return self._reissue_locked(session, partner, request, examined, subject)
+                    return self._record(session, partner, request, examined, subject, planned, leaf)
             except (_ConcurrentChange, SerialCollision):
-                continue  # another reissue changed the order first, or the serial was taken: again
+                continue  # the order changed in a way that the signed leaf no longer fits: again
         raise RuntimeError(f"the order kept changing under the reissue ({MAX_ATTEMPTS} attempts)")
+
+    def _plan(
+        self,
+        session: Session,
+        partner: PartnerRef,
+        request: ReissueRequest,
+        examined: ExaminedCSR,
+        subject: Subject,
+    ) -> PlannedLeaf | IssuanceOutcome:
+        """The first transaction: every rule, then the serial reserved; a retry of the reissue that
+        made the current certificate is answered here (rule 8) with its audit event."""
+        now = self._ra.clock()
+        decision = self._decide(session, partner, request, examined, now, lock=True)
+        if decision.replay:
+            return self._replayed(session, subject, decision, now)
+        return plan_leaf(self._ra, session, order=decision.order, product=decision.product, csr=decision.csr,
+                         names=decision.names, now=now)
+
+    def _record(
+        self,
+        session: Session,
+        partner: PartnerRef,
+        request: ReissueRequest,
+        examined: ExaminedCSR,
+        subject: Subject,
+        planned: PlannedLeaf,
+        leaf: x509.Certificate,
+    ) -> IssuanceOutcome:
+        """The second transaction: the rules again under the order's lock (a revocation, a
+        cancellation, a blocked key or the term's end since the first one refuses the leaf, which
+        is then never recorded nor sent), then the certificate, the order's current certificate
+        and the audit event. A concurrent reissue of the same order leaves the leaf fitting: it
+        replaces whatever certificate is current now."""
+        ra = self._ra
+        now = ra.clock()
+        decision = self._decide(session, partner, request, examined, now, lock=True)
+        order, current = decision.order, decision.current
+        if decision.replay:
+            return self._replayed(session, subject, decision, now)  # a concurrent retry recorded it first
+        if not still_fits(planned, order=order, product=decision.product, names=decision.names,
+                          loaded=decision.loaded):
+            raise _ConcurrentChange()
+        expected_version = order.version
+        issued = record_certificate(ra, session, order=order, planned=planned, leaf=leaf, csr=decision.csr,
+                                    replaces=current, now=now)
+        if not orders.set_current_certificate(
+            session, order=order, certificate_id=issued.id, expected_version=expected_version, at=now
+        ):
+            raise _ConcurrentChange()
+        self._append(session, subject, order, issued, now, outcome="success", detail=_names_detail(decision.names))
+        return self._outcome(order, issued, decision.loaded, tuple(decision.warnings), replayed=False)
+
+    def _replayed(self, session: Session, subject: Subject, decision: _Decision, now: datetime) -> IssuanceOutcome:
+        current = decision.current
+        assert current is not None
+        self._append(session, subject, decision.order, current, now, outcome="replayed", detail="same CSR as current")
+        return self._outcome(decision.order, current, decision.loaded, (), replayed=True)
 
     def _decide(
         self,
@@ -249,34 +320,6 @@ class Reissuer:
                 )
             )
         return decision
-
-    def _reissue_locked(
-        self,
-        session: Session,
-        partner: PartnerRef,
-        request: ReissueRequest,
-        examined: ExaminedCSR,
-        subject: Subject,
-    ) -> IssuanceOutcome:
-        ra = self._ra
-        now = ra.clock()
-        decision = self._decide(session, partner, request, examined, now, lock=True)
-        order, current = decision.order, decision.current
-        if decision.replay:
-            assert current is not None
-            self._append(session, subject, order, current, now, outcome="replayed", detail="same CSR as current")
-            return self._outcome(order, current, decision.loaded, (), replayed=True)
-        expected_version = order.version
-        issued = issue_for_order(
-            ra, session, order=order, product=decision.product, csr=decision.csr, names=decision.names,
-            replaces=current, now=now,
-        )
-        if not orders.set_current_certificate(
-            session, order=order, certificate_id=issued.id, expected_version=expected_version, at=now
-        ):
-            raise _ConcurrentChange()
-        self._append(session, subject, order, issued, now, outcome="success", detail=_names_detail(decision.names))
-        return self._outcome(order, issued, decision.loaded, tuple(decision.warnings), replayed=False)
 
     def validate(self, credentials: Credentials, request: ReissueRequest, *, channel: str) -> ValidationOutcome:
         """What a reissue would answer, with nothing issued and nothing changed but the audit trail."""
