@@ -200,6 +200,7 @@ def doomed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Ins
             installation.ra.close()
 
 
+@pytest.mark.slow  # an installation and a server of its own: about 27 s a backend
 def test_readyz_503_when_behind_the_migrations_then_when_the_database_is_gone(
     doomed: tuple[Installation, RunningServer],
 ) -> None:
