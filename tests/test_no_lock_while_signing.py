@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from conftest import build_installation, database_environment
 from factory import fresh_key_csr, new_order, new_partner
 from soap_service.errors import ServiceError
-from soap_service.ra import crls
+from soap_service.ra import crls, ocsp
 from soap_service.ra.crls import CRLPublisher
 from soap_service.ra.reissue import Reissuer, ReissueRequest
 from soap_service.storage.models import IssuedSerial
@@ -130,3 +132,20 @@ def test_the_spy_sees_a_write_lock(installation):
         session.flush()
         assert _locks_held(url) != []
         session.rollback()
+
+
+def test_an_ocsp_responder_certificate_is_signed_with_no_write_lock_held(installation, monkeypatch, tmp_path):
+    """A responder renewal makes its key and signs its certificate before its transaction (in an
+    installation of its own: the renewal is dated ahead)."""
+    for environ in database_environment(installation.backend, tmp_path, "nolock"):
+        fresh = build_installation(environ, installation.backend)
+        try:
+            watch = LockSpy(environ["SOAP_SERVICE_DATABASE_URL"])
+            monkeypatch.setattr(ocsp, "create_responder",
+                                watch.wrap("sign a responder certificate", ocsp.create_responder))
+            due = fresh.ra.clock() + timedelta(days=400)  # every responder is due then
+            assert ocsp.ensure_responders(fresh.ra, due) >= 1
+            assert watch.calls["sign a responder certificate"] >= 1
+            assert watch.held == []
+        finally:
+            fresh.ra.close()

@@ -65,21 +65,26 @@ def responder_key_name(ca_name: str) -> str:
 def _renew_one(ra: RegistrationAuthority, ca: CertificateAuthority, now: datetime) -> bool:
     """A new responder for ``ca`` unless its newest one is still far from expiry; True if made.
 
-    One creator wins across processes and hosts: the CA's row is locked (FOR UPDATE; on SQLite the
-    writer's BEGIN IMMEDIATE holds the database's write lock) and the newest responder read again
-    under that lock, so a second process that wanted to renew finds the first one's and makes
-    nothing. The key is made and the certificate signed while the lock is held, on purpose: no
-    responder certificate is ever signed that is not recorded. It happens once per CA per
-    ``RESPONDER_VALIDITY - RENEWAL_MARGIN`` (23 days) and takes well under a second.
+    The key is made and the certificate signed with no transaction open (docs/design.md,
+    "Concurrency and failures": no signature under a database lock); then one creator wins across
+    processes and hosts: the CA's row is locked (FOR UPDATE; on SQLite the writer's BEGIN IMMEDIATE
+    holds the database's write lock) and the newest responder read again under that lock, so a
+    second process that renewed at the same moment finds the first one's, records nothing, and its
+    certificate and key, never used nor sent, are dropped with its memory. It happens once per CA
+    per ``RESPONDER_VALIDITY - RENEWAL_MARGIN`` (23 days) and takes well under a second.
     """
+    with ra.readers() as session:
+        newest = ocsp_storage.newest_responder(session, ca.id)
+    if not needs_renewal(newest.not_after if newest else None, now):
+        return False
+    ca_certificate = x509.load_pem_x509_certificate(ca.certificate_pem.encode())
+    ca_signer = ra.key_backend.unlock(ca.name, ca.protected_key)
+    material = create_responder(ca.name, ca_certificate, ca_signer, ra.key_backend, now)
     with ra.sessions() as session, session.begin():
         ocsp_storage.lock_authority(session, ca.id)
         newest = ocsp_storage.newest_responder(session, ca.id)
         if not needs_renewal(newest.not_after if newest else None, now):
-            return False
-        ca_certificate = x509.load_pem_x509_certificate(ca.certificate_pem.encode())
-        ca_signer = ra.key_backend.unlock(ca.name, ca.protected_key)
-        material = create_responder(ca.name, ca_certificate, ca_signer, ra.key_backend, now)
+            return False  # another process recorded one since
         ocsp_storage.add_responder(
             session,
             ca_id=ca.id,
