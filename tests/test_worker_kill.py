@@ -1,5 +1,5 @@
-"""A worker killed (SIGKILL) in the middle of reissues under load (docs/design.md, "Concurrency
-and failures", what a failure leaves): gunicorn's master replaces it; nothing is left half
+"""A worker killed (SIGKILL) in the middle of reissues under load, and what a failure leaves
+(docs/design.md, "Concurrency and failures"): gunicorn's master replaces it; nothing is left half
 written (every certificate belongs to an order and has a PEM, every order's current certificate
 exists, the history is one chain, the audit chain verifies), no serial is used twice (a serial
 reserved for a certificate that was never recorded is allowed), and each request whose answer
