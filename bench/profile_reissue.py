@@ -19,7 +19,12 @@ samples whose stack passes through neither the pre-issuance lint (pkilint,
 ``soap_service/ca/keys/``), the top functions by self samples (the innermost frame) and by
 cumulative samples (anywhere on the stack), each as a share of *all* the worker's samples,
 with the line seen most often; and the share of a few families (lint, signing, SQLAlchemy,
-spyne, lxml, argon2, the database driver). The summary is written next to the raw file
+spyne, lxml, argon2, the database driver). Samples in which a thread waits in the database
+driver's C code count as busy: SQLite's ``BEGIN IMMEDIATE`` waiting for the write lock (seen as
+``_configure_sqlite.<locals>.on_begin``, ``storage/db.py``) and psycopg's ``Connection.wait``
+(a round trip, a row or advisory lock, the commit's flush) are in "database execute/commit".
+Before the profile, the SQL statements of one replayed and one signed Reissue are counted in
+process (:func:`statements`; ``--statements-only`` stops there). The summary is written next to the raw file
 (``/tmp/profile_<backend>_summary.txt``). py-spy needs ptrace rights (root, or
 ``kernel.yama.ptrace_scope=0``).
 """
@@ -27,17 +32,19 @@ spyne, lxml, argon2, the database driver). The summary is written next to the ra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reissue_wrk import LUA, backend, run_wrk
+from reissue_wrk import LUA, POSTGRES_SERVER, backend, run_wrk
 
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 FAMILIES = {
@@ -192,6 +199,56 @@ def profile(kind: str, args: argparse.Namespace) -> str:
     return summary
 
 
+def statements(kind: str, postgres_server: str, count: int = 20) -> str:
+    """SQL statements per replayed and per signed Reissue, counted in process through the RA's
+    public entry point (``Reissuer.reissue``, as ``bench/reissue_core.py`` calls it) with an
+    engine event; the statements run more than once per request are listed."""
+    import logging
+    import secrets
+
+    from reissue_floor import NAMES, PRODUCT, new_csr, postgres_database
+    from sqlalchemy import event
+
+    from soap_service.config import Secret, load_settings
+    from soap_service.ra.auth import Credentials
+    from soap_service.ra.installation import initialize
+    from soap_service.ra.orders import Contact, NewOrder, create_order
+    from soap_service.ra.partners import create_partner
+    from soap_service.ra.reissue import Reissuer, ReissueRequest
+    from soap_service.ra.service import RegistrationAuthority
+
+    logging.getLogger().setLevel(logging.ERROR)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="soap-statements-") as directory, contextlib.ExitStack() as stack:
+        environ = {"SOAP_SERVICE_DATA_DIR": directory, "SOAP_SERVICE_CA_PASSPHRASE": secrets.token_hex(16)}
+        if kind == "postgres":
+            environ["SOAP_SERVICE_DATABASE_URL"] = stack.enter_context(postgres_database(postgres_server))
+        ra = RegistrationAuthority.from_settings(load_settings(environ))
+        stack.callback(ra.close)
+        initialize(ra)
+        password = Secret(secrets.token_urlsafe(16))
+        create_partner(ra, code="COUNT", name="Count", username="api", password=password)
+        csr = new_csr()
+        create_order(ra, NewOrder(partner_code="COUNT", partner_order_id="C-1", product=PRODUCT, names=NAMES, csr=csr,
+                                  contacts=(Contact("admin", "a@example.com"), Contact("technical", "t@example.com"))))
+        credentials = Credentials("COUNT", "api", password)
+        reissuer = Reissuer(ra)
+        reissuer.reissue(credentials, ReissueRequest("C-1", csr), channel="api")  # the credential cached
+        seen: list[str] = []
+        event.listen(ra.engine, "before_cursor_execute",
+                     lambda _c, _cur, statement, *_: seen.append(" ".join(statement.split())))
+        for label, make in (("replayed", lambda: csr), ("signed", new_csr)):
+            seen.clear()
+            for _ in range(count):
+                reissuer.reissue(credentials, ReissueRequest("C-1", make()), channel="api")
+            out.append(f"[{kind}] SQL statements per {label} Reissue (in process, credential cached): "
+                       f"{len(seen) / count:.1f}")
+            for text, times in Counter(seen).most_common():
+                if times > count:
+                    out.append(f"    {times / count:4.1f} x  {text[:150]}")
+    return "\n".join(out) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
@@ -202,15 +259,21 @@ def main() -> int:
     parser.add_argument("--replay", action="store_true", help="load with replayed Reissues (nothing signed)")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--output-dir", default="/tmp")
+    parser.add_argument("--statements-only", action="store_true", help="only count the SQL statements per request")
     parser.add_argument("--summarize", metavar="RAW", help="only print the summary of an existing raw file")
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")))
     args = parser.parse_args()
     if args.summarize:
         print(summarize(Path(args.summarize), args.top))
         return 0
+    kinds = ("sqlite", "postgres") if args.backend == "both" else (args.backend,)
+    for kind in kinds:
+        print(statements(kind, POSTGRES_SERVER), flush=True)
+    if args.statements_only:
+        return 0
     if not Path(args.py_spy).exists():
         raise SystemExit("py-spy is not installed: .venv/bin/pip install 'py-spy>=0.4,<1'")
-    for kind in ("sqlite", "postgres") if args.backend == "both" else (args.backend,):
+    for kind in kinds:
         print(profile(kind, args), flush=True)
     return 0
 

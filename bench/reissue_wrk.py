@@ -15,8 +15,10 @@ its default workers and threads on a free loopback port and loads it with wrk (D
 - Reissue signed: every request a new P-256 CSR for one order, the bodies made before the
   clock starts and written to a file that the Lua script (:data:`LUA`) reads and cycles
   through, one order after the other, so that the requests in flight are for different
-  orders. Each body is sent once (a run that would need more reports ``exhausted``); the
-  certificates the run added are counted in the database afterwards;
+  orders; each signed series has a quarter of the orders to itself, so that none runs on
+  orders with a longer history than another's. Each body is sent once (a run that would
+  need more reports ``exhausted``); the certificates the run added are counted in the
+  database afterwards;
 - Reissue signed at half the peak rate found above, paced by an open-loop Python client
   (wrk2 is not packaged): latency is measured from each request's scheduled start, so a
   late answer delays no later measurement;
@@ -160,9 +162,12 @@ class Result:
     failures: int = 0
     exhausted: int = 0
     signed: int | None = None  # certificates the run added, counted in the database
+    cpu_ms: float | None = None  # the server's CPU (master and workers) per answered request
 
     def line(self) -> str:
         notes = []
+        if self.cpu_ms is not None:
+            notes.append(f"server CPU {self.cpu_ms:.1f} ms/req")
         if self.signed is not None:
             notes.append(f"signed {self.signed}")
         if self.failures:
@@ -213,10 +218,12 @@ class Backend:
         with self.engine.connect() as connection:
             return int(connection.execute(text("SELECT count(*) FROM certificates")).scalar_one())
 
-    def signed_bodies(self, count: int) -> list[bytes]:
-        """``count`` Reissue bodies, each a new CSR, going round the orders."""
-        return [reissue_body(self.code, self.password, self.orders[i % len(self.orders)][0], new_csr())
-                for i in range(count)]
+    def signed_bodies(self, count: int, group: int = 0, groups: int = 1) -> list[bytes]:
+        """``count`` Reissue bodies, each a new CSR, going round the orders of ``group`` (every
+        ``groups``-th order): each signed series gets orders of its own, whose history is as long
+        as the other series' were."""
+        orders = self.orders[group::groups]
+        return [reissue_body(self.code, self.password, orders[i % len(orders)][0], new_csr()) for i in range(count)]
 
     def replay_bodies(self) -> list[bytes]:
         """Each order's current CSR again: a retry (rule 8). Valid until a signed run moves them."""
@@ -260,6 +267,19 @@ class Backend:
         assert self.server is not None
         children = Path(f"/proc/{self.server.pid}/task/{self.server.pid}/children").read_text().split()
         return [int(pid) for pid in children]
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU seconds of the server's master and workers so far."""
+        if self.server is None:
+            return 0.0
+        total = 0
+        for pid in [self.server.pid, *self.worker_pids()]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.server is not None:
@@ -312,7 +332,9 @@ def run_wrk(target: Backend, label: str, seconds: float, *, bodies: Path | None 
                         "BENCH_CHECK": "1" if check else "0", "BENCH_ONCE": "1" if once else "0"}
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--latency",
                "--timeout", "30s", "-s", str(script), f"http://127.0.0.1:{target.port}{path}"]
+    cpu_before = target.cpu_seconds()
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    cpu = target.cpu_seconds() - cpu_before
     requests = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
     counted = re.search(r"BENCH failures=(\d+) exhausted=(\d+)", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -325,8 +347,10 @@ def run_wrk(target: Backend, label: str, seconds: float, *, bodies: Path | None 
     failures = int(counted[1]) + (int(non_2xx[1]) if non_2xx and not check else 0)
     if errors:
         print(f"  wrk: {errors[0]}", file=sys.stderr)
-    return Result(label, int(requests[1]), float(requests[2]) * _UNITS.get(requests[3], 1000.0) / 1000,
-                  float(rps[1]), _ms(p50[1]), _ms(p99[1]), failures, int(counted[2]))
+    answered = int(requests[1])
+    return Result(label, answered, float(requests[2]) * _UNITS.get(requests[3], 1000.0) / 1000,
+                  float(rps[1]), _ms(p50[1]), _ms(p99[1]), failures, int(counted[2]),
+                  cpu_ms=cpu * 1000 / max(1, answered))
 
 
 def paced(target: Backend, label: str, bodies: list[bytes], rate: float, seconds: float,
@@ -360,6 +384,7 @@ def paced(target: Backend, label: str, bodies: list[bytes], rate: float, seconds
                 if response.status != 200 or SUCCESS not in answer:
                     failures.append(index)
 
+    cpu_before = target.cpu_seconds()
     workers = [threading.Thread(target=client) for _ in range(connections)]
     for worker in workers:
         worker.start()
@@ -368,7 +393,8 @@ def paced(target: Backend, label: str, bodies: list[bytes], rate: float, seconds
     wall = time.perf_counter() - start
     ms = sorted(latencies)
     quantiles = statistics.quantiles(ms, n=100, method="inclusive")
-    return Result(label, len(ms), wall, len(ms) / wall, quantiles[49], quantiles[98], len(failures))
+    return Result(label, len(ms), wall, len(ms) / wall, quantiles[49], quantiles[98], len(failures),
+                  cpu_ms=(target.cpu_seconds() - cpu_before) * 1000 / max(1, len(ms)))
 
 
 # -- one backend's series ---------------------------------------------------------------------------
@@ -382,12 +408,16 @@ class Durations:
 
     @classmethod
     def of(cls, quick: bool) -> Durations:
-        return cls(2, 3, 5) if quick else cls(3, 8, 15)
+        return cls(1, 2, 4) if quick else cls(3, 8, 15)
 
 
-def signed_run(target: Backend, label: str, seconds: float, ceiling: float, connections: int = 8) -> Result:
+SIGNED_GROUPS = 4  # the orders are shared out: signed, half peak, lint-off warm-up, lint off
+
+
+def signed_run(target: Backend, label: str, seconds: float, ceiling: float, connections: int = 8,
+               group: int = 0) -> Result:
     """wrk with new CSRs: enough bodies for ``ceiling`` req/s (the floor's), each sent once."""
-    bodies = target.body_file(target.signed_bodies(math.ceil(ceiling * seconds * 1.2) + 50))
+    bodies = target.body_file(target.signed_bodies(math.ceil(ceiling * seconds * 1.2) + 50, group, SIGNED_GROUPS))
     before = target.certificates()
     result = run_wrk(target, label, seconds, bodies=bodies, connections=connections, check=True, once=True)
     result.signed = target.certificates() - before
@@ -418,7 +448,7 @@ def series(target: Backend, durations: Durations, ceiling: float, ceiling_nolint
     record("replay", replay)
     record("signed", signed_run(target, "Reissue signed (new CSR, lint on)", durations.signed, ceiling, connections))
     peak = results["signed"].rps
-    half_bodies = target.signed_bodies(math.ceil(peak / 2 * durations.signed) + 10)
+    half_bodies = target.signed_bodies(math.ceil(peak / 2 * durations.signed) + 10, 1, SIGNED_GROUPS)
     before = target.certificates()
     half = paced(target, f"Reissue signed at half peak ({peak / 2:.1f}/s, paced)", half_bodies, peak / 2,
                  durations.signed, connections)
@@ -426,9 +456,11 @@ def series(target: Backend, durations: Durations, ceiling: float, ceiling_nolint
     record("half", half)
     target.start(lint=False)
     run_wrk(target, "warm-up", durations.warm_up,
-            bodies=target.body_file(target.signed_bodies(math.ceil(ceiling_nolint * durations.warm_up) + 20)),
-            connections=connections, check=True)
-    record("nolint", signed_run(target, "Reissue signed, lint off", durations.signed, ceiling_nolint, connections))
+            bodies=target.body_file(target.signed_bodies(math.ceil(ceiling_nolint * durations.warm_up) + 20, 2,
+                                                         SIGNED_GROUPS)),
+            connections=connections, check=True, once=True)
+    record("nolint", signed_run(target, "Reissue signed, lint off", durations.signed, ceiling_nolint, connections,
+                                group=3))
     target.stop()
     return results
 
