@@ -65,7 +65,7 @@ bench: $(STAMP)
 
 # Where a worker spends a signed Reissue: py-spy on one worker under wrk's load, both backends.
 profile: $(STAMP)
-	@$(BIN)/py-spy --version >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet 'py-spy>=0.4,<1'
+	@$(BIN)/py-spy --version >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/profile_reissue.py
 
 # Regenerate the published contract after a change of the message types (tests compare them).
