@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from html import escape
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -449,3 +450,15 @@ def newest_certificate_id(installation: TestInstallation, partner: TestPartner) 
         newest = session.scalar(select(func.max(Certificate.id)).join(Order, Certificate.order_pk == Order.id)
                                 .join(Partner, Order.partner_id == Partner.id).where(Partner.code == partner.code))
     return int(newest or 0)
+
+
+def unrecorded_reservations(installation: TestInstallation, since: datetime) -> list[tuple[int, str]]:
+    """(CA id, serial) of the serials reserved since ``since`` that no certificate carries: a
+    signature that failed or was dropped (a concurrent change), or a worker killed in between."""
+    with installation.ra.readers() as session:
+        rows = session.execute(
+            select(IssuedSerial.ca_id, IssuedSerial.serial)
+            .outerjoin(Certificate, (Certificate.ca_id == IssuedSerial.ca_id)
+                       & (Certificate.serial == IssuedSerial.serial))
+            .where(IssuedSerial.reserved_at >= since, Certificate.id.is_(None))).all()
+    return [(row.ca_id, row.serial) for row in rows]

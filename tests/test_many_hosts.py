@@ -17,6 +17,7 @@ import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,7 @@ from many_hosts_support import (
     revoke_body,
     send,
     separate_data_dir,
+    unrecorded_reservations,
 )
 from sqlalchemy import select
 
@@ -97,6 +99,7 @@ def test_two_hosts_on_one_database_tell_one_story(installation: Installation,
             return send(host, Call("Reissue", poid[label], "", csr=csr), reissue_body(partner, poid[label], csr),
                         name=names[host.base_url])
 
+        load_began = datetime.now(UTC) - timedelta(seconds=1)
         # A and B are reissued once first, so that revoking their originals leaves them reissuable.
         calls += [reissue(label, fresh_key_csr(NAMES), hosts[0]) for label in "AB"]
         assert all(c.success_code == 0 for c in calls), [c.describe() for c in calls]
@@ -198,15 +201,24 @@ def test_two_hosts_on_one_database_tell_one_story(installation: Installation,
             assert not any(is_revoked(c) for c in states[poid[label]].certificates.values()
                            if c.serial != originals[label])
 
-        # both hosts publish it: the CRL and OCSP of each
+        # both hosts publish it: the CRL and OCSP of each; a serial reserved for a leaf that was
+        # never recorded (signed for a retry that another request recorded first) is nobody's
         issuers = issuing_certificates(installation, states)
         revoked = {c.serial for c in by_serial.values() if is_revoked(c)}
+        unrecorded = unrecorded_reservations(installation, load_began)
+        print(f"{len(by_serial)} certificates, {len(revoked)} revoked, {len(unrecorded)} serials reserved "
+              "and never recorded")
         for host in hosts:
             for ca_id, (ca_name, _certificate) in issuers.items():
                 on_crl = crl_serials(host, ca_name)
                 mine = {s for s, c in by_serial.items() if c.ca_id == ca_id}
                 assert {int(s, 16) for s in revoked & mine} <= on_crl, f"{ca_name} CRL of {names[host.base_url]}"
                 assert not {int(s, 16) for s in mine - revoked} & on_crl
+                assert not {int(s, 16) for ca, s in unrecorded if ca == ca_id} & on_crl
+            for ca_id, serial in unrecorded:
+                if ca_id in issuers:
+                    assert ocsp_status(host, issuers[ca_id][1], serial) == ocsp.OCSPCertStatus.UNKNOWN, (
+                        f"OCSP of {names[host.base_url]} about {serial}, reserved and never recorded")
             for serial, certificate in by_serial.items():
                 expected = ocsp.OCSPCertStatus.REVOKED if serial in revoked else ocsp.OCSPCertStatus.GOOD
                 assert ocsp_status(host, issuers[certificate.ca_id][1], serial) == expected, (
