@@ -311,3 +311,66 @@ def test_the_command_never_shows_either_passphrase(fresh, caplog):
                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
     assert usage.returncode == 1 and "--external needs --new-passphrase-stdin" in usage.stderr
     assert all(secret not in caplog.text for secret in (old, new, chosen))
+
+
+def test_a_commit_that_fails_keeps_the_new_passphrase_for_finish_rotation(fresh, monkeypatch):
+    """The commit happened but its answer was lost: the .rotating file must not be removed, or
+    nothing would open the keys."""
+    from sqlalchemy.orm import SessionTransaction
+
+    path = passphrase_file(fresh.settings)
+    assert path is not None
+    real_commit = SessionTransaction.commit
+
+    def commit_then_lose_the_answer(self, *args, **kwargs):
+        real_commit(self, *args, **kwargs)
+        if self._parent is None:  # the transaction's own commit, not a flush's inner one
+            raise ConnectionError("the connection dropped before the commit's answer")
+
+    monkeypatch.setattr(SessionTransaction, "commit", commit_then_lose_the_answer)
+    with pytest.raises(Exception) as failed:  # SQLAlchemy raises its own as it closes the transaction
+        rotate_passphrase(fresh.ra, new=None)
+    monkeypatch.undo()
+    assert "commit's answer" in repr(failed.value) + repr(failed.value.__context__)
+    assert pending_file(path).exists()
+    assert finish_interrupted_rotation(fresh.ra).outcome == "completed"
+    restarted = reopen(fresh)
+    try:
+        with restarted.readers() as session:
+            restarted.authorities.issuing_ca(session, "GEOTRUST", "OV")
+    finally:
+        restarted.close()
+
+
+def test_finish_rotation_decides_nothing_without_the_database(fresh, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from soap_service.storage import key_material
+
+    path = passphrase_file(fresh.settings)
+    assert path is not None
+    pending_file(path).write_text("a-passphrase-the-database-may-be-under-" + secrets.token_hex(8) + "\n")
+
+    def unreachable(session):
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(key_material, "first_authority", unreachable)
+    with pytest.raises(OperationalError):
+        finish_interrupted_rotation(fresh.ra)
+    assert pending_file(path).exists()
+    monkeypatch.undo()
+    assert finish_interrupted_rotation(fresh.ra).outcome == "discarded"
+
+
+def test_finish_rotation_before_init_discards_a_leftover_file(tmp_path):
+    environ = {"SOAP_SERVICE_DATA_DIR": str(tmp_path / "data")}
+    ra = RegistrationAuthority.from_settings(load_settings(environ))
+    try:
+        path = passphrase_file(ra.settings)
+        assert path is not None
+        assert finish_interrupted_rotation(ra).outcome == "none"
+        pending_file(path).write_text("left-over-from-before-init-" + secrets.token_hex(8) + "\n")
+        assert finish_interrupted_rotation(ra).outcome == "discarded"
+        assert not pending_file(path).exists()
+    finally:
+        ra.close()

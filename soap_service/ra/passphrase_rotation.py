@@ -18,7 +18,9 @@ Where the passphrase lives decides what is written:
   Docker entry point runs at every start): no ``.rotating`` file (nothing happened, or all of it);
   the old database and a ``.rotating`` file (the transaction never committed: the file opens no key
   and is removed); the new database and a ``.rotating`` file (committed, not renamed: the file opens
-  the keys and is renamed);
+  the keys and is renamed). A commit that fails or is interrupted may still have happened: then
+  the ``.rotating`` file is kept, never removed, and finish-rotation decides; so does a database
+  it cannot read (it refuses, and removes nothing);
 - ``SOAP_SERVICE_CA_PASSPHRASE``, or a file the service must not write (``external``, a Docker
   secret): nothing; the operator gives the new passphrase on stdin and sets it on every host.
 
@@ -34,8 +36,6 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from soap_service.ca.keys.encrypted import GENERATED_FILE_NAME, load_or_create_passphrase
 from soap_service.ca.keys.rotation import opens, rewrap
@@ -110,12 +110,18 @@ def rotate_passphrase(ra: RegistrationAuthority, *, new: Secret | None, external
     _check_new(new, current)
     if path is not None:
         _write_pending(pending_file(path), new)
+    progress = _Progress()
     try:
-        keys, copies = _reencrypt(ra, current, new)
+        keys, copies = _reencrypt(ra, current, new, progress)
     except BaseException:
-        if path is not None:
+        if path is not None and not progress.committing:
             with contextlib.suppress(FileNotFoundError):
                 pending_file(path).unlink()
+        elif path is not None:
+            # The commit failed or was interrupted: it may have happened. The pending file is
+            # kept; finish-rotation tells which passphrase the database is under.
+            logger.error("the CA passphrase rotation's commit did not complete: run `soap-service ca "
+                         "finish-rotation` before the service starts again")
         raise
     if path is not None:
         os.replace(pending_file(path), path)
@@ -147,13 +153,10 @@ def finish_interrupted_rotation(ra: RegistrationAuthority) -> Finished:
 
 
 def _one_stored_key(ra: RegistrationAuthority) -> tuple[str, bytes] | None:
-    """The first CA's name and stored key; None before ``init`` (no schema or no hierarchy yet)."""
-    try:
-        with ra.readers() as session:
-            found = key_material.first_authority(session)
-    except SQLAlchemyError:
-        return None
-    return found
+    """The first CA's name and stored key; None before ``init`` (no schema or no hierarchy yet).
+    A database that cannot be read raises: nothing is decided (and no file removed) without it."""
+    with ra.readers() as session:
+        return key_material.first_authority(session)
 
 
 def _check_new(new: Secret, current: Secret) -> None:
@@ -199,7 +202,14 @@ def _sync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def _reencrypt(ra: RegistrationAuthority, current: Secret, new: Secret) -> tuple[int, int]:
+@dataclass
+class _Progress:
+    committing: bool = False
+    """Set once every row is rewritten, as the commit begins: from then on a failure may come after
+    the database committed, and the pending passphrase file must stay."""
+
+
+def _reencrypt(ra: RegistrationAuthority, current: Secret, new: Secret, progress: _Progress) -> tuple[int, int]:
     """One transaction: every key and every password copy, or none (the first that ``current``
     does not open refuses the whole rotation)."""
     current_key, new_key = derive_key(current), derive_key(new)
@@ -233,4 +243,6 @@ def _reencrypt(ra: RegistrationAuthority, current: Secret, new: Secret) -> tuple
             session, at=ra.clock(), channel="cli", action="rotate-passphrase", outcome="success", code=0,
             detail=f"{keys} keys and {copies} WS-Security password copies re-encrypted under a new CA passphrase",
         )
+        session.flush()
+        progress.committing = True
     return keys, copies

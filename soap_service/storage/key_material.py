@@ -8,7 +8,7 @@ between its reading and its rewriting.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from soap_service.storage.models import ApiUser, CertificateAuthority, OCSPResponder, Partner
@@ -35,7 +35,10 @@ def password_copies_for_update(session: Session) -> list[tuple[str, ApiUser]]:
 
 
 def first_authority(session: Session) -> tuple[str, bytes] | None:
-    """The first CA's name and stored key (any one tells which passphrase the database is under)."""
+    """The first CA's name and stored key (any one tells which passphrase the database is under);
+    None when there is none or no schema yet. A database that cannot be reached raises."""
+    if not inspect(session.connection()).has_table(CertificateAuthority.__tablename__):
+        return None
     row = session.execute(
         select(CertificateAuthority.name, CertificateAuthority.protected_key).order_by(CertificateAuthority.id).limit(1)
     ).first()
