@@ -3,12 +3,12 @@ database there, which migration it is at, how many mails wait in the outbox."""
 
 from __future__ import annotations
 
-from alembic.script import ScriptDirectory
+import logging
+
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from soap_service.storage.models import MailMessage
-from soap_service.storage.schema import alembic_config
 
 
 def ping(session: Session) -> None:
@@ -23,8 +23,21 @@ def schema_revisions(session: Session) -> frozenset[str]:
 
 
 def head_revisions() -> frozenset[str]:
-    """The heads of the project's migrations (read from the migration scripts)."""
-    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+    """The heads of the project's migrations (read from the migration scripts). Alembic's INFO
+    lines as it loads (one per plugin) are not shown unless the ``alembic`` logger's level was set,
+    as ``ra.installation.migrate`` keeps them out of a quiet start."""
+    alembic_logger = logging.getLogger("alembic")
+    level = alembic_logger.level
+    if level == logging.NOTSET:
+        alembic_logger.setLevel(logging.WARNING)
+    try:
+        from alembic.script import ScriptDirectory
+
+        from soap_service.storage.schema import alembic_config  # imports Alembic: here, not at start
+
+        return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+    finally:
+        alembic_logger.setLevel(level)
 
 
 def outbox_depth(session: Session) -> int:
