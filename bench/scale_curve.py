@@ -38,7 +38,6 @@ The machine's other work makes the figures noisy: compare sizes within one run. 
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import statistics
 import sys
@@ -118,10 +117,10 @@ BULK_SQL = [
     """INSERT INTO partners (id, code, name, status, created_at)
        SELECT %(pb)s + g, 'BULK' || (%(pb)s + g), 'Bulk partner ' || (%(pb)s + g), 'active',
               now() - interval '3 years'
-       FROM generate_series(1, %(np)s) g""",
+       FROM generate_series(1, %(np)s::bigint) g""",
     """INSERT INTO api_users (partner_id, username, password_hash, status, created_at)
        SELECT %(pb)s + g, 'api', %(password_hash)s, 'active', now() - interval '3 years'
-       FROM generate_series(1, %(np)s) g""",
+       FROM generate_series(1, %(np)s::bigint) g""",
     # Orders: a tenth of them the large partner's; terms started over the last 400 days (365 long).
     """INSERT INTO orders (id, order_id, partner_id, partner_order_id, brand_code, product_code, status,
                            term_start, term_end, organization_name, country, state, locality,
@@ -132,7 +131,7 @@ BULK_SQL = [
               CASE WHEN p.ov THEN 'Example Corporation' END, CASE WHEN p.ov THEN 'US' END,
               CASE WHEN p.ov THEN 'California' END, CASE WHEN p.ov THEN 'San Francisco' END,
               %(cb)s + 2 * g, 3, t.start, least(now(), t.start + interval '60 days')
-       FROM generate_series(1, %(no)s) g
+       FROM generate_series(1, %(no)s::bigint) g
        CROSS JOIN LATERAL (SELECT now() - ((g * 7919) %% 400) * interval '1 day'
                                         - (g %% 86400) * interval '1 second' AS start) t
        JOIN (VALUES (0, 'RAPIDSSL', 'RapidSSL', false), (1, 'GEOTRUST', 'QuickSSLPremium', false),
@@ -140,10 +139,10 @@ BULK_SQL = [
             p(i, brand, product, ov) ON p.i = (g %% 7) %% 4""",
     """INSERT INTO order_names (order_pk, name, position)
        SELECT %(ob)s + g, n.prefix || 'o' || (%(ob)s + g) || '.example.com', n.pos
-       FROM generate_series(1, %(no)s) g CROSS JOIN (VALUES ('', 0), ('www.', 1)) n(prefix, pos)""",
+       FROM generate_series(1, %(no)s::bigint) g CROSS JOIN (VALUES ('', 0), ('www.', 1)) n(prefix, pos)""",
     """INSERT INTO order_contacts (order_pk, role, email, first_name, last_name, phone)
        SELECT %(ob)s + g, c.role, c.role || (%(ob)s + g) || '@example.com', 'Alex', 'Example', '+1 555 0100'
-       FROM generate_series(1, %(no)s) g CROSS JOIN (VALUES ('admin'), ('technical')) c(role)""",
+       FROM generate_series(1, %(no)s::bigint) g CROSS JOIN (VALUES ('admin'), ('technical')) c(role)""",
     # Two certificates per order: the first, and the reissue that replaced it (the current one).
     """INSERT INTO certificates (id, order_pk, ca_id, serial, subject, names, not_before, not_after, pem,
                                  spki_sha256, csr_pem, csr_sha256, status, revoked_at, revocation_reason,
@@ -326,8 +325,8 @@ class Database:
 
 
 @contextmanager
-def fresh_database(server: str) -> Iterator[URL]:
-    """A new database on the server, dropped at the end (with its connections)."""
+def fresh_database(server: str, *, keep: bool = False) -> Iterator[URL]:
+    """A new database on the server, dropped at the end (with its connections) unless ``keep``."""
     server_url = make_url(server)
     if server_url.get_backend_name() != "postgresql":
         raise SystemExit("bench/scale_curve.py measures PostgreSQL only: give a postgresql+psycopg:// URL")
@@ -338,8 +337,11 @@ def fresh_database(server: str) -> Iterator[URL]:
     try:
         yield server_url.set(database=name)
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if keep:
+            print(f"# kept: {server_url.set(database=name).render_as_string()}", flush=True)
+        else:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 
@@ -394,32 +396,51 @@ class Statements:
 
 @dataclass(frozen=True)
 class SeqScan:
+    """A statement whose plan scans a large table sequentially, or (``table`` empty) a read-only
+    statement that, run, read far more rows than it answered: a cost that grows with the data."""
+
     where: str
     table: str
     statement: str
     plan: str
+    rows_read: int = 0
+    rows_answered: int = 0
 
 
 EXPLAINABLE = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
+SCANS = ("Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan")
+MANY_ROWS = 1000
+"""A read-only statement that reads more rows than this, and ten times more than it answers, is shown."""
 
 
 def seq_scans(database: Database, where: str, seen: list[tuple[str, Any]]) -> tuple[int, list[SeqScan]]:
-    """EXPLAIN each statement with its parameters; the sequential scans of a large table."""
+    """EXPLAIN each statement with its parameters: the sequential scans of a large table; and
+    EXPLAIN ANALYZE each read-only one (a plain SELECT, rolled back): those that read many rows."""
     large = database.large_tables()
     found: list[SeqScan] = []
     explained = 0
+    shown: set[str] = set()
     for statement, parameters in seen:
-        if not statement.lstrip().upper().startswith(EXPLAINABLE):
-            continue  # SAVEPOINT, RELEASE, ...
+        flat = " ".join(statement.split())
+        if not flat.upper().startswith(EXPLAINABLE) or flat in shown:
+            continue  # SAVEPOINT, RELEASE, ...; a statement run twice is shown once
+        shown.add(flat)
         with database.connection.transaction(force_rollback=True):
-            plan = database.value("EXPLAIN (FORMAT JSON) " + statement, parameters)
-            plan_text = "\n".join(
-                r[0] for r in database.rows("EXPLAIN " + statement, parameters)
-            )
+            plan = database.value("EXPLAIN (FORMAT JSON) " + statement, parameters)[0]["Plan"]
+            plan_text = "\n".join(r[0] for r in database.rows("EXPLAIN " + statement, parameters))
         explained += 1
-        for table in sorted(set(_seq_scanned(plan[0]["Plan"] if isinstance(plan, list) else
-                                             json.loads(plan)[0]["Plan"])) & large):
-            found.append(SeqScan(where, table, " ".join(statement.split()), plan_text))
+        for table in sorted(set(_seq_scanned(plan)) & large):
+            found.append(SeqScan(where, table, flat, plan_text))
+        read_only = flat.upper().startswith("SELECT") and " FOR " not in flat.upper() and "advisory" not in flat
+        if not read_only:
+            continue
+        with database.connection.transaction(force_rollback=True):
+            analyzed = database.value("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)[0]["Plan"]
+            analyzed_text = "\n".join(r[0] for r in database.rows("EXPLAIN (ANALYZE, BUFFERS) " + statement,
+                                                                   parameters))
+        read, answered = sum(_rows_read(analyzed)), int(analyzed["Actual Rows"])
+        if read > MANY_ROWS and read > 10 * (answered + 1):
+            found.append(SeqScan(where, "", flat, analyzed_text, read, answered))
     return explained, found
 
 
@@ -428,6 +449,15 @@ def _seq_scanned(node: dict[str, Any]) -> Iterator[str]:
         yield node["Relation Name"]
     for child in node.get("Plans", []):
         yield from _seq_scanned(child)
+
+
+def _rows_read(node: dict[str, Any]) -> Iterator[int]:
+    """The rows each scan of the plan read: kept and filtered out, over all its loops."""
+    if node.get("Node Type") in SCANS:
+        loops = int(node.get("Actual Loops", 1))
+        yield (int(node.get("Actual Rows", 0)) + int(node.get("Rows Removed by Filter", 0))) * loops
+    for child in node.get("Plans", []):
+        yield from _rows_read(child)
 
 
 # --- the measurements ------------------------------------------------------------------------------
@@ -541,9 +571,12 @@ def measure_revoked(inst: Installation, revoked: int, repeats: int) -> tuple[lis
         if i == 0:
             seen += statements.seen
         if after is not None:
-            start = time.perf_counter()
-            modified_orders(ra, credentials, *window, channel="api", page_size=500, after_change_id=after)
-            later.append(time.perf_counter() - start)
+            with statements.recording() if i == 0 else _nothing():
+                start = time.perf_counter()
+                modified_orders(ra, credentials, *window, channel="api", page_size=500, after_change_id=after)
+                later.append(time.perf_counter() - start)
+            if i == 0:
+                seen += statements.seen
     explained, scans = seq_scans(database, f"CRL / GetModifiedOrders at {actual:,} revoked", seen)
     results = [
         figures(f"CRL made, {actual:,} revoked", made, f"{entries:,} entries; {note}".rstrip("; ")),
@@ -576,6 +609,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="CRLs made at each revoked count (at most)")
     parser.add_argument("--quick", action="store_true", help="sizes 1000,20000; revoked 2000; 100 reissues")
     parser.add_argument("--verbose", action="store_true", help="the time of each bulk statement")
+    parser.add_argument("--keep", action="store_true", help="keep the databases (to look at them), not drop them")
     parser.add_argument("--server", default=DEFAULT_SERVER, help="a PostgreSQL server (SQLAlchemy URL)")
     args = parser.parse_args()
     if args.quick:
@@ -587,7 +621,9 @@ def main() -> int:
     installations: list[Installation] = []
     with ExitStack() as stack:
         for size in sizes:
-            installations.append(stack.enter_context(installation(args.server, size, verbose=args.verbose)))
+            installations.append(
+                stack.enter_context(installation(args.server, size, verbose=args.verbose, keep=args.keep))
+            )
         found_figures, found, explained = measure_reissues(installations, args.count)
         results += found_figures
         scans += found
@@ -604,10 +640,11 @@ def main() -> int:
     for item in results:
         print(f"{item.label:<48} {item.runs:>5} {item.median_ms:>10.1f} {item.p95_ms:>10.1f}  {item.note}")
     print()
-    if scans:
-        for scan in scans:
-            print(f"SEQUENTIAL SCAN of {scan.table} ({scan.where}):\n  {scan.statement}\n{scan.plan}\n")
-    else:
+    for scan in scans:
+        what = (f"SEQUENTIAL SCAN of {scan.table}" if scan.table
+                else f"MANY ROWS READ: {scan.rows_read:,} read for {scan.rows_answered:,} answered")
+        print(f"{what} ({scan.where}):\n  {scan.statement}\n{scan.plan}\n")
+    if not [scan for scan in scans if scan.table]:
         print("no statement of a reissue, a CRL or a GetModifiedOrders page scans a large table sequentially")
     reissue = [item for item in results if item.label.startswith("reissue")]
     ratio = reissue[-1].median_ms / reissue[0].median_ms
@@ -618,9 +655,9 @@ def main() -> int:
 
 
 @contextmanager
-def installation(server: str, size: int, *, verbose: bool) -> Iterator[Installation]:
+def installation(server: str, size: int, *, verbose: bool, keep: bool) -> Iterator[Installation]:
     """A fresh database with the schema, the CA hierarchy and ``size`` certificates; dropped at the end."""
-    with fresh_database(server) as url, tempfile.TemporaryDirectory() as data_dir:
+    with fresh_database(server, keep=keep) as url, tempfile.TemporaryDirectory() as data_dir:
         environ = {
             "SOAP_SERVICE_DATA_DIR": data_dir,
             "SOAP_SERVICE_CA_PASSPHRASE": secrets.token_hex(16),
