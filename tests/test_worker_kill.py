@@ -164,7 +164,7 @@ def test_a_worker_killed_mid_reissue_leaves_nothing_half_written_and_a_retry_com
     assert_serials_unique(installation, states)
     assert_answers_match_database(answered, states)
 
-    replayed = issued_now = 0
+    replayed = issued_now = replayed_events = 0
     for item in retried:
         assert item.answer.lost is None, f"still lost after {MAX_RETRIES} retries: {item.answer.describe()}"
         state = states[item.lost.partner_order_id]
@@ -173,20 +173,25 @@ def test_a_worker_killed_mid_reissue_leaves_nothing_half_written_and_a_retry_com
             f"the lost request and its retry left {[c.serial for c in made]}, the retry answered "
             f"{item.answer.serial}: one certificate, the one answered")
         outcomes = audit_outcomes_of_serial(installation, partner, item.answer.serial or "")
-        if outcomes == ["replayed", "success"]:
-            replayed += 1  # the killed worker had committed it: the retry got it back
+        assert outcomes.count("success") == 1 and set(outcomes) <= {"success", "replayed"}, outcomes
+        replayed_events += outcomes.count("replayed")  # a retry lost too (a later kill) may have replayed it
+        if "replayed" in outcomes:
+            replayed += 1  # a killed worker had committed it: the retry got it back
         else:
-            assert outcomes == ["success"], outcomes
             assert not item.committed_before_retry, "committed before the retry, yet the retry issued it again"
             issued_now += 1
+    unrecorded = unrecorded_reservations(installation, began)
+    lost_requests = len(retried) + sum(1 for r in retried for again in r.retries if again.lost is not None)
     print(f"lost answers: {replayed} committed by the killed worker and replayed, {issued_now} issued on retry; "
-          f"{len(unrecorded_reservations(installation, began))} serials reserved and never recorded (allowed)")
+          f"{len(unrecorded)} serials reserved and never recorded, {lost_requests} requests lost in all")
+    # Allowed after a kill, one at most per request that died (one client per order: no concurrent change).
+    assert len(unrecorded) <= lost_requests, unrecorded
 
     issued = sum(len(state.chain) - 1 for state in states.values())
     assert {c.serial for state in states.values() for c in state.chain[1:]} == {c.serial for c in answered}
     audited = reissue_audit_counts(installation, partner)
     assert audited["success"] == issued, audited  # every committed certificate has its audit event
-    assert audited["replayed"] == replayed, audited
+    assert audited["replayed"] == replayed_events, audited
     verified = audit_verify(installation)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
