@@ -308,7 +308,7 @@ def test_a_failure_outside_a_use_case_opens_an_incident_at_the_edge(tmp_path):
 # ------------------------------------------------------------------------------- one parser
 
 
-COMMANDS = ("init", "demo", "partner", "order", "crl", "audit", "serve", "wsdl")
+COMMANDS = ("init", "demo", "partner", "order", "ca", "crl", "audit", "serve", "wsdl")
 
 
 def test_help_lists_every_command():

@@ -168,6 +168,7 @@ def test_metrics_after_a_reissue_a_refusal_a_lockout_and_a_revocation(
     assert grew('soap_service_requests_total{front_end="soap",operation="Revoke",outcome="0"}') == 1
     assert grew('soap_service_certificates_revoked_total{brand="RAPIDSSL"}') == 1
     assert grew("soap_service_issuance_duration_seconds_count") >= 1
+    assert grew('soap_service_certificates_issued_total{brand="RAPIDSSL"}') == 1  # the reissue, by the server
     assert grew("soap_service_lint_duration_seconds_count") >= 1
     assert grew('soap_service_crl_requests_total{ca="RAPIDSSL-TLS",operation="crl",outcome="0"}') == 1
     assert grew('soap_service_ocsp_requests_total{outcome="malformed_request"}') == 1

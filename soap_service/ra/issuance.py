@@ -101,8 +101,8 @@ below 2**-100, so a second draw already means a broken random source or database
 
 @dataclass(frozen=True)
 class PlannedLeaf:
-    """A leaf decided and its serial reserved, not signed yet (docs/design.md, "The path of one
-    Reissue"): what the CA signs, and the CA that signs it."""
+    """A leaf decided and its serial reserved, not signed yet: what the CA signs, and the CA that
+    signs it (docs/design.md, "The path of one Reissue")."""
 
     ca: LoadedCA
     request: LeafRequest
@@ -121,8 +121,8 @@ def plan_leaf(
     """The leaf of ``order`` for the CSR's key and ``names``, with a serial recorded in
     ``session``'s transaction, which the caller commits *before* signing: the database's unique
     constraint on (CA, serial) has then refused any serial used before, and a reserved serial is
-    never drawn again, whatever happens to the signature (docs/design.md, "Concurrency and
-    failures"). No signature here: the caller holds a write transaction."""
+    never drawn again, whatever happens to the signature. No signature here: the caller holds a
+    write transaction (docs/design.md, "Concurrency and failures")."""
     level = product.validation_level
     not_before, not_after = validity_window(level, now, order.term_end)
     loaded = ra.authorities.issuing_ca(session, order.brand_code, level)

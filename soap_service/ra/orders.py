@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from soap_service import metrics
 from soap_service.ca.profiles import SubjectOrganization
 from soap_service.errors import InvalidField, OrderNotFound
 from soap_service.ra.audit import Subject
@@ -181,6 +182,7 @@ def _create(ra: RegistrationAuthority, new: NewOrder) -> IssuanceOutcome:
                            partner_order_id=order.partner_order_id, certificate_serial=issued.serial)
         session.refresh(order)
         view = OrderView.of(order, certificates.order_history(session, order.id))
+    metrics.certificate_issued(product.brand)  # committed
     assert view.certificate is not None
     return IssuanceOutcome(order=view, certificate=view.certificate, chain=chain_of(planned.ca))
 

@@ -11,6 +11,7 @@ from typing import TypeVar
 from cryptography import x509
 from sqlalchemy.orm import Session
 
+from soap_service import metrics
 from soap_service.errors import (
     KEY_REUSE_WARNING,
     CertificateRevoked,
@@ -209,9 +210,12 @@ class Reissuer:
             leaf = sign_leaf(self._ra, planned)  # no transaction open: no lock held
             try:
                 with self._ra.sessions() as session, session.begin():
-                    return self._record(session, partner, request, examined, subject, planned, leaf)
+                    outcome = self._record(session, partner, request, examined, subject, planned, leaf)
             except (_ConcurrentChange, SerialCollision):
                 continue  # the order changed in a way that the signed leaf no longer fits: again
+            if not outcome.replayed:
+                metrics.certificate_issued(outcome.order.brand)  # committed
+            return outcome
         raise RuntimeError(f"the order kept changing under the reissue ({MAX_ATTEMPTS} attempts)")
 
     def _plan(
@@ -284,7 +288,8 @@ class Reissuer:
         """Every reissue rule (docs/design.md, "Reissue rules"), in order; nothing is written."""
         ra = self._ra
         order = orders.find_order(
-            session, partner_id=partner.id, partner_order_id=request.partner_order_id.strip(), for_update=lock
+            session, partner_id=partner.id, partner_order_id=request.partner_order_id.strip(), for_update=lock,
+            details=False,
         )
         if order is None:
             raise OrderNotFound()

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from soap_service.ca.profiles import SubjectOrganization
+from soap_service.ra.catalogue import PRODUCTS_BY_CODE
 from soap_service.storage.models import Certificate, Order
 from soap_service.vocabulary import CertificateStatus, OrderStatus, ValidationLevel
 
@@ -118,7 +119,7 @@ class OrderView:
             partner_order_id=order.partner_order_id,
             brand=order.brand_code,
             product=order.product_code,
-            validation_level=order.product.validation_level,
+            validation_level=PRODUCTS_BY_CODE[order.product_code].validation_level,
             status=order.status,
             term_start=order.term_start,
             term_end=order.term_end,

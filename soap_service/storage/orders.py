@@ -14,9 +14,11 @@ from soap_service.vocabulary import OrderStatus
 
 
 def find_order(
-    session: Session, *, partner_id: int, partner_order_id: str, for_update: bool = False
+    session: Session, *, partner_id: int, partner_order_id: str, for_update: bool = False, details: bool = True
 ) -> Order | None:
-    """The order of this partner with this PartnerOrderID; locks its row when asked.
+    """The order of this partner with this PartnerOrderID; locks its row when asked. Its names are
+    loaded with it, and its contacts and product too unless ``details`` is false (a reissue's
+    decision needs neither: they load when read).
 
     ``FOR NO KEY UPDATE`` is what serializes reissues and revocations on PostgreSQL; SQLite
     ignores it and relies on ``BEGIN IMMEDIATE`` (see ``db``). Both also pass the version
@@ -25,11 +27,10 @@ def find_order(
     an order change of another order would wait for that order's reissue while the reissue
     waits for the key (docs/design.md, "Revocation").
     """
-    query = (
-        select(Order)
-        .where(Order.partner_id == partner_id, Order.partner_order_id == partner_order_id)
-        .options(selectinload(Order.names), selectinload(Order.contacts), selectinload(Order.product))
-    )
+    query = select(Order).where(Order.partner_id == partner_id, Order.partner_order_id == partner_order_id)
+    query = query.options(selectinload(Order.names))
+    if details:
+        query = query.options(selectinload(Order.contacts), selectinload(Order.product))
     if for_update:
         query = query.with_for_update(of=Order, key_share=True)
     return session.scalar(query)
