@@ -1,6 +1,6 @@
 """Where a worker spends a signed Reissue: py-spy attached to one worker under wrk's load.
 
-    .venv/bin/pip install 'py-spy>=0.4,<1'
+    .venv/bin/pip install -e '.[bench]'      # py-spy
     .venv/bin/python bench/profile_reissue.py [--backend sqlite|postgres|both] [--duration 20] [--replay]
     make profile                            # both backends, 20 s each
 
@@ -272,7 +272,7 @@ def main() -> int:
     if args.statements_only:
         return 0
     if not Path(args.py_spy).exists():
-        raise SystemExit("py-spy is not installed: .venv/bin/pip install 'py-spy>=0.4,<1'")
+        raise SystemExit("py-spy is not installed: .venv/bin/pip install -e '.[bench]'")
     for kind in kinds:
         print(profile(kind, args), flush=True)
     return 0

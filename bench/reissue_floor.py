@@ -25,6 +25,8 @@ end). Authentication (cached after the first request), the SOAP envelope and the
 rendering are not part of the floor.
 
 Prints one line per key algorithm and backend: ms per reissue (median, single core), by phase,
+with this process's CPU time per reissue beside it (the database server's is not in it; on a
+machine that other work shares, the wall time grows by preemption and the CPU time does not),
 and the floor's throughput on this machine's cores (cores / ms per reissue), with and without
 lint. ``bench/run_bench.py`` (``make bench``) calls :func:`measure` and uses the default key
 algorithm's floor as the denominator of its efficiency ratios.
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -105,6 +108,8 @@ class Floor:
     total_ms: float  # with lint
     total_nolint_ms: float  # measured on its own run without lint
     mean_ms: float  # with lint, the mean
+    cpu_ms: float = 0.0  # with lint: this thread's CPU time (no wait, no preemption), median
+    cpu_nolint_ms: float = 0.0
 
     def throughput(self, cores: int, *, lint: bool = True) -> float:
         return cores * 1000 / (self.total_ms if lint else self.total_nolint_ms)
@@ -266,6 +271,7 @@ def measure(algorithm: str, count: int, database_url: str | None = None,
             order = OrderKey(partner_id, code, partner_order_id)
 
             def once(csr_pem: str, lint: bool, phases: dict[str, list[float]]) -> float:
+                cpu_started = time.thread_time()
                 started = time.perf_counter()
                 parsed = ra.key_policy.check_csr(parse_csr(csr_pem))
                 t_parse = time.perf_counter()
@@ -286,14 +292,15 @@ def measure(algorithm: str, count: int, database_url: str | None = None,
                 write_reissue(store, order, loaded.id, leaf, csr_pem, parsed.sha256, parsed.spki_sha256, now)
                 ended = time.perf_counter()
                 for name, seconds in (("parse", t_parse - started), ("build", t_build - t_parse),
-                                      ("lint", t_lint - t_build), ("sign", t_sign - t_lint), ("db", ended - t_sign)):
+                                      ("lint", t_lint - t_build), ("sign", t_sign - t_lint), ("db", ended - t_sign),
+                                      ("cpu", time.thread_time() - cpu_started)):
                     phases[name].append(seconds * 1000)
                 return (ended - started) * 1000
 
             runs: dict[bool, tuple[list[float], dict[str, list[float]]]] = {}
             for lint in (True, False):
                 csrs = [new_csr() for _ in range(count + 5)]
-                phases: dict[str, list[float]] = {name: [] for name in ("parse", "build", "lint", "sign", "db")}
+                phases: dict[str, list[float]] = {name: [] for name in ("parse", "build", "lint", "sign", "db", "cpu")}
                 for csr_pem in csrs[:5]:  # warm-up: caches, the key's first use
                     once(csr_pem, lint, {name: [] for name in phases})
                 totals = [once(csr_pem, lint, phases) for csr_pem in csrs[5:]]
@@ -305,7 +312,8 @@ def measure(algorithm: str, count: int, database_url: str | None = None,
     return Floor(algorithm=algorithm, backend=make_url(url).get_backend_name(), count=count,
                  parse_ms=middle(phases["parse"]), build_ms=middle(phases["build"]), lint_ms=middle(phases["lint"]),
                  sign_ms=middle(phases["sign"]), db_ms=middle(phases["db"]), total_ms=middle(totals),
-                 total_nolint_ms=middle(runs[False][0]), mean_ms=statistics.mean(totals))
+                 total_nolint_ms=middle(runs[False][0]), mean_ms=statistics.mean(totals),
+                 cpu_ms=middle(phases["cpu"]), cpu_nolint_ms=middle(runs[False][1]["cpu"]))
 
 
 def cores() -> int:
@@ -315,9 +323,10 @@ def cores() -> int:
 def format_floor(floor: Floor, n_cores: int) -> str:
     return (f"{floor.algorithm:<11} {floor.backend:<10} n={floor.count:<4} {floor.total_ms:6.2f} ms "
             f"(parse {floor.parse_ms:4.2f}, build {floor.build_ms:4.2f}, lint {floor.lint_ms:5.2f}, "
-            f"sign {floor.sign_ms:5.2f}, db {floor.db_ms:4.2f}; mean {floor.mean_ms:6.2f})  "
+            f"sign {floor.sign_ms:5.2f}, db {floor.db_ms:4.2f}; mean {floor.mean_ms:6.2f}; CPU {floor.cpu_ms:5.2f})  "
             f"{floor.throughput(n_cores):6.1f}/s on {n_cores} cores"
-            f"  | no lint {floor.total_nolint_ms:6.2f} ms {floor.throughput(n_cores, lint=False):6.1f}/s")
+            f"  | no lint {floor.total_nolint_ms:6.2f} ms (CPU {floor.cpu_nolint_ms:5.2f}) "
+            f"{floor.throughput(n_cores, lint=False):6.1f}/s")
 
 
 @contextmanager
@@ -346,6 +355,7 @@ def main() -> int:
     parser.add_argument("--postgres", metavar="URL", help="also measure the default algorithm on a new database "
                         "of this server, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
     n_cores = cores()
     for algorithm in args.algorithms.split(","):
         print(format_floor(measure(algorithm, args.count), n_cores), flush=True)

@@ -139,6 +139,14 @@ def main() -> int:
               f"{results['nolint'].rps:13.1f} {results['replay'].rps:9.1f} {results['hello'].rps:8.1f} "
               f"{results['wsdl'].rps:8.1f} {results['signed'].p50_ms:7.1f} {results['signed'].p99_ms:7.1f} "
               f"{results['half'].p99_ms:9.1f} {results['signed'].cpu_ms or 0:13.1f}")
+    print("server CPU per signed Reissue against the floor's CPU (this process's; neither counts the database "
+          "server's):")
+    for kind, results in all_results.items():
+        floor = floors[kind]
+        signed, nolint = results["signed"].cpu_ms or 0, results["nolint"].cpu_ms or 0
+        print(f"  {kind:<10} lint on: {signed:6.1f} ms vs floor {floor.cpu_ms:5.2f} ms (x{signed / floor.cpu_ms:.1f});"
+              f"  lint off: {nolint:6.1f} ms vs floor {floor.cpu_nolint_ms:5.2f} ms "
+              f"(x{nolint / floor.cpu_nolint_ms:.1f})")
     troubles = [f"{kind} {r.label}: {r.failures} failed, {r.exhausted} past the prepared bodies"
                 for kind, results in all_results.items() for r in results.values() if r.failures or r.exhausted]
     for trouble in troubles:
