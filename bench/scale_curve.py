@@ -3,11 +3,13 @@
     .venv/bin/python bench/scale_curve.py [--sizes 1000,100000,1000000] [--revoked 10000,100000]
     .venv/bin/python bench/scale_curve.py --quick        # sizes 1000,20000; revoked 2000
 
-PostgreSQL only: makes a fresh database on the server of ``--server`` (default
+PostgreSQL only: makes a fresh database per size on the server of ``--server`` (default
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres), installs the schema and the CA hierarchy
-(``soap-service init``'s ``initialize``), and drops the database at the end, whatever happens.
+in each (``soap-service init``'s ``initialize``), and drops them at the end, whatever happens.
+About 10 minutes for the default sizes on a busy 2-CPU machine (the 1M load about 4 of them),
+a minute and a half with ``--quick`` (which also measures 100 reissues a size, not 200).
 
-1. **Reissue at each size.** The database is grown to each size in turn (certificates already in
+1. **Reissue at each size.** Each database is filled to its size (certificates already in
    it), in bulk, by ``INSERT ... SELECT ... FROM generate_series`` through the raw driver (psycopg),
    with triggers off for the load (``session_replication_role = replica``: the rows are consistent
    by construction, and no foreign-key check per row): partners (about 250 orders each, and one
@@ -21,7 +23,12 @@ postgresql+psycopg://postgres@127.0.0.1:5432/postgres), installs the schema and 
    (``Reissuer.reissue_by_operator``), each with a new P-256 key's CSR made before the clock starts;
    the median and p95 are printed. One more reissue runs with a SQLAlchemy ``before_cursor_execute``
    listener that records every statement; each is EXPLAINed with its parameters, and a sequential
-   scan of a table over 10,000 rows is printed with the query and the plan (a missing index).
+   scan of a table over 10,000 rows is printed with the query and the plan (a missing index, or
+   the planner's choice on a table still small); each plain SELECT is also run under EXPLAIN
+   ANALYZE (rolled back), and one that reads over 1,000 rows and ten times the rows it answers is
+   printed with its plan (a cost that grows with the data).
+   Each size has its own database, all loaded first; the reissues then go round them (one on
+   each size, then the next round), so that the machine's other work weighs on every size alike.
 2. **Revoked certificates.** On the database of the largest size, ``--revoked`` certificates of the
    issuing CA with the most certificates are revoked (in bulk, with their "revoked" change-feed
    rows, dated over the last 29 days); at each count: the time to make that CA's CRL anew
@@ -32,7 +39,8 @@ postgresql+psycopg://postgres@127.0.0.1:5432/postgres), installs the schema and 
 3. A table of size -> median / p95 ms, and a last line ``scale_flat=yes`` when the median reissue
    at the largest size is within 1.5 times the median at the smallest, else ``scale_flat=no``.
 
-The machine's other work makes the figures noisy: compare sizes within one run. Not run by the tests.
+The machine's other work makes the figures noisy: compare sizes within one run. ``--keep`` leaves
+the databases in place (their names printed) to look at them with psql. Not run by the tests.
 """
 
 from __future__ import annotations
