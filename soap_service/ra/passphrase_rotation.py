@@ -20,7 +20,11 @@ Where the passphrase lives decides what is written:
   and is removed); the new database and a ``.rotating`` file (committed, not renamed: the file opens
   the keys and is renamed). A commit that fails or is interrupted may still have happened: then
   the ``.rotating`` file is kept, never removed, and finish-rotation decides; so does a database
-  it cannot read (it refuses, and removes nothing);
+  it cannot read (it refuses, and removes nothing). A rotation holds an exclusive lock on
+  ``<file>.rotation-lock`` from before it looks for ``.rotating`` to after the rename, and
+  finish-rotation takes the same lock before it decides: a finish-rotation run while a rotation
+  is between its file and its commit (a container starting beside an operator's command) is
+  refused, instead of removing the file that holds the passphrase about to be committed;
 - ``SOAP_SERVICE_CA_PASSPHRASE``, or a file the service must not write (``external``, a Docker
   secret): nothing; the operator gives the new passphrase on stdin and sets it on every host.
 
@@ -31,9 +35,11 @@ changes. Neither passphrase is ever in an answer, a log line or an exception's m
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +54,7 @@ from soap_service.storage import audit, key_material
 logger = logging.getLogger(__name__)
 
 PENDING_SUFFIX = ".rotating"
+LOCK_SUFFIX = ".rotation-lock"
 MIN_PASSPHRASE_LENGTH = 20
 MAX_PASSPHRASE_LENGTH = 1024
 GENERATED_BYTES = 32  # as the first passphrase: 43 URL-safe characters
@@ -84,6 +91,39 @@ def pending_file(passphrase_path: Path) -> Path:
     return passphrase_path.with_name(passphrase_path.name + PENDING_SUFFIX)
 
 
+def lock_file(passphrase_path: Path) -> Path:
+    return passphrase_path.with_name(passphrase_path.name + LOCK_SUFFIX)
+
+
+class RotationRunning(ConfigurationError):
+    """Another process holds the rotation's lock: a rotation is between its steps right now."""
+
+
+@contextlib.contextmanager
+def _rotation_lock(passphrase_path: Path) -> Iterator[None]:
+    """The rotation's exclusive lock (``flock`` on ``<file>.rotation-lock``, created ``0600``), held
+    for the block; :class:`RotationRunning` at once when another process holds it, never a wait."""
+    path = lock_file(passphrase_path)
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as error:
+        raise InvalidField(
+            f"cannot open {path} ({error.strerror}): a passphrase file the service cannot write "
+            f"(a Docker secret) is rotated with --external",
+            field="passphrase",
+        ) from None
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RotationRunning(
+                f"a CA passphrase rotation is running ({path} is locked): let it end, then run this again"
+            ) from None
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
 def current_passphrase(settings: Settings) -> Secret:
     return load_or_create_passphrase(settings.ca_passphrase, settings.ca_passphrase_file, settings.data_dir)
 
@@ -91,8 +131,15 @@ def current_passphrase(settings: Settings) -> Secret:
 def rotate_passphrase(ra: RegistrationAuthority, *, new: Secret | None, external: bool = False) -> Rotated:
     """Re-encrypt everything under ``new`` (a generated passphrase when None and the service writes
     the file), in one transaction, then put it in the passphrase file unless ``external``."""
+    path = None if external else passphrase_file(ra.settings)
+    if path is None:
+        return _rotate(ra, new=new, path=None)
+    with _rotation_lock(path):
+        return _rotate(ra, new=new, path=path)
+
+
+def _rotate(ra: RegistrationAuthority, *, new: Secret | None, path: Path | None) -> Rotated:
     settings = ra.settings
-    path = None if external else passphrase_file(settings)
     if path is not None and pending_file(path).exists():
         raise InvalidField(
             f"an interrupted rotation left {pending_file(path)}: run `soap-service ca finish-rotation` first",
@@ -135,6 +182,13 @@ def finish_interrupted_rotation(ra: RegistrationAuthority) -> Finished:
     path = passphrase_file(ra.settings)
     if path is None or not pending_file(path).exists():
         return Finished(pending=None, outcome="none")
+    with _rotation_lock(path):  # RotationRunning while a rotation is between its file and its rename
+        if not pending_file(path).exists():
+            return Finished(pending=None, outcome="none")  # the rotation that held the lock ended
+        return _finish(ra, path)
+
+
+def _finish(ra: RegistrationAuthority, path: Path) -> Finished:
     pending = pending_file(path)
     candidate = load_or_create_passphrase(None, pending, ra.settings.data_dir)
     stored = _one_stored_key(ra)

@@ -1,0 +1,243 @@
+"""An outside attacker's (and an unlucky operator's) look at issue 11's changes: what happens between
+a Reissue's two transactions (docs/design.md, "Concurrency and failures"), and a passphrase
+rotation that another process's ``ca finish-rotation`` meets half-way (docs/design.md, "Layers").
+
+Each reissue test runs something between the first transaction (rules, serial reserved) and the
+signature, in the reissuing thread itself: the second transaction must then decide as if the
+change came first, record nothing that policy forbids and send nothing that was not recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
+
+from conftest import BACKENDS, build_installation, database_environment
+from conftest import TestInstallation as Installation
+from factory import TestPartner, fresh_key_csr, new_order, new_partner
+from soap_service.ca.keys.rotation import opens
+from soap_service.config import Secret
+from soap_service.errors import CertificateRevoked, InternalError, InvalidField, KeyRefused, OrderStateInvalid
+from soap_service.ra import passphrase_rotation
+from soap_service.ra import reissue as reissue_module
+from soap_service.ra.passphrase_rotation import (
+    RotationRunning,
+    finish_interrupted_rotation,
+    lock_file,
+    passphrase_file,
+    pending_file,
+    rotate_passphrase,
+)
+from soap_service.ra.reissue import Reissuer, ReissueRequest
+from soap_service.ra.revocation import Revoker, RevokeRequest
+from soap_service.ra.service import RegistrationAuthority
+from soap_service.ra.views import IssuanceOutcome
+from soap_service.storage import certificates as certificate_store
+from soap_service.storage import key_material
+from soap_service.storage.models import Certificate, IssuedSerial, Order
+
+# -- between a Reissue's two transactions -----------------------------------------------------------
+
+
+def between_phases(monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]) -> list[int]:
+    """Run ``action`` once, right after the first reissue transaction committed (before the lint and
+    the signature); returns the serials that were signed (as ints) so a test can look for them."""
+    real = reissue_module.sign_leaf
+    signed: list[int] = []
+    done: list[bool] = []
+
+    def signing(ra: RegistrationAuthority, planned: object) -> object:
+        if not done:
+            done.append(True)
+            action()
+        leaf = real(ra, planned)  # type: ignore[arg-type]
+        signed.append(leaf.serial_number)
+        return leaf
+
+    monkeypatch.setattr(reissue_module, "sign_leaf", signing)
+    return signed
+
+
+def history(ra: RegistrationAuthority, poid: str, partner: TestPartner) -> tuple[Order, list[Certificate]]:
+    with ra.readers() as session:
+        order = session.scalar(select(Order).where(Order.partner_order_id == poid))
+        assert order is not None
+        return order, certificate_store.order_history(session, order.id)
+
+
+def reserved_without_certificate(ra: RegistrationAuthority, serials: list[int]) -> set[str]:
+    """Of ``serials``, those reserved in issued_serials with no certificate row."""
+    wanted = {format(s, "x") for s in serials}
+    with ra.readers() as session:
+        reserved = set(session.scalars(select(IssuedSerial.serial).where(IssuedSerial.serial.in_(wanted))))
+        recorded = set(session.scalars(select(Certificate.serial).where(Certificate.serial.in_(wanted))))
+    return reserved - recorded
+
+
+def reissue(ra: RegistrationAuthority, partner: TestPartner, poid: str, csr: str) -> IssuanceOutcome:
+    return Reissuer(ra).reissue(partner.credentials(), ReissueRequest(poid, csr), channel="api")
+
+
+def revoke(ra: RegistrationAuthority, partner: TestPartner, poid: str, reason: str) -> None:
+    Revoker(ra).revoke(partner.credentials(), RevokeRequest(poid, None, None, reason), channel="api")
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [("keyCompromise of the current certificate", CertificateRevoked),
+     ("superseded revocation of the current certificate", CertificateRevoked),
+     ("cancellation of the order", OrderStateInvalid),
+     ("keyCompromise of the CSR's key on another order", KeyRefused)],
+)
+def test_a_change_between_the_two_transactions_refuses_the_signed_leaf(ra, monkeypatch, change, refusal):
+    """The leaf signed after the first transaction is neither recorded nor sent; its serial stays
+    reserved, never reused; the order's current certificate is the one before."""
+    partner = new_partner(ra)
+    created = new_order(ra, partner)
+    poid = created.order.partner_order_id
+    key = ec.generate_private_key(ec.SECP256R1())
+    other_poid = new_order(ra, partner, csr=fresh_key_csr(("example.com",), key=key)).order.partner_order_id
+    actions: dict[str, Callable[[], object]] = {
+        "keyCompromise of the current certificate": lambda: revoke(ra, partner, poid, "keyCompromise"),
+        "superseded revocation of the current certificate": lambda: revoke(ra, partner, poid, "superseded"),
+        "cancellation of the order": lambda: Revoker(ra).cancel(partner.credentials(), poid, channel="api"),
+        "keyCompromise of the CSR's key on another order": lambda: revoke(ra, partner, other_poid, "keyCompromise"),
+    }
+    signed = between_phases(monkeypatch, actions[change])
+    with pytest.raises(refusal):
+        reissue(ra, partner, poid, fresh_key_csr(("example.com",), key=key))
+    monkeypatch.undo()
+    order, certificates = history(ra, poid, partner)
+    assert [c.serial for c in certificates] == [created.certificate.serial]
+    assert order.current_certificate_id == certificates[0].id
+    assert len(signed) == 1  # one signature, no retry loop
+    assert reserved_without_certificate(ra, signed) == {format(signed[0], "x")}
+
+
+def test_a_concurrent_reissue_with_another_csr_between_the_transactions_gives_one_chain(ra, monkeypatch):
+    partner = new_partner(ra)
+    created = new_order(ra, partner)
+    poid = created.order.partner_order_id
+    other: list[IssuanceOutcome] = []
+    signed = between_phases(monkeypatch, lambda: other.append(reissue(ra, partner, poid, fresh_key_csr())))
+    mine = reissue(ra, partner, poid, fresh_key_csr())
+    monkeypatch.undo()
+    order, certificates = history(ra, poid, partner)
+    assert [c.serial for c in certificates] == [created.certificate.serial, other[0].certificate.serial,
+                                                 mine.certificate.serial]
+    assert [c.replaces_id for c in certificates] == [None, certificates[0].id, certificates[1].id]
+    assert order.current_certificate_id == certificates[2].id
+    assert len(signed) == 2 and not mine.replayed  # no signature wasted, none repeated
+
+
+def test_a_concurrent_retry_of_the_same_csr_between_the_transactions_is_a_replay(ra, monkeypatch):
+    """The retry recorded first: this one answers the recorded certificate, not the leaf it signed."""
+    partner = new_partner(ra)
+    created = new_order(ra, partner)
+    poid = created.order.partner_order_id
+    csr = fresh_key_csr()
+    other: list[IssuanceOutcome] = []
+    signed = between_phases(monkeypatch, lambda: other.append(reissue(ra, partner, poid, csr)))
+    mine = reissue(ra, partner, poid, csr)
+    monkeypatch.undo()
+    _, certificates = history(ra, poid, partner)
+    assert len(certificates) == 2
+    assert mine.replayed and mine.certificate.serial == other[0].certificate.serial == certificates[1].serial
+    dropped = [s for s in signed if format(s, "x") != certificates[1].serial]
+    assert len(dropped) == 1 and reserved_without_certificate(ra, dropped) == {format(dropped[0], "x")}
+
+
+def test_the_retry_loop_signs_at_most_once_per_attempt_and_gives_up(ra, monkeypatch):
+    """A leaf that never fits (simulated: the CA "changes" at every second transaction) costs
+    MAX_ATTEMPTS signatures, then an internal failure: one request cannot buy more."""
+    partner = new_partner(ra)
+    poid = new_order(ra, partner).order.partner_order_id
+    signed = between_phases(monkeypatch, lambda: None)
+    monkeypatch.setattr(reissue_module, "still_fits", lambda *a, **k: False)
+    with pytest.raises(InternalError):  # an incident, audited as failed
+        reissue(ra, partner, poid, fresh_key_csr())
+    assert len(signed) == reissue_module.MAX_ATTEMPTS
+    assert len(set(signed)) == len(signed)  # a new serial for every attempt
+
+
+# -- a passphrase rotation that another process's finish-rotation meets ------------------------------
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Installation]:
+    """An installation of this test's own whose CA passphrase is the generated file in its data directory."""
+    for environ in database_environment(request.param, tmp_path / "data", "attack"):
+        environ.pop("SOAP_SERVICE_CA_PASSPHRASE")
+        environ["SOAP_SERVICE_CA_KEY_ALGORITHM"] = "ecdsa-p256"
+        installation = build_installation(environ, request.param)
+        try:
+            yield installation
+        finally:
+            installation.ra.close()
+
+
+def file_opens_the_keys(installation: Installation) -> bool:
+    path = passphrase_file(installation.settings)
+    assert path is not None
+    with installation.ra.readers() as session:
+        stored = key_material.first_authority(session)
+    assert stored is not None
+    return opens(stored[0], stored[1], Secret(path.read_text().rstrip("\n")))
+
+
+def meeting(monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]) -> list[object]:
+    """Run ``action`` once, in the rotation's transaction (after ``.rotating`` is written, before the
+    commit), as another process would; returns what it returned or raised."""
+    real_rewrap = passphrase_rotation.rewrap
+    met: list[object] = []
+
+    def rewrap(name: str, stored: bytes, *, current: Secret, new: Secret) -> bytes:
+        if not met:
+            try:
+                met.append(action())
+            except Exception as refused:  # what the other process met is the answer
+                met.append(refused)
+        return real_rewrap(name, stored, current=current, new=new)
+
+    monkeypatch.setattr(passphrase_rotation, "rewrap", rewrap)
+    return met
+
+
+def test_finish_rotation_started_during_a_rotation_neither_discards_nor_loses_the_new_passphrase(
+    fresh, monkeypatch
+):
+    """A container that starts (its entry point runs ``ca finish-rotation``) while an operator's
+    ``ca rotate-passphrase`` is between writing ``.rotating`` and its commit must not remove the
+    file: the rotation would then commit under a passphrase kept nowhere, and the CA keys be lost."""
+    path = passphrase_file(fresh.settings)
+    assert path is not None
+    met = meeting(monkeypatch, lambda: finish_interrupted_rotation(fresh.ra))
+    rotate_passphrase(fresh.ra, new=None)
+    monkeypatch.undo()
+    assert isinstance(met[0], RotationRunning), met
+    assert "is locked" in str(met[0])
+    assert file_opens_the_keys(fresh) and not pending_file(path).exists()
+    assert finish_interrupted_rotation(fresh.ra).outcome == "none"
+
+
+def test_a_second_rotation_during_a_rotation_is_refused_and_the_first_completes(fresh, monkeypatch):
+    path = passphrase_file(fresh.settings)
+    assert path is not None
+    met = meeting(monkeypatch, lambda: rotate_passphrase(fresh.ra, new=None))
+    rotate_passphrase(fresh.ra, new=None)
+    monkeypatch.undo()
+    assert isinstance(met[0], RotationRunning), met
+    assert file_opens_the_keys(fresh) and not pending_file(path).exists()
+    assert lock_file(path).stat().st_mode & 0o777 == 0o600
+
+
+def test_the_lock_is_free_again_after_a_refused_rotation(fresh):
+    """A refusal (a weak new passphrase) releases the lock: the next rotation runs."""
+    with pytest.raises(InvalidField):
+        rotate_passphrase(fresh.ra, new=Secret("short"))
+    rotate_passphrase(fresh.ra, new=None)
+    assert file_opens_the_keys(fresh)
