@@ -16,6 +16,7 @@ counted under ``other``. No value a client sent is a label value.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
 import os
@@ -31,6 +32,7 @@ from typing import ParamSpec
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.registry import Collector
 
 from soap_service.vocabulary import Brand
@@ -129,12 +131,68 @@ def use_multiprocess_directory(directory: Path) -> None:
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
+ARCHIVE = "archive"
+"""The ``<type>_archive.db`` files that hold the counts of every worker that has left."""
+_LOCK_NAME = ".scrape-lock"
+_FOLDED_TYPES = ("counter", "histogram")
+_unfolded: list[int] = []
+"""In the master: workers gone whose files are not folded yet (a scrape held the lock)."""
+
+
 def worker_exited(pid: int) -> None:
-    """For gunicorn's ``child_exit``: drop the live gauges of a worker that left (its counters stay
-    in the sums)."""
+    """For gunicorn's ``child_exit``: drop the live gauges of a worker that left, and fold its
+    counter and histogram files into the archive files (its counts stay in the sums). Without the
+    fold every replaced worker (``max_requests``, which clients' requests drive, or a crash) left
+    two files that every scrape reads again: a scrape's cost grew with the server's age."""
     directory = multiprocess_directory()
-    if directory is not None:
-        prometheus_multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+    if directory is None:
+        return
+    prometheus_multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+    _unfolded.append(pid)
+    _fold_into_archive(directory)
+
+
+def _fold_into_archive(directory: Path) -> None:
+    """Fold the gone workers' files, under the directory's lock taken exclusive; a scrape takes it
+    shared, so that no scrape reads a count in both the archive and the file it came from, or in
+    neither. The master never waits for it (scrapes one after another must not hang it): when a
+    scrape holds it, the files wait for the next worker's exit."""
+    descriptor = os.open(directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        while _unfolded:
+            pid = _unfolded.pop()
+            for kind in _FOLDED_TYPES:
+                _fold_file(directory / f"{kind}_{pid}.db", directory / f"{kind}_{ARCHIVE}.db")
+    finally:
+        os.close(descriptor)
+
+
+def _fold_file(gone: Path, archive_path: Path) -> None:
+    if not gone.exists():
+        return
+    archive = MmapedDict(str(archive_path))  # type: ignore[no-untyped-call]
+    try:
+        for key, value, _timestamp, _position in MmapedDict.read_all_values_from_file(str(gone)):  # type: ignore[no-untyped-call]
+            archived, _ = archive.read_value(key)  # type: ignore[no-untyped-call]
+            archive.write_value(key, archived + value, 0.0)  # type: ignore[no-untyped-call]
+    finally:
+        archive.close()  # type: ignore[no-untyped-call]
+    gone.unlink()
+
+
+@contextmanager
+def _scrape_lock(directory: Path) -> Iterator[None]:
+    """The directory's lock, shared, for one scrape's reading of the files."""
+    descriptor = os.open(directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 # -- what the service counts -------------------------------------------------------------------------
@@ -272,9 +330,12 @@ def exposition(outbox_depth: Callable[[], int | None]) -> bytes:
     _metrics()  # every metric family shows, at zero, from the first scrape
     registry = CollectorRegistry(auto_describe=False)
     directory = multiprocess_directory()
-    if directory is not None:
-        prometheus_multiprocess.MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
-    else:
+    if directory is None:
         registry.register(_Forward(_registry))
-    registry.register(_OutboxDepth(outbox_depth))
-    return generate_latest(registry)
+        registry.register(_OutboxDepth(outbox_depth))
+        return generate_latest(registry)
+    prometheus_multiprocess.MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    depth = outbox_depth()  # the database is asked before the files' lock is taken, not under it
+    registry.register(_OutboxDepth(lambda: depth))
+    with _scrape_lock(directory):
+        return generate_latest(registry)

@@ -241,3 +241,104 @@ def test_the_lock_is_free_again_after_a_refused_rotation(fresh):
         rotate_passphrase(fresh.ra, new=Secret("short"))
     rotate_passphrase(fresh.ra, new=None)
     assert file_opens_the_keys(fresh)
+
+
+# -- the metric files of replaced workers ----------------------------------------------------------
+
+_WORKERS_SCRIPT = """
+import fcntl, json, os, sys
+from pathlib import Path
+from prometheus_client import values
+from soap_service import metrics
+
+directory = Path(sys.argv[1])
+metrics.use_multiprocess_directory(directory)
+pid = [0]
+values.ValueClass = values.MultiProcessValue(lambda: pid[0])
+
+def worker(number):
+    pid[0] = number
+    metrics._built = None  # a new process builds its metrics anew
+    metrics.count_request("soap", "Reissue", "0", 0.1)
+    with metrics.timed_issuance():
+        pass
+
+for number in range(1, 301):  # 300 workers replaced, one after another
+    worker(number)
+    metrics.worker_exited(number)
+# a worker leaves while a scrape holds the lock: the master does not wait, the next exit folds it
+held = os.open(directory / ".scrape-lock", os.O_RDWR)
+fcntl.flock(held, fcntl.LOCK_SH)
+worker(301)
+metrics.worker_exited(301)
+deferred = sorted(p.name for p in directory.glob("*.db"))
+os.close(held)
+worker(302)
+metrics.worker_exited(302)
+worker(303)  # alive
+text = metrics.exposition(lambda: 0).decode()
+print(json.dumps({"files": sorted(p.name for p in directory.glob("*.db")), "deferred": deferred, "text": text}))
+"""
+
+
+def test_replaced_workers_leave_no_files_behind_and_their_counts_stay(tmp_path: Path) -> None:
+    """Every replaced worker (max_requests, which any client's requests drive) used to leave its
+    counter and histogram files, which every scrape read again: 1,000 replacements made a scrape
+    take 0.4 s instead of 2 ms (and /metrics has no authentication)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    done = subprocess.run([sys.executable, "-c", _WORKERS_SCRIPT, str(tmp_path / "metrics")], env=environ,
+                          capture_output=True, text=True, timeout=120, check=True)
+    answer = json.loads(done.stdout)
+    assert "counter_301.db" in answer["deferred"]  # not folded while a scrape held the lock
+    assert answer["files"] == ["counter_303.db", "counter_archive.db", "histogram_303.db", "histogram_archive.db"]
+    text = answer["text"]
+    assert 'soap_service_requests_total{front_end="soap",operation="Reissue",outcome="0"} 303.0' in text
+    assert "soap_service_issuance_duration_seconds_count 303.0" in text
+    assert 'soap_service_request_duration_seconds_bucket{front_end="soap",le="+Inf"} 303.0' in text
+
+
+def _workers(master: int) -> set[int]:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return {int(pid) for pid in children}
+
+
+def test_a_real_server_folds_a_killed_workers_files_and_keeps_its_counts(installation, tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    from api_support import request, start_server
+
+    directory = tmp_path / "metrics"
+    server = start_server(installation, tmp_path, workers=2, extra_env={"PROMETHEUS_MULTIPROC_DIR": str(directory)})
+    try:
+        killed: set[int] = set()
+        for _round in range(3):
+            for _ in range(10):
+                assert request(server, "GET", "/healthz")[0] == 200
+            before = _workers(server.process.pid)
+            victim = sorted(before)[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.add(victim)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                now = _workers(server.process.pid)
+                if victim not in now and len(now) == 2:
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError("the killed worker was not replaced")
+        status, _headers, body = request(server, "GET", "/metrics")
+        assert status == 200
+        line = 'soap_service_requests_total{front_end="health",operation="healthz",outcome="200"} 30.0'
+        assert line in body.decode()  # no count lost with the workers that were killed
+        files = {p.name for p in directory.glob("*.db")}
+        assert not {f"{kind}_{pid}.db" for kind in ("counter", "histogram") for pid in killed} & files
+        assert {"counter_archive.db", "histogram_archive.db"} <= files
+    finally:
+        server.stop()
