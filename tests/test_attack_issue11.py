@@ -342,3 +342,25 @@ def test_a_real_server_folds_a_killed_workers_files_and_keeps_its_counts(install
         assert {"counter_archive.db", "histogram_archive.db"} <= files
     finally:
         server.stop()
+
+
+# -- the compose file's instructions --------------------------------------------------------------
+
+
+def test_the_compose_instructions_leave_the_secrets_readable_by_the_services_user_alone(tmp_path: Path) -> None:
+    """docker compose mounts a file secret with its host owner and mode: the instructions used to
+    write it under the default umask (0644, every user of the host reads the CA passphrase)."""
+    import re
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    steps = [line[4:] for line in (root / "docker-compose.yml").read_text().splitlines()
+             if line.startswith("#   ")]
+    uid = re.search(r"--uid (\d+)", (root / "Dockerfile").read_text())
+    assert uid is not None
+    chown = [step for step in steps if "chown" in step]
+    assert chown and chown[0].startswith(f"sudo chown {uid.group(1)} secrets/ca_passphrase")
+    local = [step for step in steps if not step.startswith(("sudo ", "docker "))]
+    subprocess.run(["sh", "-ec", "\n".join(local)], cwd=tmp_path, check=True, timeout=60)
+    for written in ("secrets/ca_passphrase", ".env"):
+        assert (tmp_path / written).stat().st_mode & 0o077 == 0, written
