@@ -364,3 +364,56 @@ def test_the_compose_instructions_leave_the_secrets_readable_by_the_services_use
     subprocess.run(["sh", "-ec", "\n".join(local)], cwd=tmp_path, check=True, timeout=60)
     for written in ("secrets/ca_passphrase", ".env"):
         assert (tmp_path / written).stat().st_mode & 0o077 == 0, written
+
+
+# -- reissue rule 7 between two partners, on PostgreSQL ------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "rule 7 (a key in another partner's valid certificate is refused) is asked under the key's SHARED "
+    "advisory lock (storage.certificates.is_key_blocked), which two issuances of one key by two partners "
+    "both hold at once: neither sees the other's uncommitted certificate, and both commit. "
+    "Fix: an issuance takes the key's advisory lock EXCLUSIVE before its first key check "
+    "(ra/issuance.py refuse_blocked_key: certificates.lock_key(session, spki, shared=False) before "
+    "is_key_blocked; not after the shared one, an upgrade by two sessions deadlocks); two issuances of "
+    "one key then take turns for a millisecond and the second sees the first's certificate"))
+def test_two_partners_cannot_both_hold_one_key_when_their_reissues_meet(installation, ra, monkeypatch):
+    """Partner B (the attacker) holds a copy of partner A's CSR and sends it while A's reissue records
+    its certificate: both used to commit, and B could then revoke A's certificate for keyCompromise."""
+    if installation.backend != "postgresql":
+        pytest.skip("SQLite's BEGIN IMMEDIATE serializes the two second transactions")
+    import threading
+
+    victim, attacker = new_partner(ra), new_partner(ra)
+    victim_poid = new_order(ra, victim).order.partner_order_id
+    attacker_poid = new_order(ra, attacker).order.partner_order_id
+    copied_csr = fresh_key_csr(("example.com",))
+    real_record = reissue_module.record_certificate
+    outcome: list[object] = []
+
+    def record_while_the_attacker_reissues(*args: object, **kwargs: object) -> object:
+        recorded = real_record(*args, **kwargs)  # type: ignore[arg-type]
+        if not outcome:
+            outcome.append(None)
+            attack = threading.Thread(target=lambda: outcome.append(_try(
+                lambda: reissue(ra, attacker, attacker_poid, copied_csr))))
+            attack.start()
+            attack.join(timeout=60)
+        return recorded
+
+    monkeypatch.setattr(reissue_module, "record_certificate", record_while_the_attacker_reissues)
+    reissue(ra, victim, victim_poid, copied_csr)
+    monkeypatch.undo()
+    spki = history(ra, victim_poid, victim)[1][-1].spki_sha256
+    with ra.readers() as session:
+        holders = set(session.scalars(
+            select(Order.partner_id).join(Certificate, Certificate.order_pk == Order.id)
+            .where(Certificate.spki_sha256 == spki, Certificate.status == "VALID")))
+    assert len(holders) == 1, outcome
+
+
+def _try(action: Callable[[], object]) -> object:
+    try:
+        return action()
+    except Exception as failure:  # the attacker's refusal is an acceptable outcome
+        return failure
