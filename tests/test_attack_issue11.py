@@ -417,3 +417,54 @@ def _try(action: Callable[[], object]) -> object:
         return action()
     except Exception as failure:  # the attacker's refusal is an acceptable outcome
         return failure
+
+
+# -- OCSP responder renewal against a database that refuses writes -------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "ra/ocsp.py _renew_one now makes the responder key and signs its certificate before its transaction, "
+    "and a failed renewal is tried again by the next request: while the database refuses writes (a "
+    "PostgreSQL standby after a failover, a full disk) and a renewal is due, every unauthenticated OCSP "
+    "request costs a key generation and a CA signature, serialized under the service's lock (OCSP answers "
+    "queue behind them), where the previous code failed at the CA row's lock first. Fix in "
+    "OCSPResponderService._renew_if_due: after a failed renewal, no new attempt for a back-off "
+    "(e.g. 60 s, per process), the current responder answering meanwhile"))
+def test_a_due_renewal_that_cannot_be_written_is_not_retried_by_every_ocsp_request(ra, monkeypatch):
+    from datetime import timedelta
+
+    from sqlalchemy.exc import OperationalError
+
+    from ocsp_support import request_der
+    from soap_service.ca.ocsp_responder import RENEWAL_MARGIN
+    from soap_service.ra import ocsp as ocsp_module
+    from soap_service.storage.models import OCSPResponder
+
+    created = new_order(ra, new_partner(ra))
+    from cryptography import x509
+
+    leaf = x509.load_pem_x509_certificate(created.certificate.pem.encode())
+    issuer = x509.load_pem_x509_certificate(created.chain[0].pem.encode())
+    service = ocsp_module.OCSPResponderService(ra)
+    request = request_der(leaf, issuer)
+    service.answer(request)  # the responders loaded
+    with ra.readers() as session:
+        latest = max(session.scalars(select(OCSPResponder.not_after)))
+    real_clock = ra.clock
+    monkeypatch.setattr(ra, "clock", lambda: max(real_clock(), latest - RENEWAL_MARGIN + timedelta(hours=1)))
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OperationalError("SELECT ... FOR UPDATE", None, Exception("read-only transaction"))
+
+    made: list[int] = []
+    real_create = ocsp_module.create_responder
+
+    def counting_create(*args: object, **kwargs: object) -> object:
+        made.append(1)
+        return real_create(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ocsp_module.ocsp_storage, "lock_authority", read_only)
+    monkeypatch.setattr(ocsp_module, "create_responder", counting_create)
+    for _ in range(5):
+        service.answer(request)
+    assert len(made) <= 1, f"{len(made)} responder keys made and signed for 5 OCSP requests"
