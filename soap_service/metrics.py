@@ -21,6 +21,7 @@ import functools
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -124,11 +125,28 @@ def use_multiprocess_directory(directory: Path) -> None:
     """For gunicorn's master, before it forks: count in files under ``directory``, emptied of
     any earlier server's files, from now on in this process and every worker it forks."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _refuse_a_shared_directory(directory)
     for stale in directory.glob("*.db"):
         stale.unlink(missing_ok=True)
     os.environ[MULTIPROC_VARIABLE] = str(directory)
     # The library chose its value class when it was imported (the environment did not say yet).
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+class SharedMetricsDirectory(RuntimeError):
+    """``PROMETHEUS_MULTIPROC_DIR`` names a directory another user owns or may write."""
+
+
+def _refuse_a_shared_directory(directory: Path) -> None:
+    """The workers open ``<type>_<pid>.db`` there for writing (and the master deletes ``*.db``): in a
+    directory another local user owns or may write (``/tmp/metrics``), that user could plant links
+    to this user's files, which the service would then write into or delete."""
+    found = os.lstat(directory)
+    if stat.S_ISLNK(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o022:
+        raise SharedMetricsDirectory(
+            f"{MULTIPROC_VARIABLE}={directory} is a link, belongs to another user or may be written by "
+            f"others: give the server a directory of its own (or leave the variable unset)"
+        )
 
 
 ARCHIVE = "archive"

@@ -468,3 +468,26 @@ def test_a_due_renewal_that_cannot_be_written_is_not_retried_by_every_ocsp_reque
     for _ in range(5):
         service.answer(request)
     assert len(made) <= 1, f"{len(made)} responder keys made and signed for 5 OCSP requests"
+
+
+def test_a_metrics_directory_others_may_write_is_refused(tmp_path: Path) -> None:
+    """The master deletes ``*.db`` there and the workers open ``<type>_<pid>.db`` for writing: in a
+    shared directory another local user could plant links to this user's files."""
+    import os
+
+    from soap_service import metrics
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    planted = tmp_path / "precious"
+    planted.write_bytes(b"the service's own file")
+    (shared / "counter_1.db").symlink_to(planted)
+    for directory in (shared, link):
+        with pytest.raises(metrics.SharedMetricsDirectory, match="directory of its own"):
+            metrics.use_multiprocess_directory(directory)
+    assert (shared / "counter_1.db").is_symlink() and planted.read_bytes() == b"the service's own file"
+    assert metrics.MULTIPROC_VARIABLE not in os.environ or os.environ[metrics.MULTIPROC_VARIABLE] != str(shared)
