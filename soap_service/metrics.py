@@ -167,7 +167,10 @@ def worker_exited(pid: int) -> None:
         return
     prometheus_multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
     _unfolded.append(pid)
-    _fold_into_archive(directory)
+    try:
+        _fold_into_archive(directory)
+    except Exception as failure:  # noqa: BLE001 - the master goes on; the files stay and are summed as they are
+        logger.warning("metric files of worker %d not folded: %s", pid, type(failure).__name__)
 
 
 def _fold_into_archive(directory: Path) -> None:
@@ -192,9 +195,12 @@ def _fold_into_archive(directory: Path) -> None:
 def _fold_file(gone: Path, archive_path: Path) -> None:
     if not gone.exists():
         return
+    # Read whole first: a file that cannot be read (a full disk cut it short) changes no archive.
+    counts = [(key, value) for key, value, _timestamp, _position
+              in MmapedDict.read_all_values_from_file(str(gone))]  # type: ignore[no-untyped-call]
     archive = MmapedDict(str(archive_path))  # type: ignore[no-untyped-call]
     try:
-        for key, value, _timestamp, _position in MmapedDict.read_all_values_from_file(str(gone)):  # type: ignore[no-untyped-call]
+        for key, value in counts:
             archived, _ = archive.read_value(key)  # type: ignore[no-untyped-call]
             archive.write_value(key, archived + value, 0.0)  # type: ignore[no-untyped-call]
     finally:

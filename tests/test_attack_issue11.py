@@ -491,3 +491,21 @@ def test_a_metrics_directory_others_may_write_is_refused(tmp_path: Path) -> None
             metrics.use_multiprocess_directory(directory)
     assert (shared / "counter_1.db").is_symlink() and planted.read_bytes() == b"the service's own file"
     assert metrics.MULTIPROC_VARIABLE not in os.environ or os.environ[metrics.MULTIPROC_VARIABLE] != str(shared)
+
+
+def test_a_metric_file_that_cannot_be_read_never_fails_the_master(tmp_path: Path, monkeypatch, caplog) -> None:
+    """``child_exit`` runs in gunicorn's master, whose main loop exits on an exception: a worker's
+    file cut short (a full disk) is left as it is, with a WARNING, and the archive is not changed."""
+    import logging
+    import struct
+
+    from soap_service import metrics
+
+    directory = tmp_path / "metrics"
+    directory.mkdir(mode=0o700)
+    (directory / "counter_77.db").write_bytes(struct.pack("i", 4096) + b"\0" * 60)  # says 4096 bytes used
+    monkeypatch.setenv(metrics.MULTIPROC_VARIABLE, str(directory))
+    caplog.set_level(logging.WARNING, logger="soap_service.metrics")
+    metrics.worker_exited(77)
+    assert "metric files of worker 77 not folded" in caplog.text
+    assert (directory / "counter_77.db").exists() and not (directory / "counter_archive.db").exists()
