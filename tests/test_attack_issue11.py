@@ -369,14 +369,6 @@ def test_the_compose_instructions_leave_the_secrets_readable_by_the_services_use
 # -- reissue rule 7 between two partners, on PostgreSQL ------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rule 7 (a key in another partner's valid certificate is refused) is asked under the key's SHARED "
-    "advisory lock (storage.certificates.is_key_blocked), which two issuances of one key by two partners "
-    "both hold at once: neither sees the other's uncommitted certificate, and both commit. "
-    "Fix: an issuance takes the key's advisory lock EXCLUSIVE before its first key check "
-    "(ra/issuance.py refuse_blocked_key: certificates.lock_key(session, spki, shared=False) before "
-    "is_key_blocked; not after the shared one, an upgrade by two sessions deadlocks); two issuances of "
-    "one key then take turns for a millisecond and the second sees the first's certificate"))
 def test_two_partners_cannot_both_hold_one_key_when_their_reissues_meet(installation, ra, monkeypatch):
     """Partner B (the attacker) holds a copy of partner A's CSR and sends it while A's reissue records
     its certificate: both used to commit, and B could then revoke A's certificate for keyCompromise."""
@@ -422,14 +414,6 @@ def _try(action: Callable[[], object]) -> object:
 # -- OCSP responder renewal against a database that refuses writes -------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ra/ocsp.py _renew_one now makes the responder key and signs its certificate before its transaction, "
-    "and a failed renewal is tried again by the next request: while the database refuses writes (a "
-    "PostgreSQL standby after a failover, a full disk) and a renewal is due, every unauthenticated OCSP "
-    "request costs a key generation and a CA signature, serialized under the service's lock (OCSP answers "
-    "queue behind them), where the previous code failed at the CA row's lock first. Fix in "
-    "OCSPResponderService._renew_if_due: after a failed renewal, no new attempt for a back-off "
-    "(e.g. 60 s, per process), the current responder answering meanwhile"))
 def test_a_due_renewal_that_cannot_be_written_is_not_retried_by_every_ocsp_request(ra, monkeypatch):
     from datetime import timedelta
 

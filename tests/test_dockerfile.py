@@ -295,7 +295,7 @@ def test_the_service_waits_for_a_healthy_database_and_uses_only_real_settings():
     assert data_dir == dockerfile_env()[PREFIX + "DATA_DIR"]
     volumes = {mount.split(":")[1]: mount.split(":")[0] for mount in service["volumes"]}
     assert volumes[data_dir] in document["volumes"]
-    assert service["ports"] == [f"{bind_port()}:{bind_port()}"]
+    assert service["ports"] == [f"127.0.0.1:{bind_port()}:{bind_port()}"]  # loopback only: a TLS proxy publishes it
 
 
 # ------------------------------------------------------------------------------ the entry point, run

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import SQLAlchemyError
 
-from soap_service.ca.hierarchy import create_hierarchy
+from soap_service.ca.hierarchy import CAMaterial, create_hierarchy
 from soap_service.ra.catalogue import PRODUCTS
 from soap_service.ra.ocsp import ensure_responders
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.storage import audit, authorities, catalogue
+from soap_service.storage.db import installation_lock
 from soap_service.vocabulary import Brand
 
 logger = logging.getLogger(__name__)
@@ -62,9 +63,31 @@ def migrate(ra: RegistrationAuthority) -> None:
 
 
 def initialize(ra: RegistrationAuthority) -> Installation:
-    """Migrate the schema, load the catalogue, create the hierarchy unless it exists."""
-    migrate(ra)
+    """Migrate the schema, load the catalogue, create the hierarchy unless it exists.
+
+    On PostgreSQL the whole of it runs under the installation's advisory lock
+    (:func:`soap_service.storage.db.installation_lock`): several hosts running ``init`` at once
+    on one new database take turns, and all but the first find it done. The hierarchy's keys and
+    certificates are made before the transaction that records them (no signature under a write
+    lock, docs/design.md, "Concurrency and failures")."""
+    with installation_lock(ra.engine):
+        migrate(ra)
+        return _initialize_migrated(ra)
+
+
+def _initialize_migrated(ra: RegistrationAuthority) -> Installation:
     now = ra.clock()
+    materials: list[CAMaterial] | None = None
+    installation = secrets.token_hex(4).upper()
+    with ra.readers() as session:
+        exists = bool(authorities.list_authorities(session))
+    if not exists:
+        materials = list(create_hierarchy(
+            ra.settings.ca_key_algorithm, installation, ra.settings.public_url, now, ra.key_backend
+        ))
+        for material in materials:
+            for finding in ra.linter.ca_findings(material.certificate, material.role):
+                logger.warning("CA %s: linter finding %s", material.name, finding)
     created = False
     with ra.sessions() as session, session.begin():
         for brand in Brand:
@@ -80,17 +103,10 @@ def initialize(ra: RegistrationAuthority) -> Installation:
                 wildcard_allowed=product.wildcard_allowed,
                 max_names=product.max_names,
             )
-        if not authorities.list_authorities(session):
+        if materials is not None and not authorities.list_authorities(session):
             created = True
-            installation = secrets.token_hex(4).upper()
-            materials = create_hierarchy(
-                ra.settings.ca_key_algorithm, installation, ra.settings.public_url, now, ra.key_backend
-            )
             ids: dict[str, int] = {}
             for material in materials:
-                kind = material.role
-                for finding in ra.linter.ca_findings(material.certificate, kind):
-                    logger.warning("CA %s: linter finding %s", material.name, finding)
                 parent = None if material.role == "root" else ids["ROOT"]
                 record = authorities.add_authority(
                     session,

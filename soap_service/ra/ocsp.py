@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -154,6 +155,11 @@ class _Cached:
     next_update: datetime
 
 
+RENEWAL_BACKOFF_SECONDS = 60.0
+"""After a failed responder renewal, how long a process answers with its current responder before
+it tries again (the current one stays valid for days: renewal starts 7 days before its end)."""
+
+
 class OCSPResponderService:
     """Answers OCSP requests for the installation's issuing CAs; one per process."""
 
@@ -164,6 +170,7 @@ class OCSPResponderService:
         self._cache: OrderedDict[tuple[int, int, str], _Cached] = OrderedDict()
         self._cache_bytes = 0  # the sum of len(der) over self._cache, under self._lock
         self._status = StatusReader(ra.engine)
+        self._renewal_failed_at: float | None = None  # time.monotonic() of the last failed renewal
 
     def close(self) -> None:
         """Close the status reader's connections."""
@@ -210,7 +217,13 @@ class OCSPResponderService:
         return issuers
 
     def _renew_if_due(self, issuer: _Issuer, now: datetime) -> _Issuer:
+        """A renewal that failed is not tried again for :data:`RENEWAL_BACKOFF_SECONDS`: it makes a
+        key and a signature before it writes, and a database that refuses writes (a standby after
+        a failover, a full disk) would otherwise cost both on every request."""
         if not needs_renewal(issuer.responder_not_after, now):
+            return issuer
+        failed_at = self._renewal_failed_at
+        if failed_at is not None and time.monotonic() - failed_at < RENEWAL_BACKOFF_SECONDS:
             return issuer
         try:
             with self._lock:
@@ -219,8 +232,10 @@ class OCSPResponderService:
                 if not needs_renewal(fresh.responder_not_after, now):
                     return fresh
                 self._issuers = self._read_issuers(allow_renewal=True)
+                self._renewal_failed_at = None
                 return next((i for i in self._issuers.values() if i.id == issuer.id), issuer)
         except (SQLAlchemyError, OSError, ValueError):
+            self._renewal_failed_at = time.monotonic()
             logger.exception("OCSP responder renewal for CA %s failed; the current responder goes on", issuer.name)
             return issuer
 

@@ -14,6 +14,8 @@ transaction; a write in one fails at its statement, before any lock is taken.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -125,3 +127,26 @@ def lock_digest(session: Session, sha256_hex: str, *, shared: bool = False) -> N
         return
     key = int(sha256_hex[:15], 16)
     session.execute(select(func.pg_advisory_xact_lock_shared(key) if shared else func.pg_advisory_xact_lock(key)))
+
+
+INSTALLATION_LOCK = (0x6F63_6667, 3)
+"""The advisory lock that ``soap-service init`` holds on PostgreSQL, next to the change feed's (1)
+and the audit chain's (2)."""
+
+
+@contextmanager
+def installation_lock(engine: Engine) -> Iterator[None]:
+    """On PostgreSQL, a session-level advisory lock held by a connection of its own while the block
+    runs: hosts that start at once on one database (each container runs ``init``) take turns, and
+    the later ones find the schema migrated and the hierarchy made. SQLite: nothing (one host)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as connection:
+        connection.execute(select(func.pg_advisory_lock(*INSTALLATION_LOCK)))
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(select(func.pg_advisory_unlock(*INSTALLATION_LOCK)))
+            connection.commit()
