@@ -22,6 +22,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.x509 import ocsp
+from sqlalchemy import select
+
+from api_support import RunningServer, start_server
+from conftest import TestInstallation as Installation
+from factory import fresh_key_csr, new_order, new_partner
 from many_hosts_support import (
     Call,
     assert_answers_match_database,
@@ -43,11 +48,6 @@ from many_hosts_support import (
     separate_data_dir,
     unrecorded_reservations,
 )
-from sqlalchemy import select
-
-from api_support import RunningServer, start_server
-from conftest import TestInstallation as Installation
-from factory import fresh_key_csr, new_order, new_partner
 from soap_service.storage.models import AuditEvent, MailMessage
 
 pytestmark = pytest.mark.slow

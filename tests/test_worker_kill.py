@@ -30,6 +30,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from api_support import RunningServer, start_server
+from conftest import TestInstallation as Installation
+from factory import TestPartner as Partner
+from factory import fresh_key_csr, new_order, new_partner
 from many_hosts_support import (
     Call,
     assert_answers_match_database,
@@ -47,11 +52,6 @@ from many_hosts_support import (
     unrecorded_reservations,
     wait_for_workers,
 )
-
-from api_support import RunningServer, start_server
-from conftest import TestInstallation as Installation
-from factory import TestPartner as Partner
-from factory import fresh_key_csr, new_order, new_partner
 
 pytestmark = pytest.mark.slow
 
