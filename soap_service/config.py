@@ -64,6 +64,7 @@ class Settings:
     key_reuse: str = "warn"
     require_key_blocklist: bool = False
     auth_cache_seconds: int = 60
+    db_pool_size: int = 5  # PostgreSQL: connections kept per process, and as many more in a burst
     lockout_threshold: int = 10
     lockout_window_seconds: int = 900
     log_level: str = "INFO"
@@ -104,6 +105,16 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+MAX_DB_POOL_SIZE = 100
+
+
+def _bounded_int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    value = _int(env, name, default, minimum)
+    if value > maximum:
+        raise ConfigurationError(f"{PREFIX}{name} must be at most {maximum}")
+    return value
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env.get(PREFIX + name) or default
     if value not in choices:
@@ -132,6 +143,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         key_reuse=_choice(env, "KEY_REUSE", "warn", KEY_REUSE_POLICIES),
         require_key_blocklist=_choice(env, "REQUIRE_KEY_BLOCKLIST", "no", ("yes", "no")) == "yes",
         auth_cache_seconds=_int(env, "AUTH_CACHE_SECONDS", 60),
+        db_pool_size=_bounded_int(env, "DB_POOL_SIZE", 5, 1, MAX_DB_POOL_SIZE),
         lockout_threshold=_int(env, "LOCKOUT_THRESHOLD", 10, minimum=1),
         lockout_window_seconds=_int(env, "LOCKOUT_WINDOW_SECONDS", 900, minimum=1),
         log_level=(env.get(PREFIX + "LOG_LEVEL") or "INFO").upper(),

@@ -59,7 +59,7 @@ class RegistrationAuthority:
     ) -> RegistrationAuthority:
         # Before anything is created in it: the data directory is the service user's alone.
         secure_data_dir(settings.data_dir, sqlite_database=sqlite_database_path(settings.database_url))
-        engine = engine or create_database_engine(settings.database_url)
+        engine = engine or create_database_engine(settings.database_url, pool_size=settings.db_pool_size)
         sessions = create_session_factory(engine)
         readers = create_reader_factory(engine)
         passphrase = load_or_create_passphrase(
