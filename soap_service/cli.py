@@ -210,9 +210,14 @@ def _read_password() -> Secret:
     return _read_secret("password: ")
 
 
-def _read_secret(prompt: str) -> Secret:
+def _read_secret(prompt: str, *, confirm: bool = False) -> Secret:
+    """A line of stdin, or typed at a terminal without echo; ``confirm`` asks a terminal twice (a
+    typo in a new CA passphrase would encrypt every key under a passphrase nobody has)."""
     if sys.stdin.isatty():
-        return Secret(getpass.getpass(prompt))
+        typed = getpass.getpass(prompt)
+        if confirm and getpass.getpass("again: ") != typed:
+            raise InvalidField("the two entries differ: nothing was changed", field="--new-passphrase-stdin")
+        return Secret(typed)
     return Secret(sys.stdin.readline().rstrip("\r\n"))
 
 
@@ -246,7 +251,7 @@ def _rotate_passphrase(args: argparse.Namespace, ra: RegistrationAuthority) -> d
     if args.external and not args.new_passphrase_stdin:
         raise InvalidField("--external needs --new-passphrase-stdin: the service keeps no copy of a generated "
                            "passphrase it may not write", field="--external")
-    new = _read_secret("new CA passphrase: ") if args.new_passphrase_stdin else None
+    new = _read_secret("new CA passphrase: ", confirm=True) if args.new_passphrase_stdin else None
     rotated = rotate_passphrase(ra, new=new, external=args.external)
     return {
         "keys_reencrypted": rotated.keys,

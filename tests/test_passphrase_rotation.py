@@ -374,3 +374,23 @@ def test_finish_rotation_before_init_discards_a_leftover_file(tmp_path):
         assert not pending_file(path).exists()
     finally:
         ra.close()
+
+
+def test_a_new_passphrase_typed_at_a_terminal_is_asked_twice(monkeypatch):
+    """A typo would encrypt every key under a passphrase nobody has: two different entries are refused."""
+    import getpass
+
+    from soap_service import cli
+    from soap_service.errors import InvalidField
+
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(cli.sys, "stdin", Terminal())
+    typed = iter(["a-long-new-passphrase-1234", "a-long-new-passphrase-1243"])
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: next(typed))
+    with pytest.raises(InvalidField, match="differ"):
+        cli._read_secret("new CA passphrase: ", confirm=True)
+    typed = iter(["a-long-new-passphrase-1234", "a-long-new-passphrase-1234"])
+    assert cli._read_secret("new CA passphrase: ", confirm=True).reveal() == "a-long-new-passphrase-1234"
