@@ -56,7 +56,7 @@ from soap_service.ra.issuance import (
 )
 from soap_service.ra.names import requested_names
 from soap_service.ra.service import RegistrationAuthority
-from soap_service.ra.views import IssuanceOutcome, Notice, OrderView
+from soap_service.ra.views import CertificateView, IssuanceOutcome, Notice, OrderView
 from soap_service.storage import audit, certificates, orders, partners
 from soap_service.storage.errors import SerialCollision
 from soap_service.storage.models import Certificate, Order
@@ -231,7 +231,7 @@ class Reissuer:
         now = self._ra.clock()
         decision = self._decide(session, partner, request, examined, now, lock=True)
         if decision.replay:
-            return self._replayed(session, subject, decision, now)
+            return self._replayed(session, partner, subject, decision, now)
         return plan_leaf(self._ra, session, order=decision.order, product=decision.product, csr=decision.csr,
                          names=decision.names, now=now)
 
@@ -255,7 +255,7 @@ class Reissuer:
         decision = self._decide(session, partner, request, examined, now, lock=True)
         order, current = decision.order, decision.current
         if decision.replay:
-            return self._replayed(session, subject, decision, now)  # a concurrent retry recorded it first
+            return self._replayed(session, partner, subject, decision, now)  # a concurrent retry recorded it first
         if not still_fits(planned, order=order, product=decision.product, names=decision.names,
                           loaded=decision.loaded):
             raise _ConcurrentChange()
@@ -267,13 +267,16 @@ class Reissuer:
         ):
             raise _ConcurrentChange()
         self._append(session, subject, order, issued, now, outcome="success", detail=_names_detail(decision.names))
-        return self._outcome(order, issued, decision.loaded, tuple(decision.warnings), replayed=False)
+        return self._outcome(session, partner, order, issued, current, decision.loaded, tuple(decision.warnings),
+                             replayed=False)
 
-    def _replayed(self, session: Session, subject: Subject, decision: _Decision, now: datetime) -> IssuanceOutcome:
+    def _replayed(
+        self, session: Session, partner: PartnerRef, subject: Subject, decision: _Decision, now: datetime
+    ) -> IssuanceOutcome:
         current = decision.current
         assert current is not None
         self._append(session, subject, decision.order, current, now, outcome="replayed", detail="same CSR as current")
-        return self._outcome(decision.order, current, decision.loaded, (), replayed=True)
+        return self._outcome(session, partner, decision.order, current, None, decision.loaded, (), replayed=True)
 
     def _decide(
         self,
@@ -382,18 +385,31 @@ class Reissuer:
 
     @staticmethod
     def _outcome(
+        session: Session,
+        partner: PartnerRef,
         order: Order,
         certificate: Certificate,
+        replaced: Certificate | None,
         loaded: LoadedCA,
         warnings: tuple[Notice, ...],
         *,
         replayed: bool,
     ) -> IssuanceOutcome:
-        # Not the whole history: reissues are unlimited, and their answer must not grow with them.
-        view = OrderView.of(order, [], current=certificate)
-        assert view.certificate is not None
+        """The answer, from what the transaction holds already: the partner, the CA and the
+        replaced certificate's serial are not read again (their rows would be, one query each,
+        with the write lock held). Not the whole history: reissues are unlimited, and their
+        answer must not grow with them."""
+        if replaced is not None and replaced.id == certificate.replaces_id:
+            replaces_serial: str | None = replaced.serial
+        elif certificate.replaces_id is not None:
+            replaces_serial = certificates.serial_of(session, certificate.replaces_id)
+        else:
+            replaces_serial = None
+        issuer = loaded.issuing.name if certificate.ca_id == loaded.id else None
+        current_view = CertificateView.of(certificate, replaces_serial, issuer=issuer)
+        view = OrderView.of(order, [], current_view=current_view, partner_code=partner.code)
         return IssuanceOutcome(
-            order=view, certificate=view.certificate, chain=chain_of(loaded), warnings=warnings, replayed=replayed
+            order=view, certificate=current_view, chain=chain_of(loaded), warnings=warnings, replayed=replayed
         )
 
 

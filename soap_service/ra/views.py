@@ -38,11 +38,12 @@ class CertificateView:
     revocation_reason: str | None
 
     @classmethod
-    def of(cls, certificate: Certificate, replaces_serial: str | None) -> CertificateView:
+    def of(cls, certificate: Certificate, replaces_serial: str | None, *, issuer: str | None = None) -> CertificateView:
+        """``issuer``: the CA's name when the caller knows it (else its row is read)."""
         return cls(
             serial=certificate.serial,
             status=certificate.status,
-            issuer=certificate.authority.name,
+            issuer=issuer if issuer is not None else certificate.authority.name,
             subject=certificate.subject,
             names=tuple(certificate.name_list),
             not_before=certificate.not_before,
@@ -101,21 +102,31 @@ class OrderView:
     certificates: tuple[CertificateView, ...] = ()
 
     @classmethod
-    def of(cls, order: Order, history: list[Certificate], current: Certificate | None = None) -> OrderView:
+    def of(
+        cls,
+        order: Order,
+        history: list[Certificate],
+        current: Certificate | None = None,
+        *,
+        current_view: CertificateView | None = None,
+        partner_code: str | None = None,
+    ) -> OrderView:
         """The order with ``history`` (oldest first; may be empty) and its current certificate,
-        taken from ``current`` when given, else found in ``history``."""
+        taken from ``current_view`` or ``current`` when given, else found in ``history``;
+        ``partner_code`` when the caller knows it (else the partner's row is read)."""
         serial_by_id = {c.id: c.serial for c in history}
         views = tuple(
             CertificateView.of(c, serial_by_id.get(c.replaces_id) if c.replaces_id else None) for c in history
         )
-        current_view = next(
-            (v for c, v in zip(history, views, strict=True) if c.id == order.current_certificate_id), None
-        )
-        if current is not None:
+        if current_view is None:
+            current_view = next(
+                (v for c, v in zip(history, views, strict=True) if c.id == order.current_certificate_id), None
+            )
+        if current_view is None and current is not None:
             current_view = CertificateView.of(current, current.replaces.serial if current.replaces else None)
         return cls(
             order_id=order.order_id,
-            partner_code=order.partner.code,
+            partner_code=partner_code if partner_code is not None else order.partner.code,
             partner_order_id=order.partner_order_id,
             brand=order.brand_code,
             product=order.product_code,

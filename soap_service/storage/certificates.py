@@ -45,6 +45,11 @@ def get_certificate(session: Session, certificate_id: int) -> Certificate | None
     return session.get(Certificate, certificate_id)
 
 
+def serial_of(session: Session, certificate_id: int) -> str | None:
+    """The serial of one certificate, without loading its row."""
+    return session.scalar(select(Certificate.serial).where(Certificate.id == certificate_id))
+
+
 def order_history(session: Session, order_pk: int) -> list[Certificate]:
     """Every certificate of an order, oldest first."""
     return list(
