@@ -38,7 +38,7 @@ from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.views import IssuanceOutcome
 from soap_service.storage import certificates as certificate_store
 from soap_service.storage import key_material
-from soap_service.storage.models import Certificate, IssuedSerial, Order
+from soap_service.storage.models import AuditEvent, Certificate, IssuedSerial, Order
 
 # -- between a Reissue's two transactions -----------------------------------------------------------
 
@@ -149,6 +149,10 @@ def test_a_concurrent_retry_of_the_same_csr_between_the_transactions_is_a_replay
     assert mine.replayed and mine.certificate.serial == other[0].certificate.serial == certificates[1].serial
     dropped = [s for s in signed if format(s, "x") != certificates[1].serial]
     assert len(dropped) == 1 and reserved_without_certificate(ra, dropped) == {format(dropped[0], "x")}
+    with ra.readers() as session:  # the replay's audit event names the leaf it dropped
+        details = list(session.scalars(select(AuditEvent.detail).where(
+            AuditEvent.partner_order_id == poid, AuditEvent.outcome == "replayed")))
+    assert details == [f"same CSR as current; signed leaf {format(dropped[0], 'x')} dropped"]
 
 
 def test_the_retry_loop_signs_at_most_once_per_attempt_and_gives_up(ra, monkeypatch):

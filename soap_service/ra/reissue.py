@@ -51,6 +51,7 @@ from soap_service.ra.issuance import (
     record_certificate,
     refuse_blocked_key,
     refuse_key_of_another_partner,
+    serial_hex,
     sign_leaf,
     still_fits,
 )
@@ -255,7 +256,9 @@ class Reissuer:
         decision = self._decide(session, partner, request, examined, now, lock=True)
         order, current = decision.order, decision.current
         if decision.replay:
-            return self._replayed(session, partner, subject, decision, now)  # a concurrent retry recorded it first
+            # A concurrent retry recorded it first: this leaf is dropped, its serial stays reserved.
+            dropped = f"same CSR as current; signed leaf {serial_hex(planned.request.serial)} dropped"
+            return self._replayed(session, partner, subject, decision, now, detail=dropped)
         if not still_fits(planned, order=order, product=decision.product, names=decision.names,
                           loaded=decision.loaded):
             raise _ConcurrentChange()
@@ -271,11 +274,12 @@ class Reissuer:
                              replayed=False)
 
     def _replayed(
-        self, session: Session, partner: PartnerRef, subject: Subject, decision: _Decision, now: datetime
+        self, session: Session, partner: PartnerRef, subject: Subject, decision: _Decision, now: datetime,
+        *, detail: str = "same CSR as current",
     ) -> IssuanceOutcome:
         current = decision.current
         assert current is not None
-        self._append(session, subject, decision.order, current, now, outcome="replayed", detail="same CSR as current")
+        self._append(session, subject, decision.order, current, now, outcome="replayed", detail=detail)
         return self._outcome(session, partner, decision.order, current, None, decision.loaded, (), replayed=True)
 
     def _decide(
