@@ -25,7 +25,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec
@@ -306,23 +306,22 @@ def _observe(what: str, seconds: float) -> None:
 
 
 @contextmanager
-def timed_issuance() -> Iterator[None]:
+def _timed(what: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        _observe(what, time.perf_counter() - started)
+
+
+def timed_issuance() -> AbstractContextManager[None]:
     """Times one certificate's issuance (build, lint, sign), whether it ends signed or refused."""
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        _observe("issuance", time.perf_counter() - started)
+    return _timed("issuance")
 
 
-@contextmanager
-def timed_lint() -> Iterator[None]:
+def timed_lint() -> AbstractContextManager[None]:
     """Times one run of the pre-issuance linter."""
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        _observe("lint", time.perf_counter() - started)
+    return _timed("lint")
 
 
 # -- the scrape ----------------------------------------------------------------------------------------

@@ -67,10 +67,6 @@ def refuse_blocked_key(policy: KeyPolicy, session: Session, csr: ParsedCSR) -> N
     Asked in the caller's transaction, after the order is locked: :mod:`soap_service.ra.keypolicy`
     says why there and not in a session of its own.
     """
-    # Exclusive first (PostgreSQL): two issuances of one key, by two partners, take turns, so the
-    # second's rule 7 question sees the first's committed certificate (a shared lock taken first by
-    # both and then raised would deadlock them). is_key_blocked's shared lock is then held already.
-    certificates.lock_key(session, csr.spki_sha256, shared=False)
     policy.check_not_blocked(csr.spki_sha256, functools.partial(certificates.is_key_blocked, session))
 
 

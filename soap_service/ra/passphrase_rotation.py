@@ -43,7 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from soap_service.ca.keys.encrypted import GENERATED_FILE_NAME, load_or_create_passphrase
+from soap_service.ca.keys.encrypted import GENERATED_FILE_NAME, load_or_create_passphrase, write_new_passphrase_file
 from soap_service.ca.keys.rotation import opens, rewrap
 from soap_service.config import ConfigurationError, Secret, Settings
 from soap_service.errors import InvalidField
@@ -232,19 +232,13 @@ def _check_new(new: Secret, current: Secret) -> None:
 def _write_pending(pending: Path, new: Secret) -> None:
     """The new passphrase beside the file, ``0600`` and synced, before the database changes."""
     try:
-        descriptor = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_new_passphrase_file(pending, new)
     except OSError as error:
         raise InvalidField(
             f"cannot write {pending} ({error.strerror}): a passphrase file the service cannot write "
             f"(a Docker secret) is rotated with --external",
             field="passphrase",
         ) from None
-    try:
-        os.fchmod(descriptor, 0o600)
-        os.write(descriptor, (new.reveal() + "\n").encode())
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
     _sync_directory(pending.parent)
 
 

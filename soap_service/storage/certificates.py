@@ -58,14 +58,16 @@ def order_history(session: Session, order_pk: int) -> list[Certificate]:
 
 
 def is_key_blocked(session: Session, spki_sha256: str) -> bool:
-    """Whether the key is blocked, as of now; on PostgreSQL under the key's shared lock.
+    """Whether the key is blocked, as of now; on PostgreSQL under the key's lock, exclusive.
 
-    The shared lock (:func:`_lock_key`) is held to the end of the caller's transaction, so a
-    revocation for keyCompromise blocking this key waits for the certificate this transaction
-    may issue with it, and then revokes it too (docs/design.md, "Revocation"). SQLite needs
-    none: its writers are serialized by ``BEGIN IMMEDIATE``.
+    The lock (:func:`lock_key`) is held to the end of the caller's transaction: a revocation for
+    keyCompromise blocking this key waits for the certificate this transaction may issue with it,
+    and then revokes it too; and two issuances of one key by two partners take turns, so the
+    second's rule 7 question sees the first's certificate (with a shared lock each, neither saw
+    the other's; docs/design.md, "Revocation"). SQLite needs none: its writers are serialized by
+    ``BEGIN IMMEDIATE``.
     """
-    lock_key(session, spki_sha256, shared=True)
+    lock_key(session, spki_sha256)
     return session.get(BlockedKey, spki_sha256) is not None
 
 

@@ -83,12 +83,18 @@ def load_or_create_passphrase(explicit: Secret | None, passphrase_file: Path | N
 def _create(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_new_passphrase_file(path, Secret(secrets.token_urlsafe(32)))
     except FileExistsError:
         return  # another process made it first; read theirs
+
+
+def write_new_passphrase_file(path: Path, passphrase: Secret) -> None:
+    """A new file (never an existing one: ``FileExistsError``) holding ``passphrase`` and a newline,
+    ``0600`` whatever the umask, synced to disk before this returns."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.fchmod(descriptor, 0o600)
-        os.write(descriptor, (secrets.token_urlsafe(32) + "\n").encode())
+        os.write(descriptor, (passphrase.reveal() + "\n").encode())
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
