@@ -65,3 +65,25 @@ def test_a_connection_serves_readers_and_writers_in_turn(engine):
             _event(session, detail)
         assert _written(engine, detail)
     assert len(seen) == 1  # one connection did all of it
+
+
+def test_sqlite_sets_query_only_only_when_the_connection_changes_sides(engine):
+    """The flag is sent when a connection goes from reader to writer or back, not before every
+    transaction: two writers in a row cost one PRAGMA (docs/design.md, "The path of one Reissue")."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL sets the read-only flag through the driver, not with a statement")
+    from sqlalchemy import event
+
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_: sent.append(statement))
+    readers, writers = create_reader_factory(engine), create_session_factory(engine)
+    for turn in range(3):
+        with writers() as session, session.begin():
+            _event(session, f"writer in a row {turn}")
+    with readers() as session, session.begin():
+        session.scalar(select(AuditEvent.id).limit(1))
+    with writers() as session, session.begin():
+        _event(session, "writer after a reader")
+    pragmas = [s for s in sent if s.startswith("PRAGMA query_only")]
+    assert pragmas == ["PRAGMA query_only=OFF", "PRAGMA query_only=ON", "PRAGMA query_only=OFF"]
+    assert _written(engine, "writer after a reader")
