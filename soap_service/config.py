@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from soap_service.client_address import TrustedProxies
 from soap_service.keyalgorithms import KEY_ALGORITHM_NAMES
 
 PREFIX = "SOAP_SERVICE_"
@@ -72,6 +73,7 @@ class Settings:
     portal_mails_per_client: int = 10  # per hour
     smtp_url: str | None = field(default=None, repr=False)  # may hold an SMTP password
     test_captcha: str | None = None  # tests only: every portal captcha's answer (loopback public URL only)
+    trusted_proxies: TrustedProxies = ()  # the load balancers whose X-Forwarded-For names the client
 
     @property
     def public_url_is_internal(self) -> bool:
@@ -151,6 +153,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         portal_mails_per_client=_int(env, "PORTAL_MAILS_PER_CLIENT", 10, minimum=1),
         smtp_url=_smtp_url(env),
         test_captcha=_test_captcha(env, public_url),
+        trusted_proxies=_trusted_proxies(env),
     )
 
 
@@ -168,6 +171,42 @@ def _smtp_url(env: Mapping[str, str]) -> str | None:
     except ValueError:
         raise ConfigurationError(f"{PREFIX}SMTP_URL has a port that is not a number") from None
     return raw
+
+
+MAX_TRUSTED_PROXIES = 64
+MAX_TRUSTED_PROXIES_CHARS = 4096
+
+
+def _trusted_proxies(env: Mapping[str, str]) -> TrustedProxies:
+    """``SOAP_SERVICE_TRUSTED_PROXIES``: the load balancers' IP addresses and networks (IPv4 or
+    IPv6, ``10.0.0.5``, ``10.0.0.0/24``, ``2001:db8::/64``), comma-separated, at most
+    :data:`MAX_TRUSTED_PROXIES`; unset or empty, nobody is trusted (``soap_service.client_address``)."""
+    import ipaddress
+
+    raw = env.get(PREFIX + "TRUSTED_PROXIES") or ""
+    if len(raw) > MAX_TRUSTED_PROXIES_CHARS:
+        raise ConfigurationError(f"{PREFIX}TRUSTED_PROXIES must be at most {MAX_TRUSTED_PROXIES_CHARS} characters")
+    if not raw.strip():
+        return ()
+    entries = raw.split(",")
+    if len(entries) > MAX_TRUSTED_PROXIES:
+        raise ConfigurationError(
+            f"{PREFIX}TRUSTED_PROXIES may name at most {MAX_TRUSTED_PROXIES} addresses or networks"
+        )
+    networks = []
+    for entry in entries:
+        text = entry.strip()
+        try:
+            network = ipaddress.ip_network(text, strict=True)
+        except ValueError:
+            raise ConfigurationError(
+                f"{PREFIX}TRUSTED_PROXIES must be IP addresses or networks (10.0.0.5, 10.0.0.0/24, 2001:db8::/64) "
+                f"separated by commas, got {text[:64]!r}"
+            ) from None
+        if network.prefixlen == 0:  # every client could then name itself in X-Forwarded-For
+            raise ConfigurationError(f"{PREFIX}TRUSTED_PROXIES must not trust every address, got {text!r}")
+        networks.append(network)
+    return tuple(networks)
 
 
 def _test_captcha(env: Mapping[str, str], public_url: str) -> str | None:

@@ -109,9 +109,11 @@ def create_application(settings: Settings | None = None) -> Dispatcher:
         ra.prepare()
         ocsp: WSGIApp = create_ocsp_application(ra)  # the OCSP responder (soap_service.status.ocsp)
         # The portal's mail goes out from a thread of each worker (soap_service.ra.mail).
-        portal = PortalApplication(PortalDesk(ra, start_delivery(ra)), settings.public_url)
-        return Dispatcher(ra, soap=create_wsgi_app(ra), status=StatusApplication(CRLPublisher(ra)), ocsp=ocsp,
-                          portal=portal, health=HealthApplication(ra))
+        trusted = settings.trusted_proxies  # whose X-Forwarded-For names the client (soap_service.client_address)
+        portal = PortalApplication(PortalDesk(ra, start_delivery(ra)), settings.public_url, trusted_proxies=trusted)
+        status = StatusApplication(CRLPublisher(ra), trusted_proxies=trusted)
+        return Dispatcher(ra, soap=create_wsgi_app(ra), status=status, ocsp=ocsp, portal=portal,
+                          health=HealthApplication(ra))
     except BaseException:
         ra.close()
         raise

@@ -126,4 +126,5 @@ def create_wsgi_app(ra: RegistrationAuthority) -> SOAPGuard:
         wsdl=wsdl_document(ra.settings.public_url),
         xsd=xsd_document(),
         operations=OPERATIONS,
+        trusted_proxies=ra.settings.trusted_proxies,
     )

@@ -44,6 +44,7 @@ from soap_service.api.requestlog import RECORD_KEY, RequestRecord, log_request
 from soap_service.api.schema import OperationSchema
 from soap_service.api.service import RA_KEY
 from soap_service.api.wssecurity import SECURITY_KEY, MalformedSecurity, read_security
+from soap_service.client_address import TrustedProxies, client_address
 from soap_service.errors import InternalError
 from soap_service.ra.incidents import open_incident
 from soap_service.ra.service import RegistrationAuthority
@@ -80,8 +81,10 @@ class SOAPGuard:
         xsd: bytes,
         operations: frozenset[str],
         max_body: int = MAX_BODY_BYTES,
+        trusted_proxies: TrustedProxies = (),
     ) -> None:
         self._soap_app = soap_app
+        self._trusted = trusted_proxies
         self.ra = ra
         self._wsdl = wsdl
         self._xsd = xsd
@@ -111,7 +114,7 @@ class SOAPGuard:
             record,
             status=status,
             duration_ms=(time.perf_counter() - started) * 1000,
-            client=environ.get("REMOTE_ADDR"),
+            client=client_address(environ, self._trusted),
         )
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 

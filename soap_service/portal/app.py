@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from soap_service import metrics
+from soap_service.client_address import TrustedProxies, client_address
 from soap_service.errors import InternalError, ServiceError
 from soap_service.portal.forms import FormError, read_form
 from soap_service.ra.incidents import open_incident
@@ -73,8 +74,9 @@ FIELD_OF_CODE = {"CSR": "csr", "DNSNames": "csr", "SerialNumber": "csr"}
 class PortalApplication:
     """The WSGI callable for ``/portal/...``."""
 
-    def __init__(self, desk: PortalDesk, public_url: str) -> None:
+    def __init__(self, desk: PortalDesk, public_url: str, *, trusted_proxies: TrustedProxies = ()) -> None:
         self.desk = desk
+        self._trusted = trusted_proxies
         self._secure = public_url.lower().startswith("https://")
         self._templates = Environment(
             loader=PackageLoader("soap_service.portal", "templates"),
@@ -102,12 +104,18 @@ class PortalApplication:
         shown_path = path[:MAX_PATH_CHARS].split("/access/")[0]  # an access link's token is never logged
         shown_method = method if method in _METHODS else "other"
         metrics.count_request("portal", shown_method, http, seconds)
+        client = client_address(environ, self._trusted)
         requests_logger.info("portal %s %s %s %.1fms client=%s", shown_method, shown_path, http, seconds * 1000,
-                             environ.get("REMOTE_ADDR", "-"),
+                             "-" if client is None else client,
                              extra={"fields": {"op": "portal", "method": shown_method, "path": shown_path,
                                                "http": int(http), "ms": round(seconds * 1000, 1),
-                                               "client": environ.get("REMOTE_ADDR")}})
+                                               "client": client}})
         return [] if method == "HEAD" else [body]
+
+    def _client(self, environ: dict[str, Any]) -> str:
+        """The client the per-client limits count: the address a trusted proxy forwarded, else the
+        peer's (``soap_service.client_address``)."""
+        return str(client_address(environ, self._trusted) or "-")[:64]
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -153,7 +161,7 @@ class PortalApplication:
                      values: dict[str, str] | None = None, status: str = "200 OK") -> Response:
         csrf = self._anonymous_csrf(environ)
         try:
-            challenge = self.desk.new_captcha(_client(environ))
+            challenge = self.desk.new_captcha(self._client(environ))
         except PortalRefusal as refusal:
             return "429 Too Many Requests", [("Content-Type", _HTML), ("Retry-After", "600")], self._page(
                 portal, "message.html", title="Too many requests", message=refusal.message)
@@ -169,7 +177,7 @@ class PortalApplication:
         try:
             found = self.desk.lookup(portal, query=form.get("query", ""), email=form.get("email", ""),
                                      captcha_token=form.get("captcha_token", ""),
-                                     captcha_answer=form.get("captcha_answer", ""), client=_client(environ))
+                                     captcha_answer=form.get("captcha_answer", ""), client=self._client(environ))
         except PortalRefusal as refusal:
             return self._lookup_form(environ, portal, errors={refusal.field or "form": refusal.message},
                                      values=values, status="400 Bad Request")
@@ -184,7 +192,7 @@ class PortalApplication:
             return refused
         try:
             self.desk.request_access(portal, order_id=form.get("order_id", ""), email=form.get("email", ""),
-                                     client=_client(environ))
+                                     client=self._client(environ))
         except PortalRefusal as refusal:
             return "400 Bad Request", [("Content-Type", _HTML)], self._page(
                 portal, "message.html", title="Request not sent", message=refusal.message, back=True)
@@ -370,7 +378,3 @@ def _cookies(environ: dict[str, Any]) -> dict[str, str]:
     except CookieError:
         return {}
     return {name: morsel.value for name, morsel in jar.items()}
-
-
-def _client(environ: dict[str, Any]) -> str:
-    return str(environ.get("REMOTE_ADDR") or "-")[:64]

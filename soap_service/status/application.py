@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
+from soap_service.client_address import TrustedProxies, client_address
 from soap_service.errors import InternalError
 from soap_service.ra.crls import CA_NAMES, CRLPublisher, PublishedCRL
 from soap_service.ra.incidents import open_incident
@@ -56,8 +57,9 @@ def route(path: str) -> tuple[str, str] | None:
 class StatusApplication:
     """CA certificates and CRLs over HTTP (module docstring)."""
 
-    def __init__(self, publisher: CRLPublisher) -> None:
+    def __init__(self, publisher: CRLPublisher, *, trusted_proxies: TrustedProxies = ()) -> None:
         self.publisher = publisher
+        self._trusted = trusted_proxies
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -78,7 +80,7 @@ class StatusApplication:
         log_status_request(
             operation=operation, ca=ca, outcome=outcome, status=status,
             duration_ms=(time.perf_counter() - started) * 1000, incident=incident,
-            client=environ.get("REMOTE_ADDR"),
+            client=client_address(environ, self._trusted),
         )
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 

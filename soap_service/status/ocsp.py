@@ -30,6 +30,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from soap_service.ca.ocsp import MAX_REQUEST_BYTES, CertificateState, ErrorStatus
+from soap_service.client_address import TrustedProxies, client_address
 from soap_service.ra.incidents import open_incident
 from soap_service.ra.ocsp import OCSPAnswer, OCSPResponderService
 from soap_service.ra.service import RegistrationAuthority
@@ -51,9 +52,11 @@ MAX_HTTP_CACHE = 3600
 class OCSPApplication:
     """The WSGI callable for ``/ocsp`` and ``/ocsp/...``; one per process, over one responder service."""
 
-    def __init__(self, service: OCSPResponderService, clock: Callable[[], datetime]) -> None:
+    def __init__(self, service: OCSPResponderService, clock: Callable[[], datetime], *,
+                 trusted_proxies: TrustedProxies = ()) -> None:
         self._service = service
         self._clock = clock
+        self._trusted = trusted_proxies
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -77,7 +80,7 @@ class OCSPApplication:
         log_status_request(
             operation="ocsp", ca=answer.ca, outcome=answer.outcome, status=captured[0] if captured else "-",
             duration_ms=(time.perf_counter() - started) * 1000, incident=answer.incident,
-            client=environ.get("REMOTE_ADDR"),
+            client=client_address(environ, self._trusted),
         )
         return body
 
@@ -167,4 +170,4 @@ def create_ocsp_application(ra: RegistrationAuthority) -> OCSPApplication:
     """The OCSP responder of a worker: its issuers and responder keys loaded before it serves."""
     service = OCSPResponderService(ra)
     service.prepare()
-    return OCSPApplication(service, ra.clock)
+    return OCSPApplication(service, ra.clock, trusted_proxies=ra.settings.trusted_proxies)

@@ -1,0 +1,69 @@
+"""Who the client is: the peer's address (``REMOTE_ADDR``), or, when that peer is one of the
+installation's load balancers (``SOAP_SERVICE_TRUSTED_PROXIES``), the address the balancers
+put in ``X-Forwarded-For`` (docs/design.md, "End User Portal").
+
+The header is read from the right: each balancer appends the address it was reached from, so
+the rightmost entries are the balancers' own and the first one that is no trusted proxy is the
+client; what lies to its left was written by the client and is never read. A peer that is not a
+trusted proxy is its own client, whatever it sends. The header is measured before it is split
+(:data:`MAX_FORWARDED_CHARS`, :data:`MAX_FORWARDED_HOPS`) and each entry is read by
+``ipaddress``, no pattern; a header missing, empty, too long, or with an entry that is no IP
+address where it is read, gives the peer's address (the balancer's), as if nothing were trusted.
+With no trusted proxy (the default) this is ``REMOTE_ADDR``, unchanged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+TrustedProxies = tuple[Network, ...]
+
+FORWARDED_FOR = "HTTP_X_FORWARDED_FOR"
+MAX_FORWARDED_CHARS = 1024
+"""The longest ``X-Forwarded-For`` read; a longer one is not split, the peer is the client."""
+MAX_FORWARDED_HOPS = 32
+"""The most entries an ``X-Forwarded-For`` may have to be read."""
+
+
+def client_address(environ: Mapping[str, Any], trusted: TrustedProxies) -> str | None:
+    """The client's address for logs and per-client limits (module docstring); None without a
+    ``REMOTE_ADDR``. An address read from ``X-Forwarded-For`` is given in its normal form
+    (``str`` of ``ipaddress.ip_address``)."""
+    remote = environ.get("REMOTE_ADDR")
+    peer_text = remote if isinstance(remote, str) else None
+    if not trusted or peer_text is None:
+        return peer_text
+    peer = _address(peer_text)
+    if peer is None or not is_trusted(peer, trusted):
+        return peer_text
+    forwarded = environ.get(FORWARDED_FOR)
+    if not isinstance(forwarded, str) or not forwarded or len(forwarded) > MAX_FORWARDED_CHARS:
+        return peer_text
+    entries = forwarded.split(",")
+    if len(entries) > MAX_FORWARDED_HOPS:
+        return peer_text
+    for entry in reversed(entries):
+        hop = _address(entry.strip(" \t"))
+        if hop is None:
+            return peer_text
+        if not is_trusted(hop, trusted):
+            return str(hop)
+    return peer_text  # every hop is a balancer of ours: the request began inside
+
+
+def is_trusted(address: Address, trusted: TrustedProxies) -> bool:
+    """True if ``address`` (an IPv4-mapped IPv6 address as its IPv4 address) is in a trusted network."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address.version == network.version and address in network for network in trusted)
+
+
+def _address(text: str) -> Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
