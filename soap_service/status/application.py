@@ -110,15 +110,6 @@ class StatusApplication:
         return max(0, int((until - now).total_seconds()))
 
 
-def not_found(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-    """404 for a status path nothing serves yet (the OCSP responder's place until it is plugged in)."""
-    body = b"not found\n"
-    start_response("404 Not Found", [("Content-Type", _TEXT), ("Content-Length", str(len(body)))])
-    log_status_request(operation="ocsp", ca=None, outcome="not-found", status="404", duration_ms=0.0,
-                       incident=None, client=environ.get("REMOTE_ADDR"))
-    return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
-
-
 def _incident(incident: InternalError) -> tuple[str, Headers, bytes, str, str]:
     body = f"{incident.message}\n".encode()
     return "500 Internal Server Error", [("Content-Type", _TEXT)], body, "fault:internal", incident.incident_id
