@@ -12,6 +12,11 @@ message names the rule and never quotes the request; a client fault of spyne's o
 answered in our words. spyne gets the envelope ``envelope.spyne_envelope`` writes, labelled
 ``text/xml; charset=utf-8``, never the client's bytes nor its Content-Type.
 
+One guard serves one SOAP service at its path (``path``, :data:`SERVICE_PATH` for the Order
+API; ``soap_service.webtrust`` builds one per drop-in service, each with its own WSDL, schema
+and operations, and ``wsgi.Dispatcher`` sends each path to its guard); ``aliases`` are further
+paths that answer the same (``/webtrust/order.jws``).
+
 Also served here: ``GET /api/order?wsdl`` (the published WSDL) and ``?xsd``; any other
 method, or a GET of anything else, is answered 405. Every request ends with one log line
 (see ``requestlog``); the body never reaches the log. An exception that escapes
@@ -82,8 +87,11 @@ class SOAPGuard:
         operations: frozenset[str],
         max_body: int = MAX_BODY_BYTES,
         trusted_proxies: TrustedProxies = (),
+        path: str = SERVICE_PATH,
+        aliases: frozenset[str] = frozenset(),
     ) -> None:
         self._soap_app = soap_app
+        self._paths = frozenset({path}) | aliases
         self._trusted = trusted_proxies
         self.ra = ra
         self._wsdl = wsdl
@@ -119,7 +127,7 @@ class SOAPGuard:
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
     def _respond(self, environ: dict[str, Any], record: RequestRecord) -> Response:
-        if environ.get("PATH_INFO", "") != SERVICE_PATH:
+        if environ.get("PATH_INFO", "") not in self._paths:
             record.operation = "-"
             record.outcome = "not-found"
             return "404 Not Found", [("Content-Type", "text/plain; charset=utf-8")], b"not found\n"
