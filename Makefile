@@ -72,6 +72,8 @@ profile: $(STAMP)
 wsdl: $(STAMP)
 	$(BIN)/soap-service wsdl --public-url http://127.0.0.1:8080 > wsdl/order.wsdl
 	$(BIN)/soap-service wsdl --xsd > schemas/order.xsd
+	$(BIN)/soap-service wsdl --webtrust order --public-url http://127.0.0.1:8080 > wsdl/webtrust-order.wsdl
+	$(BIN)/soap-service wsdl --webtrust query --public-url http://127.0.0.1:8080 > wsdl/webtrust-query.wsdl
 
 # What to pass as PYTHON=: the interpreters of 3.11 and newer that run here.
 .PHONY: python-help

@@ -21,6 +21,9 @@ from soap_service.api.guard import SERVICE_PATH
 from soap_service.config import ConfigurationError, Settings, load_settings
 from soap_service.logjson import json_handler
 from soap_service.ra.portal import PORTALS
+from soap_service.webtrust.application import SERVICES as WEBTRUST_SERVICES
+from soap_service.webtrust.application import wsdl_document as webtrust_wsdl
+from soap_service.webtrust.application import xsd_document as webtrust_xsd
 
 DEFAULT_BIND = "127.0.0.1:8080"
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -51,6 +54,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve_command.set_defaults(handler=lambda args: serve(args, sys.stdout))
     wsdl_command = commands.add_parser("wsdl", help="print the WSDL served at /api/order?wsdl")
     wsdl_command.add_argument("--xsd", action="store_true", help="print the XML schema of the messages instead")
+    wsdl_command.add_argument("--webtrust", choices=sorted(WEBTRUST_SERVICES),
+                              help="the WSDL of a drop-in service instead (/webtrust/order.jws?WSDL, query.jws)")
     wsdl_command.add_argument("--public-url", help="the URL the WSDL's soap:address is built on "
                                                    "(default SOAP_SERVICE_PUBLIC_URL)")
     wsdl_command.set_defaults(handler=lambda args: wsdl(args, sys.stdout))
@@ -209,6 +214,10 @@ def _preflight(settings: Settings) -> None:
 
 
 def wsdl(args: argparse.Namespace, out: TextIO) -> int:
+    webtrust = getattr(args, "webtrust", None)
+    if args.xsd and webtrust is not None:
+        out.write(webtrust_xsd(webtrust).decode())
+        return 0
     if args.xsd:
         out.write(xsd_document().decode())
         return 0
@@ -219,5 +228,8 @@ def wsdl(args: argparse.Namespace, out: TextIO) -> int:
         except ConfigurationError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+    if webtrust is not None:
+        out.write(webtrust_wsdl(webtrust, public_url.rstrip("/")).decode())
+        return 0
     out.write(wsdl_document(public_url.rstrip("/")).decode())
     return 0

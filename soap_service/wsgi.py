@@ -1,6 +1,7 @@
 """Composition root: settings -> registration authority -> the WSGI application, a
 :class:`Dispatcher` that sends ``/ca/``, ``/crl/`` and ``/ocsp`` to the status front end
-(docs/design.md, "Status publication"), ``/healthz``, ``/readyz`` and ``/metrics`` to the
+(docs/design.md, "Status publication"), ``/webtrust/...`` to the drop-in services
+(``soap_service.webtrust``: each behind its own SOAP guard), ``/healthz``, ``/readyz`` and ``/metrics`` to the
 operations endpoints (``soap_service.health``), and everything else to the SOAP guard, as before.
 Every request first gets its request ID (``X-Request-ID``, see :meth:`Dispatcher.__call__`).
 
@@ -40,6 +41,8 @@ from soap_service.ra.portal import PortalDesk
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.status.application import StatusApplication
 from soap_service.status.ocsp import create_ocsp_application
+from soap_service.webtrust.application import PREFIX as WEBTRUST_PREFIX
+from soap_service.webtrust.application import DropInApplication
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -52,14 +55,16 @@ PORTAL_PREFIX = "/portal/"
 class Dispatcher:
     """Sends each request by its path: ``/ca/...`` and ``/crl/...`` to the status application,
     ``/ocsp`` and ``/ocsp/...`` to the OCSP responder, ``/portal/...`` to the End User Portal,
+    ``/webtrust/...`` to the drop-in services,
     exactly ``/healthz``, ``/readyz`` and ``/metrics`` to the operations endpoints, anything else
     (``/api/order`` and the 404s of other paths) to the SOAP guard. Prefix tests and one set
     lookup only, nothing that reads the path twice."""
 
     def __init__(
         self, ra: RegistrationAuthority, *, soap: WSGIApp, status: WSGIApp, ocsp: WSGIApp,
-        portal: WSGIApp | None = None, health: WSGIApp | None = None,
+        portal: WSGIApp | None = None, health: WSGIApp | None = None, webtrust: WSGIApp | None = None,
     ) -> None:
+        self.webtrust = webtrust
         self.ra = ra
         self.soap = soap
         self.status = status
@@ -98,6 +103,8 @@ class Dispatcher:
             return self.ocsp(environ, start_response)
         if self.portal is not None and path.startswith(PORTAL_PREFIX):
             return self.portal(environ, start_response)
+        if self.webtrust is not None and path.startswith(WEBTRUST_PREFIX):
+            return self.webtrust(environ, start_response)
         return self.soap(environ, start_response)
 
 
@@ -112,8 +119,9 @@ def create_application(settings: Settings | None = None) -> Dispatcher:
         trusted = settings.trusted_proxies  # whose X-Forwarded-For names the client (soap_service.client_address)
         portal = PortalApplication(PortalDesk(ra, start_delivery(ra)), settings.public_url, trusted_proxies=trusted)
         status = StatusApplication(CRLPublisher(ra), trusted_proxies=trusted)
-        return Dispatcher(ra, soap=create_wsgi_app(ra), status=status, ocsp=ocsp, portal=portal,
-                          health=HealthApplication(ra))
+        soap = create_wsgi_app(ra)
+        return Dispatcher(ra, soap=soap, status=status, ocsp=ocsp, portal=portal, health=HealthApplication(ra),
+                          webtrust=DropInApplication(ra, fallback=soap))
     except BaseException:
         ra.close()
         raise

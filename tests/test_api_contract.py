@@ -78,6 +78,18 @@ def test_checked_in_xsd_is_the_wsdl_schema() -> None:
     etree.XMLSchema(_schema())  # a schema lxml accepts
 
 
+def test_checked_in_drop_in_wsdls_are_the_served_ones() -> None:
+    """The drop-in services' WSDLs (tracker issue 12) are checked in too: wsdl/webtrust-order.wsdl
+    and wsdl/webtrust-query.wsdl (``make wsdl``; tests/test_webtrust_contract.py checks more)."""
+    from soap_service.webtrust.application import SERVICES
+    from soap_service.webtrust.application import wsdl_document as drop_in_wsdl
+
+    for name in SERVICES:
+        checked_in = WSDL_FILE.parent / f"webtrust-{name}.wsdl"
+        stale = f"{checked_in.name} is stale: regenerate it with `make wsdl`"
+        assert checked_in.read_bytes() == drop_in_wsdl(name, DEFAULT_PUBLIC_URL), stale
+
+
 def test_soap_address_follows_the_public_url() -> None:
     definitions = etree.fromstring(wsdl_document("https://api.example.net"))
     address = definitions.find(f"{{{WSDL}}}service/{{{WSDL}}}port/{{{SOAP_BINDING}}}address")
@@ -139,6 +151,9 @@ def test_reissue_shapes_are_those_of_the_design() -> None:
         ("AuthToken", "tns:AuthToken", "0"),
         ("PartnerOrderID", "xs:string", None),
         ("ReplayToken", "xs:string", "0"),
+        ("UseReplayToken", "xs:boolean", "0"),
+        ("ProductCode", "xs:string", "0"),
+        ("ApiVersion", "xs:string", "0"),
     ]
     assert _elements("AuthToken") == [("UserName", "xs:string", None), ("Password", "xs:string", None)]
     assert _elements("OrderParameters") == [

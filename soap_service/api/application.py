@@ -79,13 +79,22 @@ def _pretty(document: etree._Element) -> bytes:
 @functools.cache
 def wsdl_document(public_url: str) -> bytes:
     """The WSDL 1.1 of the service, its soap:address at ``public_url`` + /api/order."""
-    wsdl = Wsdl11(soap_application().interface)
-    wsdl.build_interface_document(service_url(public_url))
+    return published_wsdl(soap_application(), service_url(public_url))
+
+
+def published_wsdl(app: Any, address: str, *, security_header: bool = True) -> bytes:
+    """The WSDL 1.1 of the spyne application ``app``, its soap:address ``address``: its schema
+    sorted, the ``wsse:Security`` header declared (unless ``security_header`` is false), the
+    wrapper parts named ``parameters``. Used for the Order API and for the drop-in services
+    (``soap_service.webtrust``)."""
+    wsdl = Wsdl11(app.interface)
+    wsdl.build_interface_document(address)
     parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
     definitions = etree.fromstring(wsdl.get_interface_document(), parser)
     for schema in definitions.iterfind(f"{{{WSDL}}}types/{{{XS}}}schema"):
         _sort_schema(schema)
-    definitions = declare_security_header(definitions)
+    if security_header:
+        definitions = declare_security_header(definitions)
     name_parts_parameters(definitions)
     return _pretty(definitions)
 
@@ -101,8 +110,13 @@ def _sort_schema(schema: etree._Element) -> None:
 @functools.cache
 def xsd_document() -> bytes:
     """The XML schema of every message (the WSDL's types section as a document of its own)."""
+    return message_schema(wsdl_document("http://127.0.0.1"))
+
+
+def message_schema(wsdl_bytes: bytes) -> bytes:
+    """The schema of :data:`TNS` in a WSDL of ours, as a document of its own."""
     parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
-    definitions = etree.fromstring(wsdl_document("http://127.0.0.1"), parser)
+    definitions = etree.fromstring(wsdl_bytes, parser)
     schemas = [
         schema for schema in definitions.iterfind(f"{{{WSDL}}}types/{{{XS}}}schema")
         if schema.get("targetNamespace") == TNS  # not the wsse:Security header's (wsdl_security)

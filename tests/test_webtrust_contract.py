@@ -1,0 +1,131 @@
+"""The drop-in services in process (tracker issue 12, docs/migration.md): their checked-in WSDLs are
+the served ones, the type names are those the earlier API's clients create, and the Order API's
+guard protects ``/webtrust/*`` as it protects ``/api/order`` (DOCTYPE, schema bounds, SOAPAction,
+operations not offered, one log line per request)."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from api_support import REPO, SOAP_ENV, TNS
+from conftest import TestInstallation as Installation
+from soap_service.api.application import create_wsgi_app
+from soap_service.main import run
+from soap_service.webtrust.application import SERVICES, DropInApplication, wsdl_document
+
+WSDL = "http://schemas.xmlsoap.org/wsdl/"
+XS = "http://www.w3.org/2001/XMLSchema"
+SOAP_BINDING = "http://schemas.xmlsoap.org/wsdl/soap/"
+PUBLIC_URL = "http://127.0.0.1:8080"
+FILES = {name: REPO / "wsdl" / f"webtrust-{name}.wsdl" for name in SERVICES}
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_checked_in_wsdl_is_the_served_one(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert FILES[name].read_bytes() == wsdl_document(name, PUBLIC_URL), (
+        f"wsdl/webtrust-{name}.wsdl is stale: regenerate it with `make wsdl`"
+    )
+    assert run(["wsdl", "--webtrust", name, "--public-url", PUBLIC_URL]) == 0
+    assert capsys.readouterr().out.encode() == FILES[name].read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_soap_address_is_the_public_url_and_the_endpoint(name: str) -> None:
+    definitions = etree.fromstring(wsdl_document(name, "https://api.example.net"))
+    address = definitions.find(f"{{{WSDL}}}service/{{{WSDL}}}port/{{{SOAP_BINDING}}}address")
+    assert address is not None
+    assert address.get("location") == f"https://api.example.net/webtrust/{name}"
+
+
+def _type_names(name: str) -> set[str]:
+    definitions = etree.fromstring(FILES[name].read_bytes())
+    return {str(t.get("name")) for t in definitions.iter(f"{{{XS}}}complexType")}
+
+
+def test_type_names_are_those_clients_create() -> None:
+    order, query = _type_names("order"), _type_names("query")
+    assert {"ReissueInput", "ModifyOrderInput", "RevokeInput", "ValidateOrderParametersInput",
+            "orderRequestHeader", "orderResponseHeader", "authToken"} <= order
+    assert {"GetOrderByPartnerOrderIDInput", "GetModifiedOrdersInput", "GetModifiedOrderSummaryInput",
+            "ParseCSRInput", "CheckStatusInput", "GetFulfillmentInput", "queryRequestHeader",
+            "queryResponseHeader", "authToken"} <= query
+    for offered in (order, query):
+        assert not {"QuickOrder", "QuickInvite", "OrderPreAuthentication"} & offered
+
+
+def _call(app: Any, method: str, path: str, body: bytes = b"", *, query: str = "",
+          action: str | None = None) -> tuple[str, bytes]:
+    captured: list[str] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured.append(status)
+        return lambda _data: None
+
+    environ = {
+        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80", "wsgi.url_scheme": "http", "CONTENT_TYPE": "text/xml; charset=utf-8",
+        "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "REMOTE_ADDR": "127.0.0.1",
+    }
+    if action is not None:
+        environ["HTTP_SOAPACTION"] = action
+    answer = b"".join(app(environ, start_response))
+    return captured[0], answer
+
+
+@pytest.fixture
+def app(installation: Installation) -> DropInApplication:
+    return DropInApplication(installation.ra, fallback=create_wsgi_app(installation.ra))
+
+
+def _envelope(operation: str, inner: str, *, prolog: str = "") -> bytes:
+    return (f'{prolog}<soap:Envelope xmlns:soap="{SOAP_ENV}" xmlns:t="{TNS}"><soap:Body>'
+            f"<t:{operation}>{inner}</t:{operation}></soap:Body></soap:Envelope>").encode()
+
+
+def _faultcode(answer: bytes) -> str:
+    return etree.fromstring(answer).findtext(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault/faultcode") or ""
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_wsdl_is_served_at_the_jws_url(app: DropInApplication, installation: Installation, name: str) -> None:
+    status, answer = _call(app, "GET", f"/webtrust/{name}.jws", query="WSDL")
+    assert status.startswith("200")
+    assert answer == wsdl_document(name, installation.ra.settings.public_url)
+    assert _call(app, "GET", f"/webtrust/{name}", query="wsdl")[1] == answer
+    assert _call(app, "GET", "/webtrust/other.jws", query="WSDL")[0].startswith("404")
+
+
+def test_hello_echoes_and_logs_one_line(app: DropInApplication, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        status, answer = _call(app, "POST", "/webtrust/query", _envelope("hello", "<t:Input>ping</t:Input>"),
+                               action='"hello"')
+    assert status.startswith("200"), answer
+    assert etree.fromstring(answer).findtext(f".//{{{TNS}}}helloResult") == "ping"
+    lines = [r for r in caplog.records if r.name == "soap_service.api.requests"]
+    assert len(lines) == 1
+
+
+@pytest.mark.parametrize(("path", "body", "action", "faultcode"), [
+    ("/webtrust/query", _envelope("hello", "<t:Input>x</t:Input>", prolog='<!DOCTYPE x [<!ENTITY a "b">]>'),
+     None, "Client.DTDNotAllowed"),
+    ("/webtrust/query", _envelope("hello", f"<t:Input>{'x' * 257}</t:Input>"), None, "Client.SchemaValidationError"),
+    ("/webtrust/query", _envelope("hello", "<t:Input>x</t:Input>"), '"Reissue"', "Client.SOAPActionMismatch"),
+    ("/webtrust/order", _envelope("hello", "<t:Input>x</t:Input>"), None, "Client.UnknownOperation"),
+    ("/webtrust/order", _envelope("QuickOrder", "<t:Request/>"), None, "Client.UnknownOperation"),
+    ("/webtrust/order", _envelope("Reissue", (
+        "<t:Request><t:OrderRequestHeader><t:PartnerCode>P</t:PartnerCode>"
+        f"<t:ReplayToken>{'r' * 257}</t:ReplayToken></t:OrderRequestHeader>"
+        "<t:OrderParameters><t:CSR>x</t:CSR></t:OrderParameters></t:Request>")),
+     None, "Client.SchemaValidationError"),
+])
+def test_the_guard_protects_the_drop_in_services(
+    app: DropInApplication, path: str, body: bytes, action: str | None, faultcode: str
+) -> None:
+    status, answer = _call(app, "POST", path, body, action=action)
+    assert status.startswith("500")
+    assert _faultcode(answer).split(":", 1)[1] == faultcode, answer
