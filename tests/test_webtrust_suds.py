@@ -1,0 +1,245 @@
+"""The drop-in services (tracker issue 12, docs/migration.md) against the real server, as a client
+library of the earlier webtrust API drives them: suds clients built from
+``/webtrust/order.jws?WSDL`` and ``/webtrust/query.jws?WSDL``, requests made by XSD type name
+(``client.factory.create("ReissueInput")``, ``"orderRequestHeader"``, ``"authToken"``...). hello;
+Reissue with its chain; GetOrderByPartnerOrderID with every option; GetModifiedOrders; Revoke by
+the certificate's PEM; ModifyOrder CANCEL; a business error read from ``Errors``; an operation
+not offered. Also zeep, loading both WSDLs and calling one operation of each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import zeep
+from suds import MethodNotFound, WebFault
+from suds.client import Client
+
+from api_support import RunningServer, assert_issued_chain, load_pem_certificate, running_server
+from conftest import TestInstallation as Installation
+from factory import TestPartner as Partner
+from factory import fresh_key_csr, new_order, new_partner
+from interop_support import HELLO, NAMES
+from soap_service.webtrust.service import ORDER_OPERATIONS, QUERY_OPERATIONS
+
+pytestmark = pytest.mark.slow  # a server per backend
+
+
+@pytest.fixture(scope="module")
+def server(installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    yield from running_server(installation, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def partner(installation: Installation) -> Partner:
+    return new_partner(installation.ra)
+
+
+def _client(server: RunningServer, name: str) -> Client:
+    """As a SymAPI-style integrator builds it: the .jws?WSDL URL, the endpoint called."""
+    return Client(f"{server.base_url}/webtrust/{name}.jws?WSDL", location=f"{server.base_url}/webtrust/{name}",
+                  cache=None, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def order_client(server: RunningServer) -> Client:
+    return _client(server, "order")
+
+
+@pytest.fixture(scope="module")
+def query_client(server: RunningServer) -> Client:
+    return _client(server, "query")
+
+
+def _auth_token(client: Client, partner: Partner) -> Any:
+    token = client.factory.create("authToken")
+    token.UserName = partner.username
+    token.Password = partner.password
+    return token
+
+
+def _order_header(client: Client, partner: Partner, order: str | None) -> Any:
+    header = client.factory.create("orderRequestHeader")
+    header.PartnerCode = partner.code
+    header.AuthToken = _auth_token(client, partner)
+    header.PartnerOrderID = order
+    header.ProductCode = "SSL123"  # sent by the earlier API's libraries; accepted
+    header.ApiVersion = "1.0"
+    header.ReplayToken = "replay-1"
+    header.UseReplayToken = False
+    return header
+
+
+def _query_header(client: Client, partner: Partner) -> Any:
+    header = client.factory.create("queryRequestHeader")
+    header.PartnerCode = partner.code
+    header.AuthToken = _auth_token(client, partner)
+    return header
+
+
+def _reissue(client: Client, partner: Partner, order: str, csr: str) -> Any:
+    request = client.factory.create("ReissueInput")
+    request.OrderRequestHeader = _order_header(client, partner, order)
+    request.OrderParameters = client.factory.create("orderParameters")
+    request.OrderParameters.CSR = csr
+    request.OrderParameters.WebServerType = "apachessl"
+    request.OrderParameters.SignatureHashAlgorithm = "SHA256"
+    return client.service.Reissue(request)
+
+
+def test_the_wsdls_offer_the_operations_and_nothing_of_what_is_not_offered(
+        order_client: Client, query_client: Client) -> None:
+    assert set(order_client.wsdl.services[0].ports[0].methods) == ORDER_OPERATIONS
+    assert set(query_client.wsdl.services[0].ports[0].methods) == QUERY_OPERATIONS
+    with pytest.raises(MethodNotFound):
+        order_client.service.QuickOrder  # noqa: B018 - a generated client fails loudly
+
+
+def test_hello_echoes(query_client: Client) -> None:
+    assert query_client.service.hello(HELLO) == HELLO
+
+
+def test_reissue_returns_the_certificate_and_its_chain(
+        order_client: Client, partner: Partner, installation: Installation) -> None:
+    order = new_order(installation.ra, partner).order
+    result = _reissue(order_client, partner, order.partner_order_id, fresh_key_csr(NAMES))
+    header = result.OrderResponseHeader
+    assert (header.SuccessCode, header.PartnerOrderID) == (0, order.partner_order_id)
+    assert not hasattr(header, "Errors")
+    assert result.GeoTrustOrderID == order.order_id
+    issued = result.Certificate
+    leaf = load_pem_certificate(issued.ServerCertificate)
+    assert issued.SerialNumber == format(leaf.serial_number, "x")
+    chain = issued.CACertificates.CACertificate
+    assert len(chain) == 2
+    assert_issued_chain(issued.ServerCertificate, [(ca.Type, ca.CACert) for ca in chain], issued.PKCS7)
+
+
+def test_a_business_error_is_read_from_errors(
+        order_client: Client, partner: Partner, installation: Installation) -> None:
+    order = new_order(installation.ra, partner).order
+    result = _reissue(order_client, partner, order.partner_order_id, fresh_key_csr(("other.example.org",)))
+    header = result.OrderResponseHeader
+    assert not hasattr(result, "Certificate")
+    error = header.Errors.Error[0]
+    assert (header.SuccessCode, error.ErrorCode, error.ErrorField) == (-4010, -4010, "CSR")
+    unknown = _reissue(order_client, partner, "NO-SUCH-ORDER", fresh_key_csr(NAMES)).OrderResponseHeader
+    assert unknown.Errors.Error[0].ErrorCode == -4003
+
+
+def test_get_order_with_every_option(
+        order_client: Client, query_client: Client, partner: Partner, installation: Installation) -> None:
+    order = new_order(installation.ra, partner).order
+    reissued = _reissue(order_client, partner, order.partner_order_id, fresh_key_csr(NAMES)).Certificate
+    request = query_client.factory.create("GetOrderByPartnerOrderIDInput")
+    request.QueryRequestHeader = _query_header(query_client, partner)
+    request.PartnerOrderID = order.partner_order_id
+    options = query_client.factory.create("orderQueryOptions")
+    for flag in ("ReturnCertificateInfo", "ReturnFulfillment", "ReturnCACerts", "ReturnPKCS7Cert",
+                 "ReturnCertificateHistory", "ReturnProductDetail", "ReturnContacts", "ReturnPaymentInfo",
+                 "ReturnOrderAttributes", "ReturnAuthenticationComments", "ReturnAuthenticationStatuses",
+                 "ReturnCertificateAlgorithmInfo", "ReturnPartnerTags"):
+        setattr(options, flag, True)
+    request.OrderQueryOptions = options
+    result = query_client.service.GetOrderByPartnerOrderID(request)
+    assert (result.QueryResponseHeader.SuccessCode, result.QueryResponseHeader.ReturnCount) == (0, 1)
+    detail = result.OrderDetail
+    assert (detail.OrderInfo.GeoTrustOrderID, detail.OrderInfo.PartnerOrderID) == (
+        order.order_id, order.partner_order_id)
+    assert detail.CertificateInfo.SerialNumber == reissued.SerialNumber
+    assert detail.Fulfillment.ServerCertificate == reissued.ServerCertificate
+    assert len(detail.Fulfillment.CACertificates.CACertificate) == 2
+    assert detail.Fulfillment.PKCS7.startswith("-----BEGIN PKCS7-----")
+    assert {entry.SerialNumber for entry in detail.CertificateHistory.Certificate} == {
+        order.certificate.serial, reissued.SerialNumber}
+    bare = query_client.factory.create("GetOrderByPartnerOrderIDInput")
+    bare.QueryRequestHeader = _query_header(query_client, partner)
+    bare.PartnerOrderID = order.partner_order_id
+    plain = query_client.service.GetOrderByPartnerOrderID(bare).OrderDetail
+    assert not hasattr(plain, "CertificateInfo") and not hasattr(plain, "Fulfillment")
+
+
+def test_get_modified_orders(
+        order_client: Client, query_client: Client, partner: Partner, installation: Installation) -> None:
+    order = new_order(installation.ra, partner).order
+    _reissue(order_client, partner, order.partner_order_id, fresh_key_csr(NAMES))
+    request = query_client.factory.create("GetModifiedOrdersInput")
+    request.QueryRequestHeader = _query_header(query_client, partner)
+    now = datetime.now(UTC)
+    request.FromDate, request.ToDate = now - timedelta(days=1), now + timedelta(minutes=1)
+    result = query_client.service.GetModifiedOrders(request)
+    header = result.QueryResponseHeader
+    assert header.SuccessCode == 0
+    details = {d.OrderInfo.PartnerOrderID: d for d in result.OrderDetails.OrderDetail}
+    assert header.ReturnCount == len(details)
+    events = [e.ModificationEventName for e in details[order.partner_order_id].ModificationEvents.ModificationEvent]
+    assert "reissued" in events
+    backwards = query_client.factory.create("GetModifiedOrdersInput")
+    backwards.QueryRequestHeader = _query_header(query_client, partner)
+    backwards.FromDate, backwards.ToDate = now, now - timedelta(days=1)
+    refused = query_client.service.GetModifiedOrders(backwards).QueryResponseHeader
+    assert refused.SuccessCode == -2019 and not hasattr(refused, "ReturnCount")
+
+
+def test_revoke_by_the_certificate_pem(
+        order_client: Client, partner: Partner, installation: Installation) -> None:
+    order = new_order(installation.ra, partner).order
+    issued = _reissue(order_client, partner, order.partner_order_id, fresh_key_csr(NAMES)).Certificate
+    request = order_client.factory.create("RevokeInput")
+    request.OrderRequestHeader = _order_header(order_client, partner, None)  # no PartnerOrderID: the PEM says
+    request.Certificate = issued.ServerCertificate
+    request.RevokeReason = "superseded"
+    result = order_client.service.Revoke(request)
+    assert result.OrderResponseHeader.SuccessCode == 0, result
+    assert (result.GeoTrustOrderID, result.SerialNumber, result.RevokeReason) == (
+        order.order_id, issued.SerialNumber, "superseded")
+    again = order_client.service.Revoke(request).OrderResponseHeader
+    assert again.Errors.Error[0].ErrorCode == -4014
+
+
+def test_modify_order_cancel_and_an_operation_not_offered(
+        order_client: Client, partner: Partner, installation: Installation) -> None:
+    order = new_order(installation.ra, partner).order
+    request = order_client.factory.create("ModifyOrderInput")
+    request.OrderRequestHeader = _order_header(order_client, partner, order.partner_order_id)
+    request.ModifyOrderOperation = "APPROVE"
+    request.ModifyOrderReasonMessage = "as agreed"
+    request.RequestorEmail = "admin@example.com"
+    refused = order_client.service.ModifyOrder(request).OrderResponseHeader
+    assert (refused.SuccessCode, refused.Errors.Error[0].ErrorField) == (-2019, "ModifyOrderOperation")
+    request.ModifyOrderOperation = "CANCEL"
+    result = order_client.service.ModifyOrder(request)
+    assert result.OrderResponseHeader.SuccessCode == 0
+    assert result.GeoTrustOrderID == order.order_id
+    assert result.Revoked.SerialNumber == [order.certificate.serial]
+    after = _reissue(order_client, partner, order.partner_order_id, fresh_key_csr(NAMES)).OrderResponseHeader
+    assert after.Errors.Error[0].ErrorCode == -4012
+
+
+def test_a_schema_breach_is_a_web_fault(query_client: Client) -> None:
+    with pytest.raises(WebFault) as raised:
+        query_client.service.hello("x" * 257)
+    assert raised.value.fault.faultcode.split(":", 1)[1] == "Client.SchemaValidationError"
+
+
+def test_zeep_loads_both_wsdls_and_calls_them(server: RunningServer, partner: Partner) -> None:
+    query = zeep.Client(f"{server.base_url}/webtrust/query.jws?WSDL")
+    query_service = query.create_service(next(iter(query.wsdl.bindings)), f"{server.base_url}/webtrust/query")
+    assert query_service.hello(Input="zeep") == "zeep"
+    parsed = query_service.ParseCSR(Request={
+        "QueryRequestHeader": {"PartnerCode": partner.code,
+                               "AuthToken": {"UserName": partner.username, "Password": partner.password}},
+        "CSR": fresh_key_csr(("example.com",)),
+    })
+    assert parsed.QueryResponseHeader.SuccessCode == 0 and parsed.ParsedCSR.DNSNames.DNSName == ["example.com"]
+    order = zeep.Client(f"{server.base_url}/webtrust/order.jws?WSDL")
+    order_service = order.create_service(next(iter(order.wsdl.bindings)), f"{server.base_url}/webtrust/order")
+    refused = order_service.ModifyOrder(Request={
+        "OrderRequestHeader": {"PartnerCode": partner.code,
+                               "AuthToken": {"UserName": partner.username, "Password": "wrong"},
+                               "PartnerOrderID": "X"},
+        "ModifyOrderOperation": "CANCEL",
+    })
+    assert refused.OrderResponseHeader.SuccessCode == -4001
