@@ -243,3 +243,39 @@ def test_zeep_loads_both_wsdls_and_calls_them(server: RunningServer, partner: Pa
         "ModifyOrderOperation": "CANCEL",
     })
     assert refused.OrderResponseHeader.SuccessCode == -4001
+
+
+def test_parse_csr_check_status_get_fulfillment_and_the_summary(
+        order_client: Client, query_client: Client, partner: Partner, installation: Installation) -> None:
+    order = new_order(installation.ra, partner).order
+    issued = _reissue(order_client, partner, order.partner_order_id, fresh_key_csr(NAMES)).Certificate
+    parse = query_client.factory.create("ParseCSRInput")
+    parse.QueryRequestHeader = _query_header(query_client, partner)
+    parse.CSR = fresh_key_csr(("example.com",))
+    parsed = query_client.service.ParseCSR(parse)
+    assert parsed.QueryResponseHeader.SuccessCode == 0 and parsed.ParsedCSR.DNSNames.DNSName == ["example.com"]
+    status = query_client.factory.create("CheckStatusInput")
+    status.QueryRequestHeader = _query_header(query_client, partner)
+    status.PartnerOrderID = order.partner_order_id
+    answered = query_client.service.CheckStatus(status).OrderStatus
+    assert (answered.GeoTrustOrderID, answered.SerialNumber, answered.CertificateStatus) == (
+        order.order_id, issued.SerialNumber, "VALID")
+    status.PartnerOrderID = "NO-SUCH-ORDER"
+    assert query_client.service.CheckStatus(status).QueryResponseHeader.Errors.Error[0].ErrorCode == -4003
+    fulfil = query_client.factory.create("GetFulfillmentInput")
+    fulfil.QueryRequestHeader = _query_header(query_client, partner)
+    fulfil.PartnerOrderID = order.partner_order_id
+    bare = query_client.service.GetFulfillment(fulfil).Fulfillment
+    assert bare.ServerCertificate == issued.ServerCertificate and not hasattr(bare, "PKCS7")
+    fulfil.ReturnCACerts, fulfil.ReturnPKCS7Cert = True, True
+    full = query_client.service.GetFulfillment(fulfil).Fulfillment
+    assert len(full.CACertificates.CACertificate) == 2 and full.PKCS7.startswith("-----BEGIN PKCS7-----")
+    summary = query_client.factory.create("GetModifiedOrderSummaryInput")
+    summary.QueryRequestHeader = _query_header(query_client, partner)
+    now = datetime.now(UTC)
+    summary.FromDate, summary.ToDate = now - timedelta(days=1), now + timedelta(minutes=1)
+    result = query_client.service.GetModifiedOrderSummary(summary)
+    mine = [s for s in result.OrderSummaries.OrderSummary if s.PartnerOrderID == order.partner_order_id]
+    assert result.QueryResponseHeader.ReturnCount == len(result.OrderSummaries.OrderSummary)
+    assert {s.ModificationEventName for s in mine} >= {"reissued"}
+    assert all(s.GeoTrustOrderID == order.order_id for s in mine)
