@@ -5,11 +5,16 @@ put in ``X-Forwarded-For`` (docs/design.md, "End User Portal").
 The header is read from the right: each balancer appends the address it was reached from, so
 the rightmost entries are the balancers' own and the first one that is no trusted proxy is the
 client; what lies to its left was written by the client and is never read. A peer that is not a
-trusted proxy is its own client, whatever it sends. The header is measured before it is split
-(:data:`MAX_FORWARDED_CHARS`, :data:`MAX_FORWARDED_HOPS`) and each entry is read by
-``ipaddress``, no pattern; a header missing, empty, too long, or with an entry that is no IP
-address where it is read, gives the peer's address (the balancer's), as if nothing were trusted.
-With no trusted proxy (the default) this is ``REMOTE_ADDR``, unchanged.
+trusted proxy is its own client, whatever it sends. Only the header's right end is read: its last
+:data:`MAX_FORWARDED_CHARS` characters (an entry cut there is dropped) and of those the last
+:data:`MAX_FORWARDED_HOPS` entries, so a client that sends a long header or many entries is still
+named by the entry the balancer appended, never by the balancer (which would give it the
+balancer's budget and keep its own address out of the logs). Each entry is read by ``ipaddress``,
+no pattern; a header missing or empty, an entry that is no IP address where it is read, or no
+untrusted entry within the part read, gives the peer's address (the balancer's), as if nothing
+were trusted. An address read from the header is given in one form per client: an IPv4-mapped
+IPv6 address as its IPv4 address, an IPv6 zone (``%eth0``) left out. With no trusted proxy (the
+default) this is ``REMOTE_ADDR``, unchanged.
 """
 
 from __future__ import annotations
@@ -24,15 +29,15 @@ TrustedProxies = tuple[Network, ...]
 
 FORWARDED_FOR = "HTTP_X_FORWARDED_FOR"
 MAX_FORWARDED_CHARS = 1024
-"""The longest ``X-Forwarded-For`` read; a longer one is not split, the peer is the client."""
+"""The most characters of ``X-Forwarded-For`` read, from its right end (module docstring)."""
 MAX_FORWARDED_HOPS = 32
-"""The most entries an ``X-Forwarded-For`` may have to be read."""
+"""The most entries of ``X-Forwarded-For`` read, from its right end."""
 
 
 def client_address(environ: Mapping[str, Any], trusted: TrustedProxies) -> str | None:
     """The client's address for logs and per-client limits (module docstring); None without a
     ``REMOTE_ADDR``. An address read from ``X-Forwarded-For`` is given in its normal form
-    (``str`` of ``ipaddress.ip_address``)."""
+    (``str`` of ``ipaddress.ip_address``), one form per client (module docstring)."""
     remote = environ.get("REMOTE_ADDR")
     peer_text = remote if isinstance(remote, str) else None
     if not trusted or peer_text is None:
@@ -41,18 +46,19 @@ def client_address(environ: Mapping[str, Any], trusted: TrustedProxies) -> str |
     if peer is None or not is_trusted(peer, trusted):
         return peer_text
     forwarded = environ.get(FORWARDED_FOR)
-    if not isinstance(forwarded, str) or not forwarded or len(forwarded) > MAX_FORWARDED_CHARS:
+    if not isinstance(forwarded, str) or not forwarded:
         return peer_text
-    entries = forwarded.split(",")
-    if len(entries) > MAX_FORWARDED_HOPS:
-        return peer_text
-    for entry in reversed(entries):
+    tail = forwarded[-MAX_FORWARDED_CHARS:]  # the right end: the balancers wrote it
+    entries = tail.split(",")
+    if len(tail) < len(forwarded):
+        entries = entries[1:]  # the leftmost entry read may be cut: it was the client's anyway
+    for entry in reversed(entries[-MAX_FORWARDED_HOPS:]):
         hop = _address(entry.strip(" \t"))
         if hop is None:
             return peer_text
         if not is_trusted(hop, trusted):
-            return str(hop)
-    return peer_text  # every hop is a balancer of ours: the request began inside
+            return str(_one_form(hop))
+    return peer_text  # every hop read is a balancer of ours: the request began inside
 
 
 def is_trusted(address: Address, trusted: TrustedProxies) -> bool:
@@ -60,6 +66,16 @@ def is_trusted(address: Address, trusted: TrustedProxies) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return any(address.version == network.version and address in network for network in trusted)
+
+
+def _one_form(address: Address) -> Address:
+    """One address per client: an IPv4-mapped IPv6 address as its IPv4 address, no IPv6 zone."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.scope_id is not None:
+            return ipaddress.IPv6Address(int(address))
+    return address
 
 
 def _address(text: str) -> Address | None:
