@@ -13,19 +13,26 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from soap_service.api.requestlog import RequestRecord
+from soap_service.api.service import Security
 from soap_service.ra.service import RegistrationAuthority
 
 T = TypeVar("T")
 
 
 def replay_hook(
-    ra: RegistrationAuthority, record: RequestRecord, operation: str, header: Any, run: Callable[[], T]
+    ra: RegistrationAuthority,
+    record: RequestRecord,
+    operation: str,
+    request: Any,
+    security: Security,
+    run: Callable[[], T],
 ) -> T:
-    """Run ``run`` (the operation against the RA, answer built) for ``header`` (the request's
-    ``orderRequestHeader``, carrying ``ReplayToken`` and ``UseReplayToken``).
+    """Run ``run`` (the operation against the RA, its answer built, a refusal included) for
+    ``request`` (the operation's ``Request``: its ``OrderRequestHeader`` carries ``ReplayToken``
+    and ``UseReplayToken``, and the credentials with ``security``, the ``wsse:Security`` token).
 
-    REPLAY HOOK: call the replay core here (with ``header.ReplayToken`` when
-    ``header.UseReplayToken`` is true: answer the stored answer of an earlier request with the
+    REPLAY HOOK: call the replay core here (``ra.replay``, as ``api.service`` does for the Order
+    API: with ``UseReplayToken`` true, answer the stored answer of an earlier request with the
     same token, else run and store). Until it is wired, every request runs."""
-    del ra, record, operation, header  # not read until the replay core is wired
+    del ra, record, operation, request, security  # not read until the replay core is wired
     return run()

@@ -351,7 +351,7 @@ def _ordered(ctx: Any, name: str, action: Action, request: Any) -> Any:
     """An order operation: through the replay hook, then the RA."""
     security = security_of(ctx)
     return run_operation(ctx, lambda ra, record: replay_hook(
-        ra, record, name, request.OrderRequestHeader, lambda: action(ra, record, request, security)
+        ra, record, name, request, security, lambda: action(ra, record, request, security)
     ))
 
 
