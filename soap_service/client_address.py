@@ -83,3 +83,26 @@ def _address(text: str) -> Address | None:
         return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+MAX_ADDRESS_CHARS = 64
+"""The longest address text a limit key is read from (an IPv6 address with a zone fits)."""
+IPV6_SUBSCRIBER_PREFIX = 64
+"""An IPv6 client is counted by its /64: one subscriber usually holds a whole /64 (2**64
+addresses), and would otherwise have as many budgets as addresses it cares to use."""
+
+
+def limit_key(address: str | None) -> str:
+    """What a per-client limit counts for ``address`` (a :func:`client_address`): an IPv4
+    address as it is, an IPv6 address as its /64 (``2001:db8:1:2::/64``), anything else as its
+    first 64 characters, ``-`` for none."""
+    if not address:
+        return "-"
+    parsed = _address(address) if len(address) <= MAX_ADDRESS_CHARS else None
+    if parsed is None:
+        return address[:MAX_ADDRESS_CHARS]
+    parsed = _one_form(parsed)
+    if isinstance(parsed, ipaddress.IPv6Address):
+        prefix = IPV6_SUBSCRIBER_PREFIX
+        return str(ipaddress.IPv6Network((int(parsed) >> (128 - prefix) << (128 - prefix), prefix)))
+    return str(parsed)

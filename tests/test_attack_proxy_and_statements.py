@@ -139,7 +139,9 @@ def _form(server: RunningServer, *forwarded: str) -> int:
 
 
 def _visitor() -> str:
-    return str(ipaddress.ip_address("2001:db8::") + secrets.randbits(64))
+    # A /64 of its own (limits count an IPv6 client by its /64), outside the balancers' 2001:db8:ba1::/48.
+    network = ((0x8000 | secrets.randbits(15)) << 16) | secrets.randbits(16)
+    return str(ipaddress.ip_address("2001:db8::") + (network << 64) + secrets.randbits(64))
 
 
 def test_a_visitor_with_a_spent_budget_gets_no_other_by_a_long_header(behind_a_balancer: RunningServer) -> None:
@@ -157,13 +159,11 @@ def test_a_visitor_with_a_spent_budget_gets_no_other_by_a_long_header(behind_a_b
     assert len(lines) == 3 and all(f"client={visitor}" in line for line in lines), lines
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the portal's limits count each IPv6 address apart (PortalApplication._client)")
 def test_a_visitor_gets_no_other_budget_from_another_address_of_its_ipv6_64(behind_a_balancer: RunningServer) -> None:
-    """Fails on c564332 and now: behind a trusted balancer each IPv6 address the balancer forwards
+    """Failed on c564332 and f702724: behind a trusted balancer each IPv6 address the balancer forwards
     has a budget of its own, and one subscriber usually holds a whole /64 (2**64 addresses): it
-    asks for as many lookup forms as it likes. The portal's limits would count an IPv6 client by
-    its /64 to hold."""
+    asks for as many lookup forms as it likes. The portal's limits now count an IPv6 client by its
+    /64 (``client_address.limit_key``)."""
     network = ipaddress.ip_network(_visitor()).supernet(new_prefix=64)
     statuses = [_form(behind_a_balancer, str(network[secrets.randbits(64)])) for _ in range(FORMS_A_WINDOW + 1)]
     assert statuses[-1] == 429

@@ -14,7 +14,7 @@ import pytest
 
 from api_support import SERVICE_PATH, RunningServer, request, running_server
 from conftest import TestInstallation as Installation
-from soap_service.client_address import MAX_FORWARDED_CHARS, MAX_FORWARDED_HOPS, client_address
+from soap_service.client_address import MAX_FORWARDED_CHARS, MAX_FORWARDED_HOPS, client_address, limit_key
 from soap_service.config import MAX_TRUSTED_PROXIES, ConfigurationError, load_settings
 
 BALANCERS = (ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network("2001:db8:ba1::/48"))
@@ -155,7 +155,9 @@ def trusting_nobody(installation: Installation, tmp_path_factory: pytest.TempPat
 
 def _visitor() -> str:
     """An address of the documentation prefix no other test counted."""
-    return str(ipaddress.ip_address("2001:db8::") + secrets.randbits(64))
+    # A /64 of its own (limits count an IPv6 client by its /64), outside the balancers' 2001:db8:ba1::/48.
+    network = ((0x8000 | secrets.randbits(15)) << 16) | secrets.randbits(16)
+    return str(ipaddress.ip_address("2001:db8::") + (network << 64) + secrets.randbits(64))
 
 
 def _form(server: RunningServer, forwarded: str | None = None) -> int:
@@ -190,3 +192,20 @@ def test_a_forged_header_from_an_untrusted_peer_does_not_escape_the_limit(trusti
     assert statuses[-1] == 429
     assert _form(trusting_nobody, _visitor()) == 429
     assert _form(trusting_nobody) == 429
+
+
+@pytest.mark.parametrize(("address", "key"), [
+    ("198.51.100.23", "198.51.100.23"),
+    ("::ffff:198.51.100.23", "198.51.100.23"),
+    ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+    ("fe80::1%eth0", "fe80::/64"),
+    (None, "-"),
+    ("", "-"),
+    ("not an address", "not an address"),
+    ("x" * 500, "x" * 64),
+])
+def test_a_limit_counts_an_ipv6_client_by_its_64(address, key):
+    """Per-client limits (docs/design.md, "End User Portal") count an IPv6 client by its /64: one
+    subscriber holds a whole /64 and would otherwise have 2**64 budgets."""
+    assert limit_key(address) == key

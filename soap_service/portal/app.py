@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from soap_service import metrics
-from soap_service.client_address import TrustedProxies, client_address
+from soap_service.client_address import TrustedProxies, client_address, limit_key
 from soap_service.errors import InternalError, ServiceError
 from soap_service.portal.forms import FormError, read_form
 from soap_service.ra.incidents import open_incident
@@ -114,8 +114,8 @@ class PortalApplication:
 
     def _client(self, environ: dict[str, Any]) -> str:
         """The client the per-client limits count: the address a trusted proxy forwarded, else the
-        peer's (``soap_service.client_address``)."""
-        return str(client_address(environ, self._trusted) or "-")[:64]
+        peer's (``soap_service.client_address``), an IPv6 one by its /64 (``limit_key``)."""
+        return limit_key(client_address(environ, self._trusted))
 
     # -- routing -----------------------------------------------------------------------------
 
