@@ -74,6 +74,7 @@ class Settings:
     smtp_url: str | None = field(default=None, repr=False)  # may hold an SMTP password
     test_captcha: str | None = None  # tests only: every portal captcha's answer (loopback public URL only)
     trusted_proxies: TrustedProxies = ()  # the load balancers whose X-Forwarded-For names the client
+    replay_token_hours: int = 24  # how long a ReplayToken's stored answer is answered from (ra.replay)
 
     @property
     def public_url_is_internal(self) -> bool:
@@ -108,6 +109,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
 
 
 MAX_DB_POOL_SIZE = 100
+MAX_REPLAY_TOKEN_HOURS = 168
+"""SOAP_SERVICE_REPLAY_TOKEN_HOURS: a week at most (a retry comes within minutes; the table stays small)."""
 
 
 def _bounded_int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
@@ -154,6 +157,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         smtp_url=_smtp_url(env),
         test_captcha=_test_captcha(env, public_url),
         trusted_proxies=_trusted_proxies(env),
+        replay_token_hours=_bounded_int(env, "REPLAY_TOKEN_HOURS", 24, 1, MAX_REPLAY_TOKEN_HOURS),
     )
 
 

@@ -107,6 +107,18 @@ class CertificateExpired(ServiceError):
     default_field = "SerialNumber"
 
 
+class ReplayTokenReused(ServiceError):
+    code = -4016
+    default_message = "this ReplayToken was used with a different request; send a new token for a new request"
+    default_field = "ReplayToken"
+
+
+class ReplayTokenInProgress(ServiceError):
+    code = -4017
+    default_message = "a request with this ReplayToken is still being served; retry it in a moment"
+    default_field = "ReplayToken"
+
+
 class InternalError(Exception):
     """An incident: an internal failure, already logged (and audited where it had a subject).
 

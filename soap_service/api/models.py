@@ -56,6 +56,20 @@ def items(cls: Any) -> Any:
 # ------------------------------------------------------------------------------ requests
 
 
+REPLAY_FIELDS: list[tuple[str, Any]] = [
+    ("ReplayToken", OptionalText),
+    ("UseReplayToken", Flag),
+    ("ProductCode", OptionalText),
+    ("ApiVersion", OptionalText),
+]
+"""The end of an order request's header, all optional: ``UseReplayToken`` true with a ``ReplayToken``
+makes Reissue, Revoke and ModifyOrder idempotent (``ra.replay``; the token is bounded there, before
+use); ``ProductCode`` and ``ApiVersion``, which clients of other CAs' APIs send, are accepted and
+ignored, as ``ReplayToken`` is without ``UseReplayToken``."""
+REPLAY_HEADER_FIELDS = frozenset({"AuthToken", "ReplayToken", "UseReplayToken"})
+"""What a replayable request's digest leaves out of its header: the credentials and the token itself."""
+
+
 class AuthToken(_Model):
     """Optional in every request header since a ``wsse:Security`` UsernameToken may authenticate
     instead (docs/design.md, "Authentication"); a request sends exactly one of the two."""
@@ -70,7 +84,7 @@ class OrderRequestHeader(_Model):
         ("PartnerCode", Text),
         ("AuthToken", optional(AuthToken)),
         ("PartnerOrderID", Text),
-        ("ReplayToken", OptionalText),
+        *REPLAY_FIELDS,
     ]
 
 
@@ -149,6 +163,7 @@ class RevokeOrderRequestHeader(_Model):
         ("PartnerCode", Text),
         ("AuthToken", optional(AuthToken)),
         ("PartnerOrderID", OptionalText),
+        *REPLAY_FIELDS,
     ]
 
 

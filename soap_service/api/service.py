@@ -18,20 +18,30 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
+from lxml import etree
+
 from soap_service.api import answers
 from soap_service.api import models as m
 from soap_service.api.faults import InternalErrorDetail, InternalFault
 from soap_service.api.requestlog import RECORD_KEY, RequestRecord
-from soap_service.api.spyne_loader import ServiceBase, Unicode, rpc
+from soap_service.api.spyne_loader import ServiceBase, Unicode, get_object_as_xml, get_xml_as_object, rpc
 from soap_service.api.wssecurity import SECURITY_KEY, MalformedSecurity, UsernameToken
 from soap_service.config import Secret
 from soap_service.errors import AuthenticationFailed, InternalError, InvalidField, ServiceError
+from soap_service.ra.audit import Subject
 from soap_service.ra.auth import Credentials
 from soap_service.ra.changes import modified_orders
 from soap_service.ra.incidents import open_incident
 from soap_service.ra.queries import order_for_partner, parse_csr_for_partner
-from soap_service.ra.reissue import Reissuer
+from soap_service.ra.reissue import PartnerRef, Reissuer
 from soap_service.ra.reissue import ReissueRequest as RAReissueRequest
+from soap_service.ra.replay import (
+    ReplayRequest,
+    authenticated_partner,
+    read_token,
+    request_digest,
+    run_replayable,
+)
 from soap_service.ra.revocation import Revoker
 from soap_service.ra.revocation import RevokeRequest as RARevokeRequest
 from soap_service.ra.service import RegistrationAuthority
@@ -47,6 +57,7 @@ THROWS = [InternalErrorDetail]
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def operation(*types: Any, **options: Any) -> Callable[[F], F]:
@@ -99,6 +110,81 @@ def _run(ctx: Any, action: Callable[[RegistrationAuthority, RequestRecord], T]) 
     raise InternalFault(incident.incident_id)
 
 
+_STORED_ANSWER_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+
+
+def canonical_request(request: Any, request_type: Any, *, header_field: str = "OrderRequestHeader",
+                      left_out: frozenset[str] = m.REPLAY_HEADER_FIELDS) -> bytes:
+    """What a replayable request's digest covers (``ra.replay``): the operation's ``Request`` as read
+    (an instance of the spyne model ``request_type``), its header (``header_field``) without
+    ``left_out``, the credentials (``AuthToken``) and ``ReplayToken`` and ``UseReplayToken``,
+    serialized by its model and canonicalized (C14N): the same request is the same bytes however the
+    client spelled it (prefixes, whitespace between elements, the order of namespace declarations)."""
+    header = getattr(request, header_field)
+    header_type = type(header)
+    kept = {
+        name: getattr(header, name) for name in header_type.get_flat_type_info(header_type)
+        if name not in left_out
+    }
+    fields = {name: getattr(request, name) for name in request_type.get_flat_type_info(request_type)}
+    fields[header_field] = header_type(**kept)
+    return bytes(etree.tostring(get_object_as_xml(request_type(**fields), request_type), method="c14n"))
+
+
+def _replayable(
+    ra: RegistrationAuthority,
+    record: RequestRecord,
+    request: Any,
+    security: Security,
+    *,
+    operation: str,
+    action: str,
+    request_type: Any,
+    result_type: Any,
+    refused: Callable[[ServiceError], R],
+    answer: Callable[[PartnerRef | None], R],
+) -> R:
+    """An operation that a ReplayToken makes idempotent (docs/soap-api.md, "ReplayToken").
+
+    ``answer`` serves the request and renders its result, a refusal of the use case included: with
+    ``None`` it authenticates the header's credentials itself (no replay asked: the path of every
+    request without ``UseReplayToken``), with a partner it acts for that partner. With replay asked,
+    the token is checked first (-2019), then the credentials (a wrong password is -4001, never a
+    stored answer), then ``ra.replay`` answers the stored result of the token's first request or
+    runs ``answer`` once and keeps its result, serialized as the response's result element."""
+    header = request.OrderRequestHeader
+    try:
+        token = read_token(getattr(header, "ReplayToken", None), getattr(header, "UseReplayToken", None))
+        if token is None:
+            return answer(None)
+        partner = authenticated_partner(ra, _credentials(header, security), channel=CHANNEL)
+    except ServiceError as error:
+        record.answered(error.code)
+        return refused(error)
+    wanted = ReplayRequest(token, operation, request_digest(canonical_request(request, request_type)))
+    subject = Subject(channel=CHANNEL, action=action, partner_code=partner.code, username=partner.actor,
+                      partner_order_id=record.partner_order_id or None)
+    first: list[R] = []
+
+    def work() -> tuple[str, int]:
+        result = answer(partner)
+        first.append(result)
+        text = etree.tostring(get_object_as_xml(result, result_type), encoding="unicode")
+        return text, int(cast(Any, result).OrderResponseHeader.SuccessCode)
+
+    try:
+        answered = run_replayable(ra, partner, wanted, subject, work)
+    except ServiceError as error:
+        record.answered(error.code)
+        return refused(error)
+    if first:
+        return first[0]
+    stored = get_xml_as_object(etree.fromstring(answered.answer.encode("utf-8"), _STORED_ANSWER_PARSER), result_type)
+    record.answered(answered.code)
+    record.order_id = getattr(stored, "OrderID", None)
+    return cast(R, stored)
+
+
 def _reissue_request(request: Any) -> RAReissueRequest:
     header, parameters = request.OrderRequestHeader, request.OrderParameters
     names = parameters.DNSNames.DNSName if parameters.DNSNames is not None else None
@@ -115,29 +201,41 @@ def reissue(
     ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
 ) -> m.ReissueResult:
     header = request.OrderRequestHeader
-    record.partner_code, record.partner_order_id = _text(header.PartnerCode), _text(header.PartnerOrderID)
-    try:
-        outcome = Reissuer(ra).reissue(
-            _credentials(header, security), _reissue_request(request), channel=CHANNEL
+    poid = _text(header.PartnerOrderID)
+    record.partner_code, record.partner_order_id = _text(header.PartnerCode), poid
+
+    def refused(error: ServiceError) -> m.ReissueResult:
+        header_ = answers.order_header(poid, ra.clock(), error=error)
+        return m.ReissueResult(OrderResponseHeader=header_)
+
+    def answer(partner: PartnerRef | None) -> m.ReissueResult:
+        wanted, reissuer = _reissue_request(request), Reissuer(ra)
+        try:
+            if partner is None:
+                outcome = reissuer.reissue(_credentials(header, security), wanted, channel=CHANNEL)
+            else:
+                outcome = reissuer.reissue_for(partner, wanted, channel=CHANNEL)
+        except ServiceError as error:
+            record.answered(error.code)
+            return refused(error)
+        record.order_id = outcome.order.order_id
+        record.answered(answers.success_code(outcome.warnings))
+        return m.ReissueResult(
+            OrderResponseHeader=answers.order_header(poid, ra.clock(), notices=outcome.warnings),
+            OrderID=outcome.order.order_id,
+            Certificate=answers.issued_certificate(outcome),
         )
-    except ServiceError as error:
-        record.answered(error.code)
-        header = answers.order_header(record.partner_order_id, ra.clock(), error=error)
-        return m.ReissueResult(OrderResponseHeader=header)
-    record.order_id = outcome.order.order_id
-    record.answered(answers.success_code(outcome.warnings))
-    return m.ReissueResult(
-        OrderResponseHeader=answers.order_header(record.partner_order_id, ra.clock(), notices=outcome.warnings),
-        OrderID=outcome.order.order_id,
-        Certificate=answers.issued_certificate(outcome),
-    )
+
+    return _replayable(ra, record, request, security, operation="Reissue", action="reissue",
+                       request_type=m.ReissueRequest, result_type=m.ReissueResult, refused=refused, answer=answer)
 
 
 def validate(
     ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
 ) -> m.ValidateOrderParametersResult:
     header = request.OrderRequestHeader
-    record.partner_code, record.partner_order_id = _text(header.PartnerCode), _text(header.PartnerOrderID)
+    poid = _text(header.PartnerOrderID)
+    record.partner_code, record.partner_order_id = _text(header.PartnerCode), poid
     try:
         outcome = Reissuer(ra).validate(
             _credentials(header, security), _reissue_request(request), channel=CHANNEL
@@ -145,12 +243,12 @@ def validate(
     except ServiceError as error:
         record.answered(error.code)
         return m.ValidateOrderParametersResult(
-            OrderResponseHeader=answers.order_header(record.partner_order_id, ra.clock(), error=error)
+            OrderResponseHeader=answers.order_header(poid, ra.clock(), error=error)
         )
     record.order_id = outcome.order_id
     record.answered(answers.success_code(outcome.warnings))
     return m.ValidateOrderParametersResult(
-        OrderResponseHeader=answers.order_header(record.partner_order_id, ra.clock(), notices=outcome.warnings),
+        OrderResponseHeader=answers.order_header(poid, ra.clock(), notices=outcome.warnings),
         OrderID=outcome.order_id,
         ParsedCSR=answers.parsed_csr(outcome.csr),
         CertificateDNSNames=answers.dns_names(outcome.names),
@@ -198,45 +296,70 @@ def revoke(
     ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
 ) -> m.RevokeResult:
     header = request.OrderRequestHeader
-    record.partner_code, record.partner_order_id = _text(header.PartnerCode), _text(header.PartnerOrderID)
+    poid = _text(header.PartnerOrderID)
+    record.partner_code, record.partner_order_id = _text(header.PartnerCode), poid
     wanted = RARevokeRequest(
         partner_order_id=header.PartnerOrderID or None,
         serial_number=request.SerialNumber or None,
         certificate_pem=request.Certificate or None,
         reason=_text(request.RevokeReason),
     )
-    try:
-        revoked = Revoker(ra).revoke(_credentials(header, security), wanted, channel=CHANNEL)
-    except ServiceError as error:
-        record.answered(error.code)
-        refused = answers.order_header(record.partner_order_id, ra.clock(), error=error)
-        return m.RevokeResult(OrderResponseHeader=refused)
-    record.partner_order_id, record.order_id = revoked.partner_order_id, revoked.order_id
-    record.answered(answers.SUCCESS)
-    return answers.revoked_certificate(revoked, ra.clock())
+
+    def refused(error: ServiceError) -> m.RevokeResult:
+        header_ = answers.order_header(poid, ra.clock(), error=error)
+        return m.RevokeResult(OrderResponseHeader=header_)
+
+    def answer(partner: PartnerRef | None) -> m.RevokeResult:
+        revoker = Revoker(ra)
+        try:
+            if partner is None:
+                revoked = revoker.revoke(_credentials(header, security), wanted, channel=CHANNEL)
+            else:
+                revoked = revoker.revoke_for(partner, wanted, channel=CHANNEL)
+        except ServiceError as error:
+            record.answered(error.code)
+            return refused(error)
+        record.partner_order_id, record.order_id = revoked.partner_order_id, revoked.order_id
+        record.answered(answers.SUCCESS)
+        return answers.revoked_certificate(revoked, ra.clock())
+
+    return _replayable(ra, record, request, security, operation="Revoke", action="revoke",
+                       request_type=m.RevokeRequest, result_type=m.RevokeResult, refused=refused, answer=answer)
 
 
 def modify_order(
     ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
 ) -> m.ModifyOrderResult:
     header = request.OrderRequestHeader
-    record.partner_code, record.partner_order_id = _text(header.PartnerCode), _text(header.PartnerOrderID)
-    try:
-        if request.ModifyOrderOperation != "CANCEL":
-            # The schema's enumeration refuses any other value first; this holds should an operation
-            # enter the schema before its use case exists.
-            raise InvalidField("ModifyOrderOperation must be CANCEL", field="ModifyOrderOperation")
-        cancelled = Revoker(ra).cancel(
-            _credentials(header, security), record.partner_order_id, channel=CHANNEL
-        )
-    except ServiceError as error:
-        record.answered(error.code)
+    poid = _text(header.PartnerOrderID)
+    record.partner_code, record.partner_order_id = _text(header.PartnerCode), poid
+
+    def refused(error: ServiceError) -> m.ModifyOrderResult:
         return m.ModifyOrderResult(
-            OrderResponseHeader=answers.order_header(record.partner_order_id, ra.clock(), error=error)
+            OrderResponseHeader=answers.order_header(poid, ra.clock(), error=error)
         )
-    record.order_id = cancelled.order_id
-    record.answered(answers.SUCCESS)
-    return answers.cancelled_order(cancelled, ra.clock())
+
+    def answer(partner: PartnerRef | None) -> m.ModifyOrderResult:
+        revoker = Revoker(ra)
+        try:
+            if request.ModifyOrderOperation != "CANCEL":
+                # The schema's enumeration refuses any other value first; this holds should an operation
+                # enter the schema before its use case exists.
+                raise InvalidField("ModifyOrderOperation must be CANCEL", field="ModifyOrderOperation")
+            if partner is None:
+                cancelled = revoker.cancel(_credentials(header, security), poid, channel=CHANNEL)
+            else:
+                cancelled = revoker.cancel_for(partner, poid, channel=CHANNEL)
+        except ServiceError as error:
+            record.answered(error.code)
+            return refused(error)
+        record.order_id = cancelled.order_id
+        record.answered(answers.SUCCESS)
+        return answers.cancelled_order(cancelled, ra.clock())
+
+    return _replayable(ra, record, request, security, operation="ModifyOrder", action="cancel",
+                       request_type=m.ModifyOrderRequest, result_type=m.ModifyOrderResult, refused=refused,
+                       answer=answer)
 
 
 def get_modified_orders(

@@ -104,6 +104,7 @@ from spyne import const as spyne_const  # noqa: E402
 from spyne.interface.wsdl import Wsdl11  # noqa: E402
 from spyne.protocol.soap import Soap11  # noqa: E402
 from spyne.server.wsgi import WsgiApplication  # noqa: E402
+from spyne.util.xml import get_object_as_xml, get_xml_as_object  # noqa: E402
 
 __all__ = [
     "ALIASED",
@@ -120,6 +121,8 @@ __all__ = [
     "Unicode",
     "Wsdl11",
     "WsgiApplication",
+    "get_object_as_xml",
+    "get_xml_as_object",
     "install",
     "real_name",
     "rpc",

@@ -153,12 +153,12 @@ class Revoker:
     def revoke(self, credentials: Credentials, request: RevokeRequest, *, channel: str) -> RevokedCertificate:
         user = self._ra.authenticator.authenticate(credentials, channel=channel)
         partner = PartnerRef(id=user.partner_id, code=user.partner_code, actor=user.username)
-        return self._revoke_for(partner, request, channel=channel)
+        return self.revoke_for(partner, request, channel=channel)
 
     def revoke_by_operator(self, partner_code: str, request: RevokeRequest) -> RevokedCertificate:
-        return self._revoke_for(self._operator_partner(partner_code), request, channel="cli")
+        return self.revoke_for(self._operator_partner(partner_code), request, channel="cli")
 
-    def _revoke_for(self, partner: PartnerRef, request: RevokeRequest, *, channel: str) -> RevokedCertificate:
+    def revoke_for(self, partner: PartnerRef, request: RevokeRequest, *, channel: str) -> RevokedCertificate:
         subject = Subject(channel=channel, action="revoke", partner_code=partner.code, username=partner.actor,
                           partner_order_id=request.partner_order_id)
         return run_audited(self._ra, subject, lambda: self._revoke(partner, request, subject))
@@ -266,12 +266,12 @@ class Revoker:
     def cancel(self, credentials: Credentials, partner_order_id: str, *, channel: str) -> CancelledOrder:
         user = self._ra.authenticator.authenticate(credentials, channel=channel)
         partner = PartnerRef(id=user.partner_id, code=user.partner_code, actor=user.username)
-        return self._cancel_for(partner, partner_order_id, channel=channel)
+        return self.cancel_for(partner, partner_order_id, channel=channel)
 
     def cancel_by_operator(self, partner_code: str, partner_order_id: str) -> CancelledOrder:
-        return self._cancel_for(self._operator_partner(partner_code), partner_order_id, channel="cli")
+        return self.cancel_for(self._operator_partner(partner_code), partner_order_id, channel="cli")
 
-    def _cancel_for(self, partner: PartnerRef, partner_order_id: str, *, channel: str) -> CancelledOrder:
+    def cancel_for(self, partner: PartnerRef, partner_order_id: str, *, channel: str) -> CancelledOrder:
         subject = Subject(channel=channel, action="cancel", partner_code=partner.code, username=partner.actor,
                           partner_order_id=partner_order_id)
         return run_audited(self._ra, subject, lambda: self._cancel(partner, partner_order_id, subject))

@@ -113,6 +113,30 @@ class WsNonce(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class ReplayToken(Base):
+    """A partner's ReplayToken (ra.replay): the request it was first used with (operation and the
+    SHA-256 of the request without credentials), ``pending`` while that request is served, then
+    ``done`` with the answer given, which a retry of the same request is answered with. Unique per
+    partner, so every worker and host sees it; pruned once older than the setting's hours."""
+
+    __tablename__ = "replay_tokens"
+    __table_args__ = (
+        UniqueConstraint("partner_id", "token"),
+        Index("ix_replay_tokens_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    token: Mapped[str] = mapped_column(String(64))
+    operation: Mapped[str] = mapped_column(String(64))
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(8))  # pending, done
+    answer: Mapped[str | None] = mapped_column(Text)
+    answer_code: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class AuthenticationFailure(Base):
     """One failed login, or a login attempt still being checked (``pending``): both count
     for the lockout, across processes. Rows older than the lockout window are pruned (by
