@@ -279,3 +279,19 @@ def test_parse_csr_check_status_get_fulfillment_and_the_summary(
     assert result.QueryResponseHeader.ReturnCount == len(result.OrderSummaries.OrderSummary)
     assert {s.ModificationEventName for s in mine} >= {"reissued"}
     assert all(s.GeoTrustOrderID == order.order_id for s in mine)
+
+
+def test_validate_order_parameters_issues_nothing(
+        order_client: Client, partner: Partner, installation: Installation) -> None:
+    order = new_order(installation.ra, partner).order
+    request = order_client.factory.create("ValidateOrderParametersInput")
+    request.OrderRequestHeader = _order_header(order_client, partner, order.partner_order_id)
+    request.OrderParameters = order_client.factory.create("orderParameters")
+    request.OrderParameters.CSR = fresh_key_csr(NAMES)
+    result = order_client.service.ValidateOrderParameters(request)
+    assert (result.OrderResponseHeader.SuccessCode, result.GeoTrustOrderID) == (0, order.order_id)
+    assert result.CertificateDNSNames.DNSName == list(NAMES) and result.ReturnsCurrentCertificate is False
+    assert not hasattr(result, "Certificate")
+    request.OrderParameters.CSR = "not a CSR"
+    refused = order_client.service.ValidateOrderParameters(request).OrderResponseHeader
+    assert (refused.SuccessCode, refused.Errors.Error[0].ErrorField) == (-4007, "CSR")
