@@ -131,7 +131,11 @@ def canonical_request(request: Any, request_type: Any, *, header_field: str = "O
     return bytes(etree.tostring(get_object_as_xml(request_type(**fields), request_type), method="c14n"))
 
 
-def _replayable(
+def _success_code(result: Any) -> int:
+    return int(result.OrderResponseHeader.SuccessCode)
+
+
+def replayable(
     ra: RegistrationAuthority,
     record: RequestRecord,
     request: Any,
@@ -143,6 +147,9 @@ def _replayable(
     result_type: Any,
     refused: Callable[[ServiceError], R],
     answer: Callable[[PartnerRef | None], R],
+    header_field: str = "OrderRequestHeader",
+    code_of: Callable[[R], int] = _success_code,
+    channel: str = CHANNEL,
 ) -> R:
     """An operation that a ReplayToken makes idempotent (docs/soap-api.md, "ReplayToken").
 
@@ -151,18 +158,25 @@ def _replayable(
     request without ``UseReplayToken``), with a partner it acts for that partner. With replay asked,
     the token is checked first (-2019), then the credentials (a wrong password is -4001, never a
     stored answer), then ``ra.replay`` answers the stored result of the token's first request or
-    runs ``answer`` once and keeps its result, serialized as the response's result element."""
-    header = request.OrderRequestHeader
+    runs ``answer`` once and keeps its result, serialized as the response's result element.
+
+    ``request_type`` and ``result_type`` are the spyne models of the request and of the result,
+    ``header_field`` the request's header element (it carries the credentials and the token),
+    ``code_of`` a result's SuccessCode, ``channel`` the audit's; ``refused`` renders a refusal met
+    before ``answer`` runs (-2019 on the token, -4001, -4016, -4017). The drop-in services call it
+    too."""
+    header = getattr(request, header_field)
     try:
         token = read_token(getattr(header, "ReplayToken", None), getattr(header, "UseReplayToken", None))
         if token is None:
             return answer(None)
-        partner = authenticated_partner(ra, _credentials(header, security), channel=CHANNEL)
+        partner = authenticated_partner(ra, _credentials(header, security), channel=channel)
     except ServiceError as error:
         record.answered(error.code)
         return refused(error)
-    wanted = ReplayRequest(token, operation, request_digest(canonical_request(request, request_type)))
-    subject = Subject(channel=CHANNEL, action=action, partner_code=partner.code, username=partner.actor,
+    canonical = canonical_request(request, request_type, header_field=header_field)
+    wanted = ReplayRequest(token, operation, request_digest(canonical))
+    subject = Subject(channel=channel, action=action, partner_code=partner.code, username=partner.actor,
                       partner_order_id=record.partner_order_id or None)
     first: list[R] = []
 
@@ -170,7 +184,7 @@ def _replayable(
         result = answer(partner)
         first.append(result)
         text = etree.tostring(get_object_as_xml(result, result_type), encoding="unicode")
-        return text, int(cast(Any, result).OrderResponseHeader.SuccessCode)
+        return text, code_of(result)
 
     try:
         answered = run_replayable(ra, partner, wanted, subject, work)
@@ -226,7 +240,7 @@ def reissue(
             Certificate=answers.issued_certificate(outcome),
         )
 
-    return _replayable(ra, record, request, security, operation="Reissue", action="reissue",
+    return replayable(ra, record, request, security, operation="Reissue", action="reissue",
                        request_type=m.ReissueRequest, result_type=m.ReissueResult, refused=refused, answer=answer)
 
 
@@ -323,7 +337,7 @@ def revoke(
         record.answered(answers.SUCCESS)
         return answers.revoked_certificate(revoked, ra.clock())
 
-    return _replayable(ra, record, request, security, operation="Revoke", action="revoke",
+    return replayable(ra, record, request, security, operation="Revoke", action="revoke",
                        request_type=m.RevokeRequest, result_type=m.RevokeResult, refused=refused, answer=answer)
 
 
@@ -357,7 +371,7 @@ def modify_order(
         record.answered(answers.SUCCESS)
         return answers.cancelled_order(cancelled, ra.clock())
 
-    return _replayable(ra, record, request, security, operation="ModifyOrder", action="cancel",
+    return replayable(ra, record, request, security, operation="ModifyOrder", action="cancel",
                        request_type=m.ModifyOrderRequest, result_type=m.ModifyOrderResult, refused=refused,
                        answer=answer)
 
