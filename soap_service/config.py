@@ -179,6 +179,9 @@ def _smtp_url(env: Mapping[str, str]) -> str | None:
 
 MAX_TRUSTED_PROXIES = 64
 MAX_TRUSTED_PROXIES_CHARS = 4096
+MIN_TRUSTED_PREFIX = {4: 8, 6: 32}
+"""The widest trusted network per IP version: a /8 (IPv4) or /32 (IPv6) holds any balancer
+pool; wider ones (``0.0.0.0/1,128.0.0.0/1`` is every address) would trust clients."""
 
 
 def _trusted_proxies(env: Mapping[str, str]) -> TrustedProxies:
@@ -207,8 +210,17 @@ def _trusted_proxies(env: Mapping[str, str]) -> TrustedProxies:
                 f"{PREFIX}TRUSTED_PROXIES must be IP addresses or networks (10.0.0.5, 10.0.0.0/24, 2001:db8::/64) "
                 f"separated by commas, got {text[:64]!r}"
             ) from None
-        if network.prefixlen == 0:  # every client could then name itself in X-Forwarded-For
-            raise ConfigurationError(f"{PREFIX}TRUSTED_PROXIES must not trust every address, got {text!r}")
+        shortest = MIN_TRUSTED_PREFIX[network.version]
+        if network.prefixlen < shortest:  # clients inside could name themselves in X-Forwarded-For
+            raise ConfigurationError(
+                f"{PREFIX}TRUSTED_PROXIES names the load balancers, not the Internet: an IPv{network.version} "
+                f"network must be /{shortest} or narrower, got {text!r}"
+            )
+        if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
+            raise ConfigurationError(
+                f"{PREFIX}TRUSTED_PROXIES: write an IPv4-mapped address as IPv4 (a peer is matched as IPv4), "
+                f"got {text!r}"
+            )
         networks.append(network)
     return tuple(networks)
 

@@ -117,12 +117,17 @@ def test_the_setting_reads_addresses_and_networks_of_both_families() -> None:
     ("10.0.0.5,,10.0.0.6", "IP addresses or networks"),
     ("10.0.0.5/8", "IP addresses or networks"),  # host bits set: meant 10.0.0.0/8 or 10.0.0.5?
     ("10.0.0.5 10.0.0.6", "IP addresses or networks"),
-    ("0.0.0.0/0", "every address"),
-    ("::/0", "every address"),
+    ("0.0.0.0/0", "not the Internet"),
+    ("::/0", "not the Internet"),
+    ("0.0.0.0/1,128.0.0.0/1", "not the Internet"),  # every address, in two halves
+    ("10.0.0.0/7", "/8 or narrower"),
+    ("2000::/3", "/32 or narrower"),
+    ("::ffff:10.0.0.0/120", "as IPv4"),  # would never match: a peer is matched as IPv4
     (",".join(["10.0.0.5"] * (MAX_TRUSTED_PROXIES + 1)), f"at most {MAX_TRUSTED_PROXIES}"),
     ("10.0.0.5," + " " * 5000, "characters"),
 ])
 def test_a_bad_setting_refuses_to_start(value: str, words: str) -> None:
+    """A setting that cannot be read, or that would trust clients, refuses to start."""
     with pytest.raises(ConfigurationError, match=words) as refused:
         load_settings({"SOAP_SERVICE_TRUSTED_PROXIES": value})
     assert "SOAP_SERVICE_TRUSTED_PROXIES" in str(refused.value)
