@@ -22,11 +22,13 @@ from typing import Any
 from soap_service.api import models as m
 from soap_service.api.models import IN_TNS, OPTIONAL, REQUIRED, TNS, Flag, Int, OptionalText, OptionalTime, Text
 from soap_service.api.spyne_loader import ComplexModel, Integer32, Unicode
+from soap_service.ra.replay import MAX_REPLAY_TOKEN_CHARS as MAX_REPLAY_TOKEN_CHARS_CORE
 
 MAX_HELLO_INPUT_CHARS = m.MAX_HELLO_INPUT_CHARS
 MAX_CODE_CHARS = 64
 """ProductCode, ApiVersion, WebServerType, ModifyOrderOperation, RevokeReason, ChangeType."""
-MAX_REPLAY_TOKEN_CHARS = 256
+MAX_REPLAY_TOKEN_CHARS = MAX_REPLAY_TOKEN_CHARS_CORE
+"""The replay core's bound (``ra.replay``): a longer token is refused by the schema, before anything."""
 MAX_REASON_MESSAGE_CHARS = 1024
 MAX_EMAIL_CHARS = 254
 MAX_CHANGE_VALUE_CHARS = 253
@@ -60,7 +62,8 @@ _HEADER_EXTRAS: list[tuple[str, Any]] = [
     ("ReplayToken", _bounded(MAX_REPLAY_TOKEN_CHARS, "ReplayTokenText")),
     ("UseReplayToken", Flag),
 ]
-"""What the earlier API's headers also carried; accepted (the replay token: see ``replay``)."""
+"""What the earlier API's headers also carried; accepted (ProductCode and ApiVersion ignored; the replay
+token answered again on Reissue, Revoke and ModifyOrder: ``webtrust.replay_hook``)."""
 
 
 class OrderRequestHeader(_Model):

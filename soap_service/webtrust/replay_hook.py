@@ -1,10 +1,13 @@
-"""THE REPLAY HOOK of the drop-in services: the one place where a request header's
-``ReplayToken`` / ``UseReplayToken`` meet the replay core (``soap_service.ra.replay``, built
-separately; wired here afterwards).
+"""THE REPLAY HOOK of the drop-in services: where a request header's ``ReplayToken`` /
+``UseReplayToken`` meet the replay core (``soap_service.ra.replay``), through the Order API's
+:func:`~soap_service.api.service.replayable` (docs/soap-api.md, "ReplayToken").
 
-Every order operation of ``/webtrust/order`` (Reissue, Revoke, ModifyOrder,
-ValidateOrderParameters) runs through :func:`replay_hook`: today it reads nothing and runs the
-operation; the tokens are accepted (bounded by the schema) and not used.
+Reissue, Revoke and ModifyOrder of ``/webtrust/order`` run through :func:`replay_hook`: with
+``UseReplayToken`` true and a ``ReplayToken``, the same token with the same request is answered
+the first answer (byte for byte, nothing done again), with another request -4016. Their tokens are
+kept under operation names of their own (``webtrust.Reissue``...): a token used on ``/api/order``
+and then on ``/webtrust/order`` (or the reverse) is -4016 whatever the request. ValidateOrderParameters
+changes nothing and accepts the token and ignores it, as do the query operations.
 """
 
 from __future__ import annotations
@@ -13,26 +16,51 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from soap_service.api.requestlog import RequestRecord
-from soap_service.api.service import Security
+from soap_service.api.service import Security, replayable
+from soap_service.errors import ServiceError
+from soap_service.ra.reissue import PartnerRef
 from soap_service.ra.service import RegistrationAuthority
 
-T = TypeVar("T")
+R = TypeVar("R")
+
+OPERATION_PREFIX = "webtrust."
+"""The drop-in operations' names in the token table: ``webtrust.Reissue``, ``webtrust.Revoke``,
+``webtrust.ModifyOrder`` (the Order API's are ``Reissue``, ``Revoke``, ``ModifyOrder``)."""
+
+REPLAYED = {"Reissue": "reissue", "Revoke": "revoke", "ModifyOrder": "cancel"}
+"""The replayable operations of ``/webtrust/order`` and the audit action each is recorded under."""
 
 
 def replay_hook(
     ra: RegistrationAuthority,
     record: RequestRecord,
-    operation: str,
     request: Any,
     security: Security,
-    run: Callable[[], T],
-) -> T:
-    """Run ``run`` (the operation against the RA, its answer built, a refusal included) for
-    ``request`` (the operation's ``Request``: its ``OrderRequestHeader`` carries ``ReplayToken``
-    and ``UseReplayToken``, and the credentials with ``security``, the ``wsse:Security`` token).
+    *,
+    operation: str,
+    request_type: Any,
+    result_type: Any,
+    refused: Callable[[ServiceError], R],
+    answer: Callable[[PartnerRef | None], R],
+    channel: str,
+) -> R:
+    """Serve ``request`` (the operation's ``Request``: its ``OrderRequestHeader`` carries the
+    credentials, ``ReplayToken`` and ``UseReplayToken``; ``security`` the ``wsse:Security`` token).
 
-    REPLAY HOOK: call the replay core here (``ra.replay``, as ``api.service`` does for the Order
-    API: with ``UseReplayToken`` true, answer the stored answer of an earlier request with the
-    same token, else run and store). Until it is wired, every request runs."""
-    del ra, record, operation, request, security  # not read until the replay core is wired
-    return run()
+    ``answer(None)`` serves it authenticating the header's credentials (no replay asked);
+    ``answer(partner)`` serves it for a partner already authenticated, without authenticating
+    again (a PasswordDigest nonce is spent once). ``refused`` renders a refusal met before
+    ``answer`` runs (-2019 on the token, -4001, -4016, -4017). An operation that is not
+    replayable is answered by ``answer(None)``."""
+    action = REPLAYED.get(operation)
+    if action is None:
+        return answer(None)
+    result = replayable(
+        ra, record, request, security,
+        operation=OPERATION_PREFIX + operation, action=action,
+        request_type=request_type, result_type=result_type, refused=refused, answer=answer,
+        channel=channel,
+    )
+    if record.order_id is None:  # a stored answer: the drop-in answers name the order GeoTrustOrderID
+        record.order_id = getattr(result, "GeoTrustOrderID", None)
+    return result

@@ -4,7 +4,9 @@ the earlier API's shapes (``webtrust.models``).
 As in the Order API (``api.service``, docs/design.md, "Error model"): a refusal of the RA
 becomes ``Errors`` and a negative ``SuccessCode``; an incident a ``soap:Server`` fault with its
 ID (``api.service._run``). Authentication is the Order API's (AuthToken or a ``wsse:Security``
-UsernameToken). The order operations run through :func:`~soap_service.webtrust.replay_hook.replay_hook`.
+UsernameToken). Reissue, Revoke and ModifyOrder run through
+:func:`~soap_service.webtrust.replay_hook.replay_hook` (ReplayToken); ValidateOrderParameters and
+the queries accept a token and ignore it.
 """
 
 # mypy: allow-subclassing-any
@@ -28,7 +30,7 @@ from soap_service.api.spyne_loader import ServiceBase, Unicode
 from soap_service.errors import InvalidField, ServiceError
 from soap_service.ra.changes import MAX_PAGE, OrderChangeView, modified_orders
 from soap_service.ra.queries import OrderAnswer, order_for_partner, parse_csr_for_partner
-from soap_service.ra.reissue import Reissuer
+from soap_service.ra.reissue import PartnerRef, Reissuer
 from soap_service.ra.revocation import Revoker
 from soap_service.ra.revocation import RevokeRequest as RARevokeRequest
 from soap_service.ra.service import RegistrationAuthority
@@ -103,22 +105,43 @@ def _refuse_order_changes(changes: Any) -> None:
         )
 
 
+def _replayed(
+    ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security, *, operation: str,
+    request_type: Any, result_type: Any, refused: Callable[[ServiceError], Any],
+    answer: Callable[[PartnerRef | None], Any],
+) -> Any:
+    return replay_hook(ra, record, request, security, operation=operation, request_type=request_type,
+                       result_type=result_type, refused=refused, answer=answer, channel=CHANNEL)
+
+
 def reissue(ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security) -> w.ReissueOutput:
     header = request.OrderRequestHeader
     _claimed(record, header)
-    try:
-        _refuse_order_changes(request.OrderChanges)
-        outcome = Reissuer(ra).reissue(credentials_of(header, security), reissue_request_of(request), channel=CHANNEL)
-    except ServiceError as error:
+
+    def refused(error: ServiceError) -> w.ReissueOutput:
         record.answered(error.code)
         return w.ReissueOutput(OrderResponseHeader=_order_header(record, ra.clock(), error=error))
-    record.order_id = outcome.order.order_id
-    record.answered(answers.success_code(outcome.warnings))
-    return w.ReissueOutput(
-        OrderResponseHeader=_order_header(record, ra.clock(), warnings=outcome.warnings),
-        GeoTrustOrderID=outcome.order.order_id,
-        Certificate=answers.issued_certificate(outcome),
-    )
+
+    def answer(partner: PartnerRef | None) -> w.ReissueOutput:
+        try:
+            _refuse_order_changes(request.OrderChanges)
+            wanted, reissuer = reissue_request_of(request), Reissuer(ra)
+            if partner is None:
+                outcome = reissuer.reissue(credentials_of(header, security), wanted, channel=CHANNEL)
+            else:
+                outcome = reissuer.reissue_for(partner, wanted, channel=CHANNEL)
+        except ServiceError as error:
+            return refused(error)
+        record.order_id = outcome.order.order_id
+        record.answered(answers.success_code(outcome.warnings))
+        return w.ReissueOutput(
+            OrderResponseHeader=_order_header(record, ra.clock(), warnings=outcome.warnings),
+            GeoTrustOrderID=outcome.order.order_id,
+            Certificate=answers.issued_certificate(outcome),
+        )
+
+    return _replayed(ra, record, request, security, operation="Reissue", request_type=w.ReissueInput,  # type: ignore[no-any-return]
+                     result_type=w.ReissueOutput, refused=refused, answer=answer)
 
 
 def validate(
@@ -151,19 +174,31 @@ def revoke(ra: RegistrationAuthority, record: RequestRecord, request: Any, secur
         certificate_pem=request.Certificate or None,
         reason=request.RevokeReason or DEFAULT_REVOKE_REASON,
     )
-    try:
-        revoked = Revoker(ra).revoke(credentials_of(header, security), wanted, channel=CHANNEL)
-    except ServiceError as error:
+
+    def refused(error: ServiceError) -> w.RevokeOutput:
         record.answered(error.code)
         return w.RevokeOutput(OrderResponseHeader=_order_header(record, ra.clock(), error=error))
-    record.partner_order_id, record.order_id = revoked.partner_order_id, revoked.order_id
-    record.answered(answers.SUCCESS)
-    native = answers.revoked_certificate(revoked, ra.clock())
-    return w.RevokeOutput(
-        OrderResponseHeader=order_header(native.OrderResponseHeader), GeoTrustOrderID=native.OrderID,
-        SerialNumber=native.SerialNumber, RevokedAt=native.RevokedAt, RevokeReason=native.RevokeReason,
-        AlsoRevoked=native.AlsoRevoked,
-    )
+
+    def answer(partner: PartnerRef | None) -> w.RevokeOutput:
+        revoker = Revoker(ra)
+        try:
+            if partner is None:
+                revoked = revoker.revoke(credentials_of(header, security), wanted, channel=CHANNEL)
+            else:
+                revoked = revoker.revoke_for(partner, wanted, channel=CHANNEL)
+        except ServiceError as error:
+            return refused(error)
+        record.partner_order_id, record.order_id = revoked.partner_order_id, revoked.order_id
+        record.answered(answers.SUCCESS)
+        native = answers.revoked_certificate(revoked, ra.clock())
+        return w.RevokeOutput(
+            OrderResponseHeader=order_header(native.OrderResponseHeader), GeoTrustOrderID=native.OrderID,
+            SerialNumber=native.SerialNumber, RevokedAt=native.RevokedAt, RevokeReason=native.RevokeReason,
+            AlsoRevoked=native.AlsoRevoked,
+        )
+
+    return _replayed(ra, record, request, security, operation="Revoke", request_type=w.RevokeInput,  # type: ignore[no-any-return]
+                     result_type=w.RevokeOutput, refused=refused, answer=answer)
 
 
 def modify_order(
@@ -171,21 +206,33 @@ def modify_order(
 ) -> w.ModifyOrderOutput:
     header = request.OrderRequestHeader
     _claimed(record, header)
-    try:
-        requested = text(request.ModifyOrderOperation).strip().upper()
-        if requested != CANCEL:
-            raise InvalidField("ModifyOrderOperation is not offered: only CANCEL is", field="ModifyOrderOperation")
-        cancelled = Revoker(ra).cancel(credentials_of(header, security), text(header.PartnerOrderID), channel=CHANNEL)
-    except ServiceError as error:
+
+    def refused(error: ServiceError) -> w.ModifyOrderOutput:
         record.answered(error.code)
         return w.ModifyOrderOutput(OrderResponseHeader=_order_header(record, ra.clock(), error=error))
-    record.order_id = cancelled.order_id
-    record.answered(answers.SUCCESS)
-    native = answers.cancelled_order(cancelled, ra.clock())
-    return w.ModifyOrderOutput(
-        OrderResponseHeader=order_header(native.OrderResponseHeader), GeoTrustOrderID=native.OrderID,
-        CancelledAt=native.CancelledAt, Revoked=native.Revoked,
-    )
+
+    def answer(partner: PartnerRef | None) -> w.ModifyOrderOutput:
+        revoker, poid = Revoker(ra), text(header.PartnerOrderID)
+        try:
+            requested = text(request.ModifyOrderOperation).strip().upper()
+            if requested != CANCEL:
+                raise InvalidField("ModifyOrderOperation is not offered: only CANCEL is", field="ModifyOrderOperation")
+            if partner is None:
+                cancelled = revoker.cancel(credentials_of(header, security), poid, channel=CHANNEL)
+            else:
+                cancelled = revoker.cancel_for(partner, poid, channel=CHANNEL)
+        except ServiceError as error:
+            return refused(error)
+        record.order_id = cancelled.order_id
+        record.answered(answers.SUCCESS)
+        native = answers.cancelled_order(cancelled, ra.clock())
+        return w.ModifyOrderOutput(
+            OrderResponseHeader=order_header(native.OrderResponseHeader), GeoTrustOrderID=native.OrderID,
+            CancelledAt=native.CancelledAt, Revoked=native.Revoked,
+        )
+
+    return _replayed(ra, record, request, security, operation="ModifyOrder", request_type=w.ModifyOrderInput,  # type: ignore[no-any-return]
+                     result_type=w.ModifyOrderOutput, refused=refused, answer=answer)
 
 
 # ------------------------------------------------------------------------ query operations
@@ -347,15 +394,7 @@ def hello(record: RequestRecord, said: str) -> str:
 Action = Callable[[RegistrationAuthority, RequestRecord, Any, Security], Any]
 
 
-def _ordered(ctx: Any, name: str, action: Action, request: Any) -> Any:
-    """An order operation: through the replay hook, then the RA."""
-    security = security_of(ctx)
-    return run_operation(ctx, lambda ra, record: replay_hook(
-        ra, record, name, request, security, lambda: action(ra, record, request, security)
-    ))
-
-
-def _queried(ctx: Any, action: Action, request: Any) -> Any:
+def _served(ctx: Any, action: Action, request: Any) -> Any:
     security = security_of(ctx)
     return run_operation(ctx, lambda ra, record: action(ra, record, request, security))
 
@@ -367,23 +406,23 @@ class WebtrustOrderService(ServiceBase):
     @operation(m.required(w.ReissueInput), _returns=m.required(w.ReissueOutput), _throws=THROWS)
     def Reissue(ctx: Any, Request: Any) -> w.ReissueOutput:
         """A new certificate for an existing order, from a new CSR, answered at once with its chain."""
-        return _ordered(ctx, "Reissue", reissue, Request)  # type: ignore[no-any-return]
+        return _served(ctx, reissue, Request)  # type: ignore[no-any-return]
 
     @operation(m.required(w.ValidateOrderParametersInput), _returns=m.required(w.ValidateOrderParametersOutput),
                _throws=THROWS)
     def ValidateOrderParameters(ctx: Any, Request: Any) -> w.ValidateOrderParametersOutput:
         """Every check of Reissue, nothing issued."""
-        return _ordered(ctx, "ValidateOrderParameters", validate, Request)  # type: ignore[no-any-return]
+        return _served(ctx, validate, Request)  # type: ignore[no-any-return]
 
     @operation(m.required(w.RevokeInput), _returns=m.required(w.RevokeOutput), _throws=THROWS)
     def Revoke(ctx: Any, Request: Any) -> w.RevokeOutput:
         """Revokes a certificate of yours: by Certificate (PEM), by SerialNumber or the order's current one."""
-        return _ordered(ctx, "Revoke", revoke, Request)  # type: ignore[no-any-return]
+        return _served(ctx, revoke, Request)  # type: ignore[no-any-return]
 
     @operation(m.required(w.ModifyOrderInput), _returns=m.required(w.ModifyOrderOutput), _throws=THROWS)
     def ModifyOrder(ctx: Any, Request: Any) -> w.ModifyOrderOutput:
         """CANCEL: the order ends and its certificates are revoked; no other operation is offered."""
-        return _ordered(ctx, "ModifyOrder", modify_order, Request)  # type: ignore[no-any-return]
+        return _served(ctx, modify_order, Request)  # type: ignore[no-any-return]
 
 
 class WebtrustQueryService(ServiceBase):
@@ -399,33 +438,33 @@ class WebtrustQueryService(ServiceBase):
                _throws=THROWS)
     def GetOrderByPartnerOrderID(ctx: Any, Request: Any) -> w.GetOrderByPartnerOrderIDOutput:
         """An order of yours, with its certificate, chain and history as OrderQueryOptions ask."""
-        return _queried(ctx, get_order, Request)  # type: ignore[no-any-return]
+        return _served(ctx, get_order, Request)  # type: ignore[no-any-return]
 
     @operation(m.required(w.GetModifiedOrdersInput), _returns=m.required(w.GetModifiedOrdersOutput), _throws=THROWS)
     def GetModifiedOrders(ctx: Any, Request: Any) -> w.GetModifiedOrdersOutput:
         """Your orders changed in [FromDate, ToDate), each with its changes (ModificationEvents)."""
-        return _queried(ctx, get_modified_orders, Request)  # type: ignore[no-any-return]
+        return _served(ctx, get_modified_orders, Request)  # type: ignore[no-any-return]
 
     @operation(m.required(w.GetModifiedOrderSummaryInput), _returns=m.required(w.GetModifiedOrderSummaryOutput),
                _throws=THROWS)
     def GetModifiedOrderSummary(ctx: Any, Request: Any) -> w.GetModifiedOrderSummaryOutput:
         """Every change of your orders in [FromDate, ToDate), one OrderSummary each."""
-        return _queried(ctx, get_modified_order_summary, Request)  # type: ignore[no-any-return]
+        return _served(ctx, get_modified_order_summary, Request)  # type: ignore[no-any-return]
 
     @operation(m.required(w.ParseCSRInput), _returns=m.required(w.ParseCSROutput), _throws=THROWS)
     def ParseCSR(ctx: Any, Request: Any) -> w.ParseCSROutput:
         """A CSR as the service reads it."""
-        return _queried(ctx, parse, Request)  # type: ignore[no-any-return]
+        return _served(ctx, parse, Request)  # type: ignore[no-any-return]
 
     @operation(m.required(w.CheckStatusInput), _returns=m.required(w.CheckStatusOutput), _throws=THROWS)
     def CheckStatus(ctx: Any, Request: Any) -> w.CheckStatusOutput:
         """The status of an order of yours and of its current certificate."""
-        return _queried(ctx, check_status, Request)  # type: ignore[no-any-return]
+        return _served(ctx, check_status, Request)  # type: ignore[no-any-return]
 
     @operation(m.required(w.GetFulfillmentInput), _returns=m.required(w.GetFulfillmentOutput), _throws=THROWS)
     def GetFulfillment(ctx: Any, Request: Any) -> w.GetFulfillmentOutput:
         """The current certificate of an order of yours, with its chain and PKCS#7 as asked."""
-        return _queried(ctx, get_fulfillment, Request)  # type: ignore[no-any-return]
+        return _served(ctx, get_fulfillment, Request)  # type: ignore[no-any-return]
 
 
 ORDER_OPERATIONS = frozenset({"Reissue", "ValidateOrderParameters", "Revoke", "ModifyOrder"})
