@@ -41,6 +41,17 @@ def test_a_label_outside_its_list_is_other() -> None:
     assert metrics.bounded(None, frozenset({"Reissue"})) == "other"
 
 
+def test_a_soap_operation_label_names_its_service_from_fixed_lists() -> None:
+    from soap_service.api.requestlog import operation_label
+
+    order = frozenset({"Reissue", "Revoke"})
+    assert operation_label("api", "Reissue", order) == "Reissue"
+    assert operation_label("webtrust-order", "Reissue", order) == "webtrust-order.Reissue"
+    assert operation_label("webtrust-query", "wsdl", frozenset()) == "webtrust-query.wsdl"
+    assert operation_label("webtrust-order", "QuickOrder", order) == "other"
+    assert operation_label("webtrust-x", "Reissue", order) == "other"
+
+
 def test_certificates_count_by_brand_and_an_unknown_brand_as_other() -> None:
     before = metrics.exposition(lambda: None).decode()
     metrics.certificate_issued("GEOTRUST")

@@ -14,6 +14,7 @@ from lxml import etree
 
 from api_support import REPO, SOAP_ENV, TNS
 from conftest import TestInstallation as Installation
+from soap_service import metrics
 from soap_service.api.application import create_wsgi_app
 from soap_service.main import run
 from soap_service.webtrust.application import SERVICES, DropInApplication, wsdl_document
@@ -100,7 +101,19 @@ def test_wsdl_is_served_at_the_jws_url(app: DropInApplication, installation: Ins
     assert _call(app, "GET", "/webtrust/other.jws", query="WSDL")[0].startswith("404")
 
 
-def test_hello_echoes_and_logs_one_line(app: DropInApplication, caplog: pytest.LogCaptureFixture) -> None:
+def _count(sample: str) -> float:
+    for line in metrics.exposition(lambda: None).decode().splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_hello_echoes_and_logs_one_line_naming_the_service(
+        app: DropInApplication, caplog: pytest.LogCaptureFixture) -> None:
+    """Operators tell the APIs apart (docs/operations.md): the line names the service, the metrics
+    count each drop-in operation under a label of its own, never ``other``."""
+    hello = 'soap_service_requests_total{front_end="soap",operation="webtrust-query.hello",outcome="0"}'
+    before = _count(hello)
     with caplog.at_level(logging.INFO):
         status, answer = _call(app, "POST", "/webtrust/query", _envelope("hello", "<t:Input>ping</t:Input>"),
                                action='"hello"')
@@ -108,6 +121,16 @@ def test_hello_echoes_and_logs_one_line(app: DropInApplication, caplog: pytest.L
     assert etree.fromstring(answer).findtext(f".//{{{TNS}}}helloResult") == "ping"
     lines = [r for r in caplog.records if r.name == "soap_service.api.requests"]
     assert len(lines) == 1
+    assert lines[0].fields["service"] == "webtrust-query"  # type: ignore[attr-defined]
+    assert lines[0].getMessage().endswith(" service=webtrust-query")
+    assert _count(hello) - before == 1
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        _call(app, "GET", "/webtrust/order.jws", query="WSDL")
+        _call(app, "POST", "/api/order", b"", action='"Hello"')
+    services = [r.fields["service"] for r in caplog.records  # type: ignore[attr-defined]
+                if r.name == "soap_service.api.requests"]
+    assert services == ["webtrust-order", "api"]
 
 
 @pytest.mark.parametrize(("path", "body", "action", "faultcode"), [
@@ -119,7 +142,7 @@ def test_hello_echoes_and_logs_one_line(app: DropInApplication, caplog: pytest.L
     ("/webtrust/order", _envelope("QuickOrder", "<t:Request/>"), None, "Client.UnknownOperation"),
     ("/webtrust/order", _envelope("Reissue", (
         "<t:Request><t:OrderRequestHeader><t:PartnerCode>P</t:PartnerCode>"
-        f"<t:ReplayToken>{'r' * 257}</t:ReplayToken></t:OrderRequestHeader>"
+        f"<t:ReplayToken>{'r' * 65}</t:ReplayToken></t:OrderRequestHeader>"
         "<t:OrderParameters><t:CSR>x</t:CSR></t:OrderParameters></t:Request>")),
      None, "Client.SchemaValidationError"),
 ])

@@ -45,7 +45,7 @@ from soap_service.api.envelope import (
 from soap_service.api.faults import FAULT_CONTENT_TYPE, fault_envelope, read_fault, server_fault
 from soap_service.api.http_body import MAX_BODY_BYTES, read_body, request_charset
 from soap_service.api.refusal import Refusal
-from soap_service.api.requestlog import RECORD_KEY, RequestRecord, log_request
+from soap_service.api.requestlog import API, RECORD_KEY, RequestRecord, log_request
 from soap_service.api.schema import OperationSchema
 from soap_service.api.service import RA_KEY
 from soap_service.api.wssecurity import SECURITY_KEY, MalformedSecurity, read_security
@@ -89,8 +89,10 @@ class SOAPGuard:
         trusted_proxies: TrustedProxies = (),
         path: str = SERVICE_PATH,
         aliases: frozenset[str] = frozenset(),
+        service: str = API,
     ) -> None:
         self._soap_app = soap_app
+        self._service = service
         self._paths = frozenset({path}) | aliases
         self._trusted = trusted_proxies
         self.ra = ra
@@ -109,7 +111,7 @@ class SOAPGuard:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
-        record = RequestRecord()
+        record = RequestRecord(service=self._service)
         try:
             status, headers, body = self._respond(environ, record)
         except InternalError as reported:  # an incident opened (and logged) where it failed
@@ -123,6 +125,7 @@ class SOAPGuard:
             status=status,
             duration_ms=(time.perf_counter() - started) * 1000,
             client=client_address(environ, self._trusted),
+            operations=self._operations,
         )
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 

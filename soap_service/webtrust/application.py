@@ -41,6 +41,8 @@ from soap_service.webtrust.service import (
 )
 
 PREFIX = "/webtrust/"
+WEBTRUST = "webtrust-"
+"""A drop-in service's name in the request log and the metrics: ``webtrust-order``, ``webtrust-query``."""
 DOCUMENT_SUFFIX = ".jws"
 
 StartResponse = Callable[..., Any]
@@ -105,6 +107,7 @@ def create_guard(name: str, ra: RegistrationAuthority) -> SOAPGuard:
         trusted_proxies=ra.settings.trusted_proxies,
         path=service.path,
         aliases=frozenset({service.document_path}),
+        service=WEBTRUST + name,
     )
 
 
