@@ -25,6 +25,9 @@ DONE = "done"
 PRUNED_PER_TOKEN = 4
 """Expired tokens deleted per token recorded at most: more than the one row each adds, so the table
 shrinks back to the tokens still answered from, and the delete stays short."""
+CLAIM_ATTEMPTS = 3
+"""Inserts a claim tries when the row its insert met is gone by the time it is read (PostgreSQL: given
+back or pruned by another transaction in between); each retry sees that delete committed."""
 
 
 @dataclass(frozen=True)
@@ -71,15 +74,23 @@ def claim(
         .on_conflict_do_nothing(index_elements=[ReplayToken.partner_id, ReplayToken.token])
         .returning(ReplayToken.id)
     )
-    inserted = session.execute(statement).scalar_one_or_none()
-    if inserted is not None:
-        delete_oldest(session, ReplayToken.id, ReplayToken.created_at, before=expired_before, limit=PRUNED_PER_TOKEN)
-        return Claimed(inserted, now)
-    row = session.execute(
-        select(ReplayToken)
-        .where(ReplayToken.partner_id == partner_id, ReplayToken.token == token)
-        .with_for_update()
-    ).scalar_one()
+    for _attempt in range(CLAIM_ATTEMPTS):
+        inserted = session.execute(statement).scalar_one_or_none()
+        if inserted is not None:
+            delete_oldest(session, ReplayToken.id, ReplayToken.created_at, before=expired_before,
+                          limit=PRUNED_PER_TOKEN)
+            return Claimed(inserted, now)
+        row = session.execute(
+            select(ReplayToken)
+            .where(ReplayToken.partner_id == partner_id, ReplayToken.token == token)
+            .with_for_update()
+        ).scalar_one_or_none()
+        if row is not None:
+            break
+        # PostgreSQL: the row the insert met was deleted and committed before it was read (its
+        # request gave the token back, or a prune took it as expired): insert again.
+    else:
+        raise RuntimeError("a ReplayToken's row kept disappearing between its insert and its read")
     expired = row.created_at < expired_before
     stale = row.state == PENDING and row.created_at < stale_before
     if expired or stale:
