@@ -7,6 +7,7 @@ WSGI application, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import io
 import secrets
 import threading
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from soap_service.ra.reissue import Reissuer
 from soap_service.storage import audit
 from soap_service.storage.models import Certificate, Order, ReplayToken
 from soap_service.storage.models import Partner as PartnerRow
+from soap_service.webtrust.application import DropInApplication
 
 
 @pytest.fixture(scope="module")
@@ -384,3 +386,42 @@ def test_the_token_lifetime_setting_is_bounded(value: str) -> None:
     assert load_settings({"SOAP_SERVICE_REPLAY_TOKEN_HOURS": "168"}).replay_token_hours == 168
     with pytest.raises(ConfigurationError, match="SOAP_SERVICE_REPLAY_TOKEN_HOURS"):
         load_settings({"SOAP_SERVICE_REPLAY_TOKEN_HOURS": value})
+
+
+def _post(app: Any, path: str, body: bytes) -> bytes:
+    captured: list[str] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured.append(status)
+        return lambda _data: None
+
+    environ = {
+        "REQUEST_METHOD": "POST", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80", "wsgi.url_scheme": "http", "CONTENT_TYPE": "text/xml; charset=utf-8",
+        "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "REMOTE_ADDR": "127.0.0.1",
+    }
+    answer = b"".join(app(environ, start_response))
+    assert captured[0].startswith("200"), answer[:500]
+    return answer
+
+
+def test_a_token_used_on_one_api_is_4016_on_the_other(
+    app: SOAPGuard, installation: Installation, partner: Partner
+) -> None:
+    """/api/order and the drop-in /webtrust/order keep their tokens under operation names of their
+    own (Reissue, webtrust.Reissue): the same token on the other API is -4016, nothing done, even
+    for a request that reads the same (the two answer in different shapes)."""
+    drop_in = DropInApplication(installation.ra, fallback=app)
+    poid = new_order(installation.ra, partner).order.partner_order_id
+    native = reissue_body(partner, poid, fresh_key_csr(("example.com",)), token=new_token())
+    assert success_code(_post(drop_in, "/api/order", native)) == 0
+    assert error_of(_post(drop_in, "/webtrust/order", native)) == (-4016, "ReplayToken")
+    webtrust = reissue_body(partner, poid, fresh_key_csr(("example.com",)), token=new_token())
+    first = _post(drop_in, "/webtrust/order", webtrust)
+    assert success_code(first) == 0
+    assert _post(drop_in, "/webtrust/order", webtrust) == first
+    assert error_of(_post(drop_in, "/api/order", webtrust)) == (-4016, "ReplayToken")
+    assert certificates_of(installation, poid) == 3  # the first certificate and one reissue on each API
+    assert sorted(row.operation for row in token_rows(installation, partner)) == ["Reissue", "webtrust.Reissue"]
+    assert [o for o, _, _ in events(installation, partner, "reissue")] == [
+        "success", "refused", "success", "replayed", "refused"]

@@ -18,6 +18,7 @@ from soap_service import metrics
 from soap_service.api.application import create_wsgi_app
 from soap_service.main import run
 from soap_service.webtrust.application import SERVICES, DropInApplication, wsdl_document
+from soap_service.webtrust.service import NOT_OFFERED
 
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
 XS = "http://www.w3.org/2001/XMLSchema"
@@ -57,6 +58,20 @@ def test_type_names_are_those_clients_create() -> None:
             "queryResponseHeader", "authToken"} <= query
     for offered in (order, query):
         assert not {"QuickOrder", "QuickInvite", "OrderPreAuthentication"} & offered
+    # what SymAPI creates by name (Python 1.3 with suds; the PHP 1.2 library sends the same elements)
+    assert {"ReissueInput", "ValidateOrderParametersInput", "RevokeInput", "ModifyOrderInput",
+            "orderRequestHeader", "authToken"} <= order
+    assert {"GetOrderByPartnerOrderIDInput", "CheckStatusInput", "GetFulfillmentInput", "GetModifiedOrdersInput",
+            "GetModifiedOrderSummaryInput", "ParseCSRInput", "queryRequestHeader", "authToken"} <= query
+    not_offered = {name + "Input" for name in NOT_OFFERED} | {"AuthOrderInput", "ValidateAuthDataInput"}
+    assert not not_offered & (order | query)
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_operations_not_offered_are_not_in_the_wsdls(name: str) -> None:
+    definitions = etree.fromstring(wsdl_document(name, PUBLIC_URL))
+    operations = {op.get("name") for op in definitions.iter(f"{{{WSDL}}}operation")}
+    assert operations and not operations & set(NOT_OFFERED)
 
 
 def _call(app: Any, method: str, path: str, body: bytes = b"", *, query: str = "",

@@ -5,16 +5,19 @@ reads a JSON job, prints a JSON report; the assertions are here)."""
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from api_support import RunningServer, running_server
 from conftest import TestInstallation as Installation
 from factory import fresh_key_csr, new_order, new_partner
 from interop_support import _PHP_MISSING, INTEROP, NAMES, SCRIPT_TIMEOUT
+from soap_service.storage.models import Certificate, Order
 
 pytestmark = [pytest.mark.skipif(_PHP_MISSING is not None, reason=str(_PHP_MISSING))]
 
@@ -28,17 +31,20 @@ def server(installation: Installation, tmp_path_factory: pytest.TempPathFactory)
 def report(server: RunningServer, installation: Installation) -> dict[str, Any]:
     partner = new_partner(installation.ra)
     order = new_order(installation.ra, partner).order
+    replay_order = new_order(installation.ra, partner).order
     job = {
         "base": server.base_url,
         "partner": {"code": partner.code, "username": partner.username, "password": partner.password},
         "order": order.partner_order_id, "csr": fresh_key_csr(NAMES),
         "outside_csr": fresh_key_csr(("other.example.org",)),
+        "replay_order": replay_order.partner_order_id, "replay_token": "php-" + secrets.token_hex(8),
+        "replay_csr": fresh_key_csr(NAMES), "replay_other_csr": fresh_key_csr(NAMES),
     }
     completed = subprocess.run(["php", str(INTEROP / "php_webtrust_client.php")], input=json.dumps(job),
                                capture_output=True, text=True, timeout=SCRIPT_TIMEOUT, cwd=INTEROP)
     assert completed.returncode == 0, completed.stderr
     answer: dict[str, Any] = json.loads(completed.stdout)
-    answer["order"] = order
+    answer["order"], answer["replay_order"] = order, replay_order
     return answer
 
 
@@ -86,7 +92,8 @@ def test_queries(report: dict[str, Any]) -> None:
 
 def test_revoke_by_pem_then_cancel(report: dict[str, Any]) -> None:
     revoked = _result(report, "revoke")
-    assert (revoked["OrderResponseHeader"]["SuccessCode"], revoked["RevokeReason"]) == (0, "superseded")
+    # "cessation of service", as the library documents it, is RFC 5280's cessationOfOperation
+    assert (revoked["OrderResponseHeader"]["SuccessCode"], revoked["RevokeReason"]) == (0, "cessationOfOperation")
     cancelled = _result(report, "cancel")
     assert cancelled["OrderResponseHeader"]["SuccessCode"] == 0
     assert cancelled["GeoTrustOrderID"] == report["order"].order_id
@@ -95,3 +102,21 @@ def test_revoke_by_pem_then_cancel(report: dict[str, Any]) -> None:
 def test_an_operation_not_offered_fails_in_the_client(report: dict[str, Any]) -> None:
     fault = report["calls"]["quick_order"]["fault"]
     assert "QuickOrder" in fault["string"]
+
+
+def test_a_replayed_token(report: dict[str, Any], installation: Installation) -> None:
+    """SymAPI's ReplayToken option (issue 12): UseReplayToken true and the token in the header; the
+    same request again is the first answer byte for byte, one certificate; another request -4016."""
+    assert _result(report, "replay_request") is True
+    first, again = _result(report, "replay_first"), _result(report, "replay_again")
+    assert first["OrderResponseHeader"]["SuccessCode"] == 0
+    assert _result(report, "replay_bytes_equal") is True
+    assert again["Certificate"]["SerialNumber"] == first["Certificate"]["SerialNumber"]
+    other = _result(report, "replay_other")["OrderResponseHeader"]
+    assert (other["SuccessCode"], other["Errors"]["Error"][0]["ErrorField"]) == (-4016, "ReplayToken")
+    with installation.ra.readers() as session:
+        certificates = session.scalar(
+            select(func.count(Certificate.id)).join(Order, Certificate.order_pk == Order.id)
+            .where(Order.partner_order_id == report["replay_order"].partner_order_id)
+        )
+    assert certificates == 2  # the order's first certificate and one reissue

@@ -8,12 +8,14 @@ not offered. Also zeep, loading both WSDLs and calling one operation of each."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import zeep
+from sqlalchemy import func, select
 from suds import MethodNotFound, WebFault
 from suds.client import Client
 
@@ -22,9 +24,20 @@ from conftest import TestInstallation as Installation
 from factory import TestPartner as Partner
 from factory import fresh_key_csr, new_order, new_partner
 from interop_support import HELLO, NAMES
+from soap_service.storage.models import Certificate, Order
 from soap_service.webtrust.service import ORDER_OPERATIONS, QUERY_OPERATIONS
 
 pytestmark = pytest.mark.slow  # a server per backend
+
+LIBRARY_QUERY_OPTIONS = (
+    "ReturnProductDetail", "ReturnContacts", "ReturnCertificateInfo", "ReturnFulfillment", "ReturnCACerts",
+    "ReturnPKCS7Cert", "ReturnOrderAttributes", "ReturnAuthenticationComments", "ReturnAuthenticationStatuses",
+    "ReturnTrustServicesSummary", "ReturnTrustServicesDetails", "ReturnVulnerabilityScanSummary",
+    "ReturnVulnerabilityScanDetails", "ReturnFileAuthDVSummary", "ReturnDNSAuthDVSummary",
+    "ReturnCertificateHistory",
+)
+"""The OrderQueryOptions SymAPI documents for GetOrderByPartnerOrderID, and this service's
+ReturnCertificateHistory."""
 
 
 @pytest.fixture(scope="module")
@@ -60,33 +73,48 @@ def _auth_token(client: Client, partner: Partner) -> Any:
     return token
 
 
-def _order_header(client: Client, partner: Partner, order: str | None) -> Any:
-    header = client.factory.create("orderRequestHeader")
+def _request_header(client: Client, kind: str, partner: Partner, replay_token: str | None = None) -> Any:
+    """As SymAPI (Python, suds) builds a header: ``<kind>RequestHeader`` with PartnerCode,
+    ApiVersion (None unless set), an ``authToken``, and with a replay token ReplayToken and
+    UseReplayToken true."""
+    header = client.factory.create(kind + "RequestHeader")
     header.PartnerCode = partner.code
+    header.ApiVersion = None
     header.AuthToken = _auth_token(client, partner)
-    header.PartnerOrderID = order
-    header.ProductCode = "SSL123"  # sent by the earlier API's libraries; accepted
-    header.ApiVersion = "1.0"
-    header.ReplayToken = "replay-1"
-    header.UseReplayToken = False
+    if replay_token is not None:
+        header.ReplayToken = replay_token
+        header.UseReplayToken = True
     return header
+
+
+def _prepared(client: Client, kind: str, method: str, partner: Partner, replay_token: str | None = None) -> Any:
+    """As SymAPI prepares a call: ``<method>Input`` created by name, its header set."""
+    request = client.factory.create(method + "Input")
+    setattr(request, f"{kind.capitalize()}RequestHeader", _request_header(client, kind, partner, replay_token))
+    return request
 
 
 def _query_header(client: Client, partner: Partner) -> Any:
-    header = client.factory.create("queryRequestHeader")
-    header.PartnerCode = partner.code
-    header.AuthToken = _auth_token(client, partner)
-    return header
+    return _request_header(client, "query", partner)
+
+
+def _reissue_input(client: Client, partner: Partner, order: str, csr: str, replay_token: str | None = None,
+                   reissue_email: str | None = None) -> Any:
+    """SymAPI's Reissue(partnerOrderID, reissueEmail, options, replayToken, productCode,
+    orderChanges): each option set on the request's own ``OrderParameters`` if it has it."""
+    request = _prepared(client, "order", "Reissue", partner, replay_token)
+    request.OrderRequestHeader.PartnerOrderID = order
+    request.OrderRequestHeader.ProductCode = None
+    request.ReissueEmail = reissue_email
+    request.OrderChanges = None
+    for key, value in {"CSR": csr, "WebServerType": "apachessl", "SignatureHashAlgorithm": "SHA256"}.items():
+        if key in request.OrderParameters:
+            request.OrderParameters[key] = value
+    return request
 
 
 def _reissue(client: Client, partner: Partner, order: str, csr: str) -> Any:
-    request = client.factory.create("ReissueInput")
-    request.OrderRequestHeader = _order_header(client, partner, order)
-    request.OrderParameters = client.factory.create("orderParameters")
-    request.OrderParameters.CSR = csr
-    request.OrderParameters.WebServerType = "apachessl"
-    request.OrderParameters.SignatureHashAlgorithm = "SHA256"
-    return client.service.Reissue(request)
+    return client.service.Reissue(_reissue_input(client, partner, order, csr))
 
 
 def test_the_wsdls_offer_the_operations_and_nothing_of_what_is_not_offered(
@@ -133,16 +161,11 @@ def test_get_order_with_every_option(
         order_client: Client, query_client: Client, partner: Partner, installation: Installation) -> None:
     order = new_order(installation.ra, partner).order
     reissued = _reissue(order_client, partner, order.partner_order_id, fresh_key_csr(NAMES)).Certificate
-    request = query_client.factory.create("GetOrderByPartnerOrderIDInput")
-    request.QueryRequestHeader = _query_header(query_client, partner)
+    request = _prepared(query_client, "query", "GetOrderByPartnerOrderID", partner)
     request.PartnerOrderID = order.partner_order_id
-    options = query_client.factory.create("orderQueryOptions")
-    for flag in ("ReturnCertificateInfo", "ReturnFulfillment", "ReturnCACerts", "ReturnPKCS7Cert",
-                 "ReturnCertificateHistory", "ReturnProductDetail", "ReturnContacts", "ReturnPaymentInfo",
-                 "ReturnOrderAttributes", "ReturnAuthenticationComments", "ReturnAuthenticationStatuses",
-                 "ReturnCertificateAlgorithmInfo", "ReturnPartnerTags"):
-        setattr(options, flag, True)
-    request.OrderQueryOptions = options
+    for flag in LIBRARY_QUERY_OPTIONS:  # as SymAPI sets its options: on the request's own OrderQueryOptions
+        assert flag in request.OrderQueryOptions, flag
+        request.OrderQueryOptions[flag] = True
     result = query_client.service.GetOrderByPartnerOrderID(request)
     assert (result.QueryResponseHeader.SuccessCode, result.QueryResponseHeader.ReturnCount) == (0, 1)
     detail = result.OrderDetail
@@ -154,8 +177,7 @@ def test_get_order_with_every_option(
     assert detail.Fulfillment.PKCS7.startswith("-----BEGIN PKCS7-----")
     assert {entry.SerialNumber for entry in detail.CertificateHistory.Certificate} == {
         order.certificate.serial, reissued.SerialNumber}
-    bare = query_client.factory.create("GetOrderByPartnerOrderIDInput")
-    bare.QueryRequestHeader = _query_header(query_client, partner)
+    bare = _prepared(query_client, "query", "GetOrderByPartnerOrderID", partner)
     bare.PartnerOrderID = order.partner_order_id
     plain = query_client.service.GetOrderByPartnerOrderID(bare).OrderDetail
     assert not hasattr(plain, "CertificateInfo") and not hasattr(plain, "Fulfillment")
@@ -187,8 +209,7 @@ def test_revoke_by_the_certificate_pem(
         order_client: Client, partner: Partner, installation: Installation) -> None:
     order = new_order(installation.ra, partner).order
     issued = _reissue(order_client, partner, order.partner_order_id, fresh_key_csr(NAMES)).Certificate
-    request = order_client.factory.create("RevokeInput")
-    request.OrderRequestHeader = _order_header(order_client, partner, None)  # no PartnerOrderID: the PEM says
+    request = _prepared(order_client, "order", "Revoke", partner)  # no PartnerOrderID: the PEM says
     request.Certificate = issued.ServerCertificate
     request.RevokeReason = "superseded"
     result = order_client.service.Revoke(request)
@@ -202,8 +223,8 @@ def test_revoke_by_the_certificate_pem(
 def test_modify_order_cancel_and_an_operation_not_offered(
         order_client: Client, partner: Partner, installation: Installation) -> None:
     order = new_order(installation.ra, partner).order
-    request = order_client.factory.create("ModifyOrderInput")
-    request.OrderRequestHeader = _order_header(order_client, partner, order.partner_order_id)
+    request = _prepared(order_client, "order", "ModifyOrder", partner)
+    request.OrderRequestHeader.PartnerOrderID = order.partner_order_id
     request.ModifyOrderOperation = "APPROVE"
     request.ModifyOrderReasonMessage = "as agreed"
     request.RequestorEmail = "admin@example.com"
@@ -284,10 +305,12 @@ def test_parse_csr_check_status_get_fulfillment_and_the_summary(
 def test_validate_order_parameters_issues_nothing(
         order_client: Client, partner: Partner, installation: Installation) -> None:
     order = new_order(installation.ra, partner).order
-    request = order_client.factory.create("ValidateOrderParametersInput")
-    request.OrderRequestHeader = _order_header(order_client, partner, order.partner_order_id)
-    request.OrderParameters = order_client.factory.create("orderParameters")
-    request.OrderParameters.CSR = fresh_key_csr(NAMES)
+    request = _prepared(order_client, "order", "ValidateOrderParameters", partner)  # as SymAPI's
+    request.OrderRequestHeader.ProductCode = "QuickSSLPremium"
+    request.OrderRequestHeader.PartnerOrderID = order.partner_order_id
+    for key, value in {"CSR": fresh_key_csr(NAMES), "ValidityPeriod": 12, "WebServerType": "iis"}.items():
+        if key in request.OrderParameters:  # SymAPI skips what the type does not have
+            request.OrderParameters[key] = value
     result = order_client.service.ValidateOrderParameters(request)
     assert (result.OrderResponseHeader.SuccessCode, result.GeoTrustOrderID) == (0, order.order_id)
     assert result.CertificateDNSNames.DNSName == list(NAMES) and result.ReturnsCurrentCertificate is False
@@ -295,3 +318,35 @@ def test_validate_order_parameters_issues_nothing(
     request.OrderParameters.CSR = "not a CSR"
     refused = order_client.service.ValidateOrderParameters(request).OrderResponseHeader
     assert (refused.SuccessCode, refused.Errors.Error[0].ErrorField) == (-4007, "CSR")
+
+
+def test_a_replayed_token(server: RunningServer, partner: Partner, installation: Installation) -> None:
+    """SymAPI's replayToken argument (issue 12): the same token with the same request is the first
+    answer byte for byte and one certificate; the same token with another request is -4016."""
+    raw = _client(server, "order")
+    raw.set_options(retxml=True)  # the answer's bytes as served
+    order = new_order(installation.ra, partner).order
+    token = "suds-" + secrets.token_hex(8)
+    first_request = _reissue_input(raw, partner, order.partner_order_id, fresh_key_csr(NAMES), token)
+    first = raw.service.Reissue(first_request)
+    assert b"SuccessCode>0</" in first, first[:600]
+    assert raw.service.Reissue(first_request) == first
+    assert _certificates(installation, order.partner_order_id) == 2  # the order's first and one reissue
+    another = _reissue_input(raw, partner, order.partner_order_id, fresh_key_csr(NAMES), token)
+    refused = _client(server, "order").service.Reissue(another).OrderResponseHeader
+    assert (refused.SuccessCode, refused.Errors.Error[0].ErrorCode, refused.Errors.Error[0].ErrorField) == (
+        -4016, -4016, "ReplayToken")
+    assert _certificates(installation, order.partner_order_id) == 2
+    cancel = _prepared(raw, "order", "ModifyOrder", partner, "suds-" + secrets.token_hex(8))
+    cancel.OrderRequestHeader.PartnerOrderID = order.partner_order_id
+    cancel.ModifyOrderOperation = "CANCEL"
+    cancelled = raw.service.ModifyOrder(cancel)
+    assert raw.service.ModifyOrder(cancel) == cancelled  # not -4012: the first answer again
+
+
+def _certificates(installation: Installation, poid: str) -> int:
+    with installation.ra.readers() as session:
+        return session.scalar(
+            select(func.count(Certificate.id)).join(Order, Certificate.order_pk == Order.id)
+            .where(Order.partner_order_id == poid)
+        ) or 0

@@ -158,7 +158,8 @@ class ModifyOrderInput(_Model):
 
 class OrderQueryOptions(_Model):
     """The Order API's five options first, then those of the earlier API that clients send and
-    this service has nothing for (accepted, ignored; contacts always come back)."""
+    this service has nothing for (accepted, ignored; contacts always come back): every option the
+    earlier API's client libraries document for GetOrderByPartnerOrderID is here."""
 
     __type_name__ = "orderQueryOptions"
     _type_info = [
@@ -175,22 +176,35 @@ class OrderQueryOptions(_Model):
         ("ReturnAuthenticationStatuses", Flag),
         ("ReturnCertificateAlgorithmInfo", Flag),
         ("ReturnPartnerTags", Flag),
+        ("ReturnTrustServicesSummary", Flag),
+        ("ReturnTrustServicesDetails", Flag),
+        ("ReturnVulnerabilityScanSummary", Flag),
+        ("ReturnVulnerabilityScanDetails", Flag),
+        ("ReturnFileAuthDVSummary", Flag),
+        ("ReturnDNSAuthDVSummary", Flag),
     ]
 
 
 IGNORED_QUERY_OPTIONS = (
     "ReturnProductDetail", "ReturnContacts", "ReturnPaymentInfo", "ReturnOrderAttributes",
     "ReturnAuthenticationComments", "ReturnAuthenticationStatuses", "ReturnCertificateAlgorithmInfo",
-    "ReturnPartnerTags",
+    "ReturnPartnerTags", "ReturnTrustServicesSummary", "ReturnTrustServicesDetails",
+    "ReturnVulnerabilityScanSummary", "ReturnVulnerabilityScanDetails", "ReturnFileAuthDVSummary",
+    "ReturnDNSAuthDVSummary",
 )
 
 
 class GetOrderByPartnerOrderIDInput(_Model):
+    """OrderQueryOptions is required (it may be empty: every option is optional): suds builds a
+    required element into the request it creates by name and leaves an optional one ``None``, and
+    SymAPI (Python) sets each option on the request's own ``OrderQueryOptions``, as it does in
+    GetModifiedOrders and as SymAPI (PHP) always sends the element."""
+
     __type_name__ = "GetOrderByPartnerOrderIDInput"
     _type_info = [
         ("QueryRequestHeader", required(QueryRequestHeader)),
         ("PartnerOrderID", Text),
-        ("OrderQueryOptions", optional(OrderQueryOptions)),
+        ("OrderQueryOptions", required(OrderQueryOptions)),
     ]
 
 
@@ -200,7 +214,7 @@ class GetModifiedOrdersInput(_Model):
         ("QueryRequestHeader", required(QueryRequestHeader)),
         ("FromDate", m.Time),
         ("ToDate", m.Time),
-        ("OrderQueryOptions", optional(OrderQueryOptions)),
+        ("OrderQueryOptions", required(OrderQueryOptions)),
     ]
 
 
@@ -224,12 +238,16 @@ class CheckStatusInput(_Model):
 
 
 class GetFulfillmentInput(_Model):
+    """ReturnIconScript (a site seal's script, which the libraries may ask for) is accepted and
+    changes nothing."""
+
     __type_name__ = "GetFulfillmentInput"
     _type_info = [
         ("QueryRequestHeader", required(QueryRequestHeader)),
         ("PartnerOrderID", Text),
         ("ReturnCACerts", Flag),
         ("ReturnPKCS7Cert", Flag),
+        ("ReturnIconScript", Flag),
     ]
 
 

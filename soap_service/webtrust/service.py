@@ -41,6 +41,10 @@ CHANNEL = "webtrust"
 """The channel of the drop-in services in the audit trail and the login records."""
 
 DEFAULT_REVOKE_REASON = "unspecified"
+LIBRARY_REVOKE_REASONS = {"key compromise": "keyCompromise", "cessation of service": "cessationOfOperation"}
+"""The two reasons the earlier API's client libraries document for Revoke (``"key Compromise"``,
+``"cessation of service"``, in any case), read as the RFC 5280 reasons they name; any other value
+goes to the RA as sent (an unknown one is -2019)."""
 CANCEL = "CANCEL"
 
 # ------------------------------------------------------------------------ answers
@@ -165,6 +169,12 @@ def validate(
     )
 
 
+def _revoke_reason(sent: str | None) -> str:
+    if not sent:
+        return DEFAULT_REVOKE_REASON
+    return LIBRARY_REVOKE_REASONS.get(sent.strip().lower(), sent)
+
+
 def revoke(ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security) -> w.RevokeOutput:
     header = request.OrderRequestHeader
     _claimed(record, header)
@@ -172,7 +182,7 @@ def revoke(ra: RegistrationAuthority, record: RequestRecord, request: Any, secur
         partner_order_id=header.PartnerOrderID or None,
         serial_number=request.SerialNumber or None,
         certificate_pem=request.Certificate or None,
-        reason=request.RevokeReason or DEFAULT_REVOKE_REASON,
+        reason=_revoke_reason(request.RevokeReason),
     )
 
     def refused(error: ServiceError) -> w.RevokeOutput:
@@ -474,8 +484,9 @@ QUERY_OPERATIONS = frozenset({
 })
 
 NOT_OFFERED = (
-    "QuickOrder", "QuickInvite", "OrderPreAuthentication", "GetQuickApproverList", "ChangeApproverEmail",
-    "ResendEmail", "GetUserAgreement", "GetOrdersByDateRange",
+    "QuickOrder", "QuickInvite", "OrderPreAuthentication", "ValidatePreAuthenticationData", "ChangeApproverEmail",
+    "ResendEmail", "ShowReplayTokens", "GetQuickApproverList", "GetUserAgreement", "GetOrdersByDateRange",
+    "GetPreAuthOrdersByDateRange", "GetPreAuthOrderByPartnerOrderID", "GetModifiedPreAuthOrderSummary",
 )
 """Operations of the earlier API that these services do not have (docs/migration.md): not in
 the WSDLs, so a client generated from them has no such method, and a request naming one is

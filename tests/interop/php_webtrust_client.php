@@ -1,12 +1,14 @@
 <?php
 /*
  * The drop-in services (/webtrust/order, /webtrust/query) through PHP's SoapClient, called with
- * the nested arrays the earlier webtrust API's PHP libraries build (every header field they
- * send, ProductCode, ApiVersion, ReplayToken and UseReplayToken included).
+ * the nested arrays the earlier webtrust API's PHP library (SymAPI) builds: its request header
+ * (PartnerCode, AuthToken, UseReplayToken true and ReplayToken when a token is given, ApiVersion),
+ * Reissue's options as OrderParameters, a replayed token.
  *
  * Reads one JSON job on stdin:
  *   {"base": URL, "partner": {"code", "username", "password"}, "order": PartnerOrderID,
- *    "csr": PEM, "outside_csr": PEM}
+ *    "csr": PEM, "outside_csr": PEM, "replay_order": PartnerOrderID, "replay_token": token,
+ *    "replay_csr": PEM, "replay_other_csr": PEM}
  * prints one JSON report on stdout: {"functions": {"order": [...], "query": [...]},
  *   "calls": {name: {"result": ... } | {"fault": {"code", "string"}}}}
  */
@@ -34,20 +36,44 @@ function auth(array $job): array
     return ['UserName' => $job['partner']['username'], 'Password' => $job['partner']['password']];
 }
 
-function order_header(array $job, ?string $order): array
+/*
+ * The request header as SymAPI (PHP) builds it: PartnerCode and AuthToken; with a ReplayToken in the
+ * call's options, UseReplayToken true and the ReplayToken; ApiVersion when set. The order
+ * operations then add PartnerOrderID (and ProductCode where the library does).
+ */
+function request_header(array $job, array $options = []): array
 {
     $header = ['PartnerCode' => $job['partner']['code'], 'AuthToken' => auth($job)];
+    if (isset($options['ReplayToken'])) {
+        $header += ['UseReplayToken' => true, 'ReplayToken' => $options['ReplayToken']];
+    }
+    if (isset($options['ApiVersion'])) {
+        $header['ApiVersion'] = $options['ApiVersion'];
+    }
+    return $header;
+}
+
+function order_header(array $job, ?string $order, array $options = []): array
+{
+    $header = request_header($job, $options);
     if ($order !== null) {
         $header['PartnerOrderID'] = $order;
     }
-    return $header + ['ProductCode' => 'SSL123', 'ApiVersion' => '1.0', 'ReplayToken' => 'php-' . bin2hex(random_bytes(4)),
-                      'UseReplayToken' => false];
+    return $header;
 }
 
 function query_header(array $job): array
 {
-    return ['PartnerCode' => $job['partner']['code'], 'AuthToken' => auth($job), 'ProductCode' => 'SSL123',
-            'ApiVersion' => '1.0'];
+    return request_header($job, ['ApiVersion' => '2015-1']);
+}
+
+/* SymAPI's Reissue($partnerOrderID, $reissueEmail, $options): the options, ReplayToken taken out,
+ * are the OrderParameters. */
+function reissue_request(array $job, string $order, string $email, array $options): array
+{
+    $header = order_header($job, $order, $options);
+    unset($options['ReplayToken']);
+    return ['Request' => ['OrderRequestHeader' => $header, 'OrderParameters' => $options, 'ReissueEmail' => $email]];
 }
 
 function attempt(callable $call): array
@@ -63,15 +89,23 @@ $order = client($job, 'order');
 $query = client($job, 'query');
 $calls = [];
 $calls['hello'] = attempt(fn () => $query->hello(['Input' => 'php']));
-$calls['reissue'] = attempt(fn () => $order->Reissue(['Request' => [
-    'OrderRequestHeader' => order_header($job, $job['order']),
-    'OrderParameters' => ['CSR' => $job['csr'], 'WebServerType' => 'apachessl', 'SignatureHashAlgorithm' => 'SHA256'],
-    'ReissueEmail' => 'admin@example.com',
-]])->ReissueResult);
-$calls['outside'] = attempt(fn () => $order->Reissue(['Request' => [
-    'OrderRequestHeader' => order_header($job, $job['order']),
-    'OrderParameters' => ['CSR' => $job['outside_csr']],
-]])->ReissueResult);
+$calls['reissue'] = attempt(fn () => $order->Reissue(reissue_request($job, $job['order'], 'admin@example.com', [
+    'CSR' => $job['csr'], 'WebServerType' => 'apachessl', 'SignatureHashAlgorithm' => 'SHA256', 'ApiVersion' => '2015-1',
+]))->ReissueResult);
+$calls['outside'] = attempt(fn () => $order->Reissue(reissue_request($job, $job['order'], 'admin@example.com', [
+    'CSR' => $job['outside_csr'],
+]))->ReissueResult);
+/* A replayed token: the same token and request twice (the first answer again, byte for byte), then
+ * the same token with another CSR. */
+$replayed = [];
+foreach (['first' => $job['replay_csr'], 'again' => $job['replay_csr'], 'other' => $job['replay_other_csr']] as $name => $csr) {
+    $calls["replay_$name"] = attempt(fn () => $order->Reissue(reissue_request($job, $job['replay_order'], 'admin@example.com', [
+        'CSR' => $csr, 'ReplayToken' => $job['replay_token'],
+    ]))->ReissueResult);
+    $replayed[$name] = $order->__getLastResponse();
+}
+$calls['replay_bytes_equal'] = ['result' => $replayed['first'] === $replayed['again']];
+$calls['replay_request'] = ['result' => str_contains((string) $order->__getLastRequest(), 'UseReplayToken>true<')];
 $calls['order'] = attempt(fn () => $query->GetOrderByPartnerOrderID(['Request' => [
     'QueryRequestHeader' => query_header($job),
     'PartnerOrderID' => $job['order'],
@@ -96,7 +130,7 @@ $pem = $calls['reissue']['result']->Certificate->ServerCertificate ?? '';
 $calls['revoke'] = attempt(fn () => $order->Revoke(['Request' => [
     'OrderRequestHeader' => order_header($job, null),
     'Certificate' => $pem,
-    'RevokeReason' => 'superseded',
+    'RevokeReason' => 'cessation of service',  // one of the two reasons the library documents
 ]])->RevokeResult);
 $calls['cancel'] = attempt(fn () => $order->ModifyOrder(['Request' => [
     'OrderRequestHeader' => order_header($job, $job['order']),
