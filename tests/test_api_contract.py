@@ -150,10 +150,10 @@ def test_reissue_shapes_are_those_of_the_design() -> None:
         ("PartnerCode", "xs:string", None),
         ("AuthToken", "tns:AuthToken", "0"),
         ("PartnerOrderID", "xs:string", None),
-        ("ReplayToken", "xs:string", "0"),
+        ("ReplayToken", "tns:ReplayTokenText", "0"),
         ("UseReplayToken", "xs:boolean", "0"),
-        ("ProductCode", "xs:string", "0"),
-        ("ApiVersion", "xs:string", "0"),
+        ("ProductCode", "tns:ProductCodeText", "0"),
+        ("ApiVersion", "tns:ApiVersionText", "0"),
     ]
     assert _elements("AuthToken") == [("UserName", "xs:string", None), ("Password", "xs:string", None)]
     assert _elements("OrderParameters") == [

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from soap_service.api.spyne_loader import Boolean, ComplexModel, DateTime, Integer32, Unicode
+from soap_service.ra.replay import MAX_REPLAY_TOKEN_CHARS
 from soap_service.ra.revocation import REVOCATION_REASONS
 
 TNS = "urn:soap-service:order:v1"
@@ -56,18 +57,32 @@ def items(cls: Any) -> Any:
 # ------------------------------------------------------------------------------ requests
 
 
+MAX_HEADER_CODE_CHARS = 64
+"""ProductCode and ApiVersion: accepted and ignored, bounded in the schema all the same."""
+IN_TNS: dict[str, Any] = {"__namespace__": TNS}
+"""For a named simple type: in the one target namespace (spyne's default is its own module's)."""
+
+
+def bounded_text(chars: int, type_name: str) -> Any:
+    """An optional text of at most ``chars`` characters, as a named simple type (an anonymous one
+    shared by two types would be named after whichever spyne meets first)."""
+    return Unicode(max_len=chars, type_name=type_name, **IN_TNS, **OPTIONAL)
+
+
 REPLAY_FIELDS: list[tuple[str, Any]] = [
-    ("ReplayToken", OptionalText),
+    # The replay core's own bound: a longer token is a schema fault before anything reads it.
+    ("ReplayToken", bounded_text(MAX_REPLAY_TOKEN_CHARS, "ReplayTokenText")),
     ("UseReplayToken", Flag),
-    ("ProductCode", OptionalText),
-    ("ApiVersion", OptionalText),
+    ("ProductCode", bounded_text(MAX_HEADER_CODE_CHARS, "ProductCodeText")),
+    ("ApiVersion", bounded_text(MAX_HEADER_CODE_CHARS, "ApiVersionText")),
 ]
-"""The end of an order request's header, all optional: ``UseReplayToken`` true with a ``ReplayToken``
-makes Reissue, Revoke and ModifyOrder idempotent (``ra.replay``; the token is bounded there, before
-use); ``ProductCode`` and ``ApiVersion``, which clients of other CAs' APIs send, are accepted and
-ignored, as ``ReplayToken`` is without ``UseReplayToken``."""
-REPLAY_HEADER_FIELDS = frozenset({"AuthToken", "ReplayToken", "UseReplayToken"})
-"""What a replayable request's digest leaves out of its header: the credentials and the token itself."""
+"""The end of an order request's header, all optional and bounded: ``UseReplayToken`` true with a
+``ReplayToken`` makes Reissue, Revoke and ModifyOrder idempotent (``ra.replay``); ``ProductCode`` and
+``ApiVersion``, which clients of other CAs' APIs send, are accepted and ignored, as ``ReplayToken`` is
+without ``UseReplayToken``."""
+REPLAY_HEADER_FIELDS = frozenset({"AuthToken", "ReplayToken", "UseReplayToken", "ProductCode", "ApiVersion"})
+"""What a replayable request's digest leaves out of its header: the credentials, the token itself,
+and the two fields the service ignores (a retry that changes only them is the same request)."""
 
 
 class AuthToken(_Model):
@@ -141,8 +156,6 @@ MAX_CERTIFICATE_PEM_CHARS = 64 * 1024
 MAX_SERIAL_NUMBER_CHARS = 64
 """Revoke's SerialNumber: hex, 40 digits for the largest serial RFC 5280 allows (20 octets),
 with room for a leading zero or a colon-separated spelling."""
-IN_TNS: dict[str, Any] = {"__namespace__": TNS}
-"""For a named simple type: in the one target namespace (spyne's default is its own module's)."""
 MODIFY_ORDER_OPERATIONS = ("CANCEL",)
 """What ModifyOrder can do to an order today."""
 

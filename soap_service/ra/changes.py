@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from soap_service.errors import InvalidField
 from soap_service.ra.audit import Subject
 from soap_service.ra.auth import Credentials
-from soap_service.ra.reissue import run_audited
+from soap_service.ra.reissue import PartnerRef, run_audited
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.storage import changes
 
@@ -78,15 +78,30 @@ def modified_orders(
     then as written), after the change ``after_change_id`` when given, at most ``page_size`` of
     them. Only what no later commit can join is read: up to the horizon of ``changes.settle``."""
     user = ra.authenticator.authenticate(credentials, channel=channel)
-    subject = Subject(channel=channel, action="changes.read", partner_code=user.partner_code,
-                      username=user.username)
+    partner = PartnerRef(user.partner_id, user.partner_code, user.username)
+    return modified_orders_of(ra, partner, from_date, to_date, channel=channel, page_size=page_size,
+                              after_change_id=after_change_id)
+
+
+def modified_orders_of(
+    ra: RegistrationAuthority,
+    partner: PartnerRef,
+    from_date: datetime,
+    to_date: datetime,
+    *,
+    channel: str,
+    page_size: int = MAX_PAGE,
+    after_change_id: int | None = None,
+) -> ChangesPage:
+    """:func:`modified_orders` for a partner already authenticated."""
+    subject = Subject(channel=channel, action="changes.read", partner_code=partner.code, username=partner.actor)
 
     def read() -> ChangesPage:
         check_window(from_date, to_date, page_size, after_change_id)
         after = None
         if after_change_id is not None:  # checked before the settle, which every writer may wait for
             with ra.readers() as session:
-                at = changes.change_position(session, partner_id=user.partner_id, change_id=after_change_id)
+                at = changes.change_position(session, partner_id=partner.id, change_id=after_change_id)
             if at is None:  # another partner's change and no change at all read the same
                 raise InvalidField("AfterChangeID is not a change of your orders", field="AfterChangeID")
             after = (at, after_change_id)
@@ -94,7 +109,7 @@ def modified_orders(
             horizon = changes.settle(session, ra.clock)
         covered_until = max(from_date, min(to_date, horizon))
         with ra.readers() as session:
-            rows = changes.changes_between(session, partner_id=user.partner_id, from_at=from_date,
+            rows = changes.changes_between(session, partner_id=partner.id, from_at=from_date,
                                            to_at=covered_until, limit=page_size + 1, after=after)
         views = tuple(
             OrderChangeView(change_id=row.id, order_id=order_id, partner_order_id=partner_order_id, at=row.at,

@@ -11,7 +11,7 @@ from soap_service.ra.csr import ParsedCSR, parse_csr
 from soap_service.ra.fields import checked_partner_order_id
 from soap_service.ra.issuance import chain_of
 from soap_service.ra.orders import show_order
-from soap_service.ra.reissue import run_audited
+from soap_service.ra.reissue import PartnerRef, run_audited
 from soap_service.ra.service import RegistrationAuthority
 from soap_service.ra.views import ChainCertificate, OrderView
 
@@ -27,11 +27,18 @@ def order_for_partner(
 ) -> OrderAnswer:
     """The partner's own order with its history; another partner's order is not found."""
     user = ra.authenticator.authenticate(credentials, channel=channel)
-    subject = Subject(channel=channel, action="order.read", partner_code=user.partner_code,
-                      username=user.username, partner_order_id=partner_order_id)
+    return order_of(ra, PartnerRef(user.partner_id, user.partner_code, user.username), partner_order_id,
+                    channel=channel)
+
+
+def order_of(ra: RegistrationAuthority, partner: PartnerRef, partner_order_id: str, *, channel: str) -> OrderAnswer:
+    """:func:`order_for_partner` for a partner already authenticated: a request that reads many
+    orders logs in once (a PasswordDigest's nonce is spent by its first check)."""
+    subject = Subject(channel=channel, action="order.read", partner_code=partner.code,
+                      username=partner.actor, partner_order_id=partner_order_id)
 
     def read() -> OrderAnswer:
-        view = show_order(ra, partner_id=user.partner_id, partner_order_id=checked_partner_order_id(partner_order_id))
+        view = show_order(ra, partner_id=partner.id, partner_order_id=checked_partner_order_id(partner_order_id))
         product = PRODUCTS_BY_CODE[view.product]
         with ra.readers() as session:
             loaded = ra.authorities.issuing_ca(session, view.brand, product.validation_level)

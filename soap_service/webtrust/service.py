@@ -28,9 +28,10 @@ from soap_service.api.service import _security as security_of
 from soap_service.api.service import _text as text
 from soap_service.api.spyne_loader import ServiceBase, Unicode
 from soap_service.errors import InvalidField, ServiceError
-from soap_service.ra.changes import MAX_PAGE, OrderChangeView, modified_orders
-from soap_service.ra.queries import OrderAnswer, order_for_partner, parse_csr_for_partner
+from soap_service.ra.changes import MAX_PAGE, OrderChangeView, modified_orders_of
+from soap_service.ra.queries import OrderAnswer, order_for_partner, order_of, parse_csr_for_partner
 from soap_service.ra.reissue import PartnerRef, Reissuer
+from soap_service.ra.replay import authenticated_partner
 from soap_service.ra.revocation import Revoker
 from soap_service.ra.revocation import RevokeRequest as RARevokeRequest
 from soap_service.ra.service import RegistrationAuthority
@@ -270,9 +271,13 @@ def _changes_in(ra: RegistrationAuthority, request: Any, security: Security) -> 
     """Every change of the partner's orders in [FromDate, ToDate): one page of the Order API's
     feed; a window with more than :data:`~soap_service.ra.changes.MAX_PAGE` changes is -2019 on
     ToDate (the earlier API has no paging: ask for shorter windows)."""
-    page = modified_orders(
-        ra, credentials_of(request.QueryRequestHeader, security), request.FromDate, request.ToDate, channel=CHANNEL,
-    )
+    partner = authenticated_partner(ra, credentials_of(request.QueryRequestHeader, security), channel=CHANNEL)
+    return _changes_of(ra, partner, request)
+
+
+def _changes_of(ra: RegistrationAuthority, partner: PartnerRef, request: Any) -> list[OrderChangeView]:
+    """:func:`_changes_in` for a partner already authenticated."""
+    page = modified_orders_of(ra, partner, request.FromDate, request.ToDate, channel=CHANNEL)
     if page.more:
         raise InvalidField(f"the window holds more than {MAX_PAGE} changes: ask for a shorter one", field="ToDate")
     return list(page.changes)
@@ -291,12 +296,12 @@ def get_modified_orders(
     header = request.QueryRequestHeader
     record.partner_code = text(header.PartnerCode)
     try:
-        grouped = _by_order(_changes_in(ra, request, security))
+        # One login for the whole answer: a PasswordDigest's nonce is spent by its first check, and
+        # a login per order would cost an argon2 check each (and lock the account out).
+        partner = authenticated_partner(ra, credentials_of(header, security), channel=CHANNEL)
+        grouped = _by_order(_changes_of(ra, partner, request))
         details = [
-            order_detail(
-                order_for_partner(ra, credentials_of(header, security), partner_order_id, channel=CHANNEL),
-                request.OrderQueryOptions, events,
-            )
+            order_detail(order_of(ra, partner, partner_order_id, channel=CHANNEL), request.OrderQueryOptions, events)
             for partner_order_id, events in grouped.items()
         ]
     except ServiceError as error:
