@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from factory import TestPartner as ApiPartner
 from factory import new_partner
-from soap_service.api.service import _credentials as credentials_of
+from soap_service.api.service import credentials_of
 from soap_service.api.wssecurity import (
     BASE64_BINARY,
     PASSWORD_DIGEST,

@@ -4,7 +4,7 @@ No policy lives here. Three cases, told apart by type (docs/design.md, "Error mo
 a refusal of the RA (a :class:`~soap_service.errors.ServiceError`) becomes an answer
 with ``Errors`` and a negative ``SuccessCode``, in each operation; an incident (an
 :class:`~soap_service.errors.InternalError`, already logged) becomes a ``soap:Server``
-fault carrying its ID, in :func:`_run`; anything else opens a new incident there first.
+fault carrying its ID, in :func:`run_operation`; anything else opens a new incident there first.
 
 The registration authority and the request's log record come with the WSGI environ
 (see ``guard``), so the spyne application itself is built once and holds no state.
@@ -65,7 +65,7 @@ def operation(*types: Any, **options: Any) -> Callable[[F], F]:
     return cast(Callable[[F], F], rpc(*types, **options))
 
 
-def _text(value: Any) -> str:
+def field_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
@@ -73,12 +73,12 @@ Security = UsernameToken | MalformedSecurity | None
 """What the guard read of a ``wsse:Security`` header (``wssecurity``); ``None``: none was sent."""
 
 
-def _security(ctx: Any) -> Security:
+def security_of(ctx: Any) -> Security:
     found = ctx.transport.req_env.get(SECURITY_KEY)
     return found if isinstance(found, UsernameToken | MalformedSecurity) else None
 
 
-def _credentials(header: Any, security: Security) -> Credentials:
+def credentials_of(header: Any, security: Security) -> Credentials:
     """The request header's PartnerCode with its AuthToken or the ``wsse:Security`` UsernameToken:
     exactly one of the two, else -4001 (docs/design.md, "Authentication")."""
     if isinstance(security, MalformedSecurity):
@@ -87,13 +87,13 @@ def _credentials(header: Any, security: Security) -> Credentials:
     if token is not None and security is not None:
         raise AuthenticationFailed("send either an AuthToken or a wsse:Security UsernameToken, not both")
     if security is not None:
-        return security.credentials(_text(header.PartnerCode))
+        return security.credentials(field_text(header.PartnerCode))
     if token is None:
         raise AuthenticationFailed("send an AuthToken in the request header or a wsse:Security UsernameToken")
-    return Credentials(_text(header.PartnerCode), _text(token.UserName), Secret(_text(token.Password)))
+    return Credentials(field_text(header.PartnerCode), field_text(token.UserName), Secret(field_text(token.Password)))
 
 
-def _run(ctx: Any, action: Callable[[RegistrationAuthority, RequestRecord], T]) -> T:
+def run_operation(ctx: Any, action: Callable[[RegistrationAuthority, RequestRecord], T]) -> T:
     """Run an operation; an incident, reported or not yet, becomes the ``soap:Server`` fault."""
     environ = ctx.transport.req_env
     record: RequestRecord = environ.get(RECORD_KEY) or RequestRecord()
@@ -170,7 +170,7 @@ def replayable(
         token = read_token(getattr(header, "ReplayToken", None), getattr(header, "UseReplayToken", None))
         if token is None:
             return answer(None)
-        partner = authenticated_partner(ra, _credentials(header, security), channel=channel)
+        partner = authenticated_partner(ra, credentials_of(header, security), channel=channel)
     except ServiceError as error:
         record.answered(error.code)
         return refused(error)
@@ -199,13 +199,13 @@ def replayable(
     return cast(R, stored)
 
 
-def _reissue_request(request: Any) -> RAReissueRequest:
+def reissue_request_of(request: Any) -> RAReissueRequest:
     header, parameters = request.OrderRequestHeader, request.OrderParameters
     names = parameters.DNSNames.DNSName if parameters.DNSNames is not None else None
     return RAReissueRequest(
-        partner_order_id=_text(header.PartnerOrderID),
-        csr=_text(parameters.CSR),
-        dns_names=tuple(_text(n) for n in names) if names else None,
+        partner_order_id=field_text(header.PartnerOrderID),
+        csr=field_text(parameters.CSR),
+        dns_names=tuple(field_text(n) for n in names) if names else None,
         signature_hash_algorithm=parameters.SignatureHashAlgorithm or None,
         reissue_email=request.ReissueEmail or None,
     )
@@ -215,18 +215,18 @@ def reissue(
     ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
 ) -> m.ReissueResult:
     header = request.OrderRequestHeader
-    poid = _text(header.PartnerOrderID)
-    record.partner_code, record.partner_order_id = _text(header.PartnerCode), poid
+    poid = field_text(header.PartnerOrderID)
+    record.partner_code, record.partner_order_id = field_text(header.PartnerCode), poid
 
     def refused(error: ServiceError) -> m.ReissueResult:
         header_ = answers.order_header(poid, ra.clock(), error=error)
         return m.ReissueResult(OrderResponseHeader=header_)
 
     def answer(partner: PartnerRef | None) -> m.ReissueResult:
-        wanted, reissuer = _reissue_request(request), Reissuer(ra)
+        wanted, reissuer = reissue_request_of(request), Reissuer(ra)
         try:
             if partner is None:
-                outcome = reissuer.reissue(_credentials(header, security), wanted, channel=CHANNEL)
+                outcome = reissuer.reissue(credentials_of(header, security), wanted, channel=CHANNEL)
             else:
                 outcome = reissuer.reissue_for(partner, wanted, channel=CHANNEL)
         except ServiceError as error:
@@ -248,11 +248,11 @@ def validate(
     ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
 ) -> m.ValidateOrderParametersResult:
     header = request.OrderRequestHeader
-    poid = _text(header.PartnerOrderID)
-    record.partner_code, record.partner_order_id = _text(header.PartnerCode), poid
+    poid = field_text(header.PartnerOrderID)
+    record.partner_code, record.partner_order_id = field_text(header.PartnerCode), poid
     try:
         outcome = Reissuer(ra).validate(
-            _credentials(header, security), _reissue_request(request), channel=CHANNEL
+            credentials_of(header, security), reissue_request_of(request), channel=CHANNEL
         )
     except ServiceError as error:
         record.answered(error.code)
@@ -274,10 +274,10 @@ def parse(
     ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
 ) -> m.ParseCSRResult:
     header = request.QueryRequestHeader
-    record.partner_code = _text(header.PartnerCode)
+    record.partner_code = field_text(header.PartnerCode)
     try:
         parsed = parse_csr_for_partner(
-            ra, _credentials(header, security), _text(request.CSR), channel=CHANNEL
+            ra, credentials_of(header, security), field_text(request.CSR), channel=CHANNEL
         )
     except ServiceError as error:
         record.answered(error.code)
@@ -290,10 +290,10 @@ def get_order(
     ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
 ) -> m.GetOrderByPartnerOrderIDResult:
     header = request.QueryRequestHeader
-    record.partner_code, record.partner_order_id = _text(header.PartnerCode), _text(request.PartnerOrderID)
+    record.partner_code, record.partner_order_id = field_text(header.PartnerCode), field_text(request.PartnerOrderID)
     try:
         answer = order_for_partner(
-            ra, _credentials(header, security), record.partner_order_id, channel=CHANNEL
+            ra, credentials_of(header, security), record.partner_order_id, channel=CHANNEL
         )
     except ServiceError as error:
         record.answered(error.code)
@@ -310,13 +310,13 @@ def revoke(
     ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
 ) -> m.RevokeResult:
     header = request.OrderRequestHeader
-    poid = _text(header.PartnerOrderID)
-    record.partner_code, record.partner_order_id = _text(header.PartnerCode), poid
+    poid = field_text(header.PartnerOrderID)
+    record.partner_code, record.partner_order_id = field_text(header.PartnerCode), poid
     wanted = RARevokeRequest(
         partner_order_id=header.PartnerOrderID or None,
         serial_number=request.SerialNumber or None,
         certificate_pem=request.Certificate or None,
-        reason=_text(request.RevokeReason),
+        reason=field_text(request.RevokeReason),
     )
 
     def refused(error: ServiceError) -> m.RevokeResult:
@@ -327,7 +327,7 @@ def revoke(
         revoker = Revoker(ra)
         try:
             if partner is None:
-                revoked = revoker.revoke(_credentials(header, security), wanted, channel=CHANNEL)
+                revoked = revoker.revoke(credentials_of(header, security), wanted, channel=CHANNEL)
             else:
                 revoked = revoker.revoke_for(partner, wanted, channel=CHANNEL)
         except ServiceError as error:
@@ -345,8 +345,8 @@ def modify_order(
     ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
 ) -> m.ModifyOrderResult:
     header = request.OrderRequestHeader
-    poid = _text(header.PartnerOrderID)
-    record.partner_code, record.partner_order_id = _text(header.PartnerCode), poid
+    poid = field_text(header.PartnerOrderID)
+    record.partner_code, record.partner_order_id = field_text(header.PartnerCode), poid
 
     def refused(error: ServiceError) -> m.ModifyOrderResult:
         return m.ModifyOrderResult(
@@ -361,7 +361,7 @@ def modify_order(
                 # enter the schema before its use case exists.
                 raise InvalidField("ModifyOrderOperation must be CANCEL", field="ModifyOrderOperation")
             if partner is None:
-                cancelled = revoker.cancel(_credentials(header, security), poid, channel=CHANNEL)
+                cancelled = revoker.cancel(credentials_of(header, security), poid, channel=CHANNEL)
             else:
                 cancelled = revoker.cancel_for(partner, poid, channel=CHANNEL)
         except ServiceError as error:
@@ -380,11 +380,11 @@ def get_modified_orders(
     ra: RegistrationAuthority, record: RequestRecord, request: Any, security: Security = None
 ) -> m.GetModifiedOrdersResult:
     header = request.QueryRequestHeader
-    record.partner_code = _text(header.PartnerCode)
+    record.partner_code = field_text(header.PartnerCode)
     page_size = {} if request.PageSize is None else {"page_size": request.PageSize}
     try:
         page = modified_orders(
-            ra, _credentials(header, security), request.FromDate, request.ToDate,
+            ra, credentials_of(header, security), request.FromDate, request.ToDate,
             channel=CHANNEL, after_change_id=request.AfterChangeID, **page_size,
         )
     except ServiceError as error:
@@ -414,22 +414,22 @@ class OrderService(ServiceBase):
     def Hello(ctx: Any, Input: Any) -> str:
         """Echoes Input (at most 256 characters); no authentication. The partner's connectivity test."""
         # Bounded because it is echoed: 1 MiB of CDATA ampersands came back as 5 MiB of entities.
-        return _run(ctx, lambda _ra, record: hello(record, _text(Input)))
+        return run_operation(ctx, lambda _ra, record: hello(record, field_text(Input)))
 
     @operation(m.required(m.ReissueRequest), _returns=m.required(m.ReissueResult), _throws=THROWS)
     def Reissue(ctx: Any, Request: Any) -> m.ReissueResult:
         """A new certificate for an existing order, from a new CSR; free and unlimited."""
-        return _run(ctx, lambda ra, record: reissue(ra, record, Request, _security(ctx)))
+        return run_operation(ctx, lambda ra, record: reissue(ra, record, Request, security_of(ctx)))
 
     @operation(m.required(m.ReissueRequest), _returns=m.required(m.ValidateOrderParametersResult), _throws=THROWS)
     def ValidateOrderParameters(ctx: Any, Request: Any) -> m.ValidateOrderParametersResult:
         """Every check of Reissue, nothing issued: the errors and warnings Reissue would give."""
-        return _run(ctx, lambda ra, record: validate(ra, record, Request, _security(ctx)))
+        return run_operation(ctx, lambda ra, record: validate(ra, record, Request, security_of(ctx)))
 
     @operation(m.required(m.ParseCSRRequest), _returns=m.required(m.ParseCSRResult), _throws=THROWS)
     def ParseCSR(ctx: Any, Request: Any) -> m.ParseCSRResult:
         """A CSR as the service reads it."""
-        return _run(ctx, lambda ra, record: parse(ra, record, Request, _security(ctx)))
+        return run_operation(ctx, lambda ra, record: parse(ra, record, Request, security_of(ctx)))
 
     @operation(
         m.required(m.GetOrderByPartnerOrderIDRequest),
@@ -438,24 +438,24 @@ class OrderService(ServiceBase):
     )
     def GetOrderByPartnerOrderID(ctx: Any, Request: Any) -> m.GetOrderByPartnerOrderIDResult:
         """An order of the partner's, with its certificate, chain and history as asked."""
-        return _run(ctx, lambda ra, record: get_order(ra, record, Request, _security(ctx)))
+        return run_operation(ctx, lambda ra, record: get_order(ra, record, Request, security_of(ctx)))
 
     @operation(m.required(m.RevokeRequest), _returns=m.required(m.RevokeResult), _throws=THROWS)
     def Revoke(ctx: Any, Request: Any) -> m.RevokeResult:
         """Revokes a certificate of yours: by Certificate, by SerialNumber or the current one; -4014 if revoked."""
-        return _run(ctx, lambda ra, record: revoke(ra, record, Request, _security(ctx)))
+        return run_operation(ctx, lambda ra, record: revoke(ra, record, Request, security_of(ctx)))
 
     @operation(m.required(m.ModifyOrderRequest), _returns=m.required(m.ModifyOrderResult), _throws=THROWS)
     def ModifyOrder(ctx: Any, Request: Any) -> m.ModifyOrderResult:
         """CANCEL: the order ends, its certificates are revoked (cessationOfOperation); then -4012 on it."""
-        return _run(ctx, lambda ra, record: modify_order(ra, record, Request, _security(ctx)))
+        return run_operation(ctx, lambda ra, record: modify_order(ra, record, Request, security_of(ctx)))
 
     @operation(
         m.required(m.GetModifiedOrdersRequest), _returns=m.required(m.GetModifiedOrdersResult), _throws=THROWS
     )
     def GetModifiedOrders(ctx: Any, Request: Any) -> m.GetModifiedOrdersResult:
         """Your orders' changes, FromDate to ToDate (exclusive), oldest first; More: AfterChangeID."""
-        return _run(ctx, lambda ra, record: get_modified_orders(ra, record, Request, _security(ctx)))
+        return run_operation(ctx, lambda ra, record: get_modified_orders(ra, record, Request, security_of(ctx)))
 
 
 OPERATIONS = frozenset({

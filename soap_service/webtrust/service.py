@@ -20,12 +20,16 @@ from typing import Any
 from soap_service.api import answers
 from soap_service.api import models as m
 from soap_service.api.requestlog import RequestRecord
-from soap_service.api.service import THROWS, Security, operation
-from soap_service.api.service import _credentials as credentials_of
-from soap_service.api.service import _reissue_request as reissue_request_of
-from soap_service.api.service import _run as run_operation
-from soap_service.api.service import _security as security_of
-from soap_service.api.service import _text as text
+from soap_service.api.service import (
+    THROWS,
+    Security,
+    credentials_of,
+    operation,
+    reissue_request_of,
+    run_operation,
+    security_of,
+)
+from soap_service.api.service import field_text as text
 from soap_service.api.spyne_loader import ServiceBase, Unicode
 from soap_service.errors import InvalidField, ServiceError
 from soap_service.ra.changes import MAX_PAGE, OrderChangeView, modified_orders_of
