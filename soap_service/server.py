@@ -67,6 +67,7 @@ def banner(settings: Settings, *, bind: str, workers: int, threads: int) -> str:
     data directory and it is this database's (``demo.shown_credentials``); this goes to the
     operator's terminal, never to a log."""
     endpoint = service_url(settings.public_url)
+    base = settings.public_url.rstrip("/")
     kept = _from_here(demo.credentials_path(settings.data_dir))
     credentials = demo.shown_credentials(settings)
     if credentials is not None:
@@ -89,6 +90,7 @@ def banner(settings: Settings, *, bind: str, workers: int, threads: int) -> str:
         f"  endpoint       POST {endpoint}",
         f"  WSDL           {endpoint}?wsdl",
         f"  schema         {endpoint}?xsd",
+        f"  SymAPI drop-in {base}/webtrust/order.jws?WSDL, {base}/webtrust/query.jws?WSDL (docs/migration.md)",
         *partner,
         "  demo orders    DEMO-SSL123, DEMO-RapidSSL, DEMO-SecureSite, ... (one per product)",
         "  End User Portal " + ", ".join(f"{settings.public_url}/portal/{slug}/" for slug in PORTALS),

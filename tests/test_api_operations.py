@@ -128,6 +128,8 @@ def test_served_wsdl_and_schema_are_the_checked_in_files(server: RunningServer) 
 def test_the_banner_names_the_wsdl_and_the_demo_partner(server: RunningServer) -> None:
     log = server.log()
     assert "WSDL           http://127.0.0.1:8080/api/order?wsdl" in log
+    assert ("SymAPI drop-in http://127.0.0.1:8080/webtrust/order.jws?WSDL, "
+            "http://127.0.0.1:8080/webtrust/query.jws?WSDL") in log
     assert "PartnerCode DEMO, UserName demo" in log
     assert "examples/reissue_zeep.py" in log
 

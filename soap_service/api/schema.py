@@ -113,6 +113,18 @@ def _safe_parser() -> etree.XMLParser:
     return etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True, remove_comments=True)
 
 
+_SCHEMA_PARSING = threading.Lock()
+"""One XML Schema parsed at a time per process. libxml2 sets up its built-in types on the first
+parse; threads of a new worker that parsed their first validators at once broke that set-up, and
+every later parse in the process failed ("xmlSchemaPValAttrNodeValue, the given type is not a
+built-in type"): a worker answered each request with an incident until it was replaced."""
+
+
+def _new_validator(xsd: bytes) -> etree.XMLSchema:
+    with _SCHEMA_PARSING:
+        return etree.XMLSchema(etree.fromstring(xsd, _safe_parser()))
+
+
 class OperationSchema:
     """The published schema, checking operation elements: one validator per thread (an lxml
     validator keeps its error log on the object)."""
@@ -133,11 +145,12 @@ class OperationSchema:
         """The local names the schema declares as ``xs:dateTime`` only."""
         self._datetime_tags = tuple(f"{{{TNS}}}{name}" for name in sorted(self.datetime_names))
         self._local = threading.local()
+        self._validator()  # libxml2's schema types set up now, while one thread builds the application
 
     def _validator(self) -> etree.XMLSchema:
         validator: etree.XMLSchema | None = getattr(self._local, "validator", None)
         if validator is None:
-            validator = self._local.validator = etree.XMLSchema(etree.fromstring(self._xsd, _safe_parser()))
+            validator = self._local.validator = _new_validator(self._xsd)
         return validator
 
     def breach(self, payload: etree._Element) -> SchemaBreach | None:
