@@ -15,6 +15,13 @@ from soap_service.api.guard import SOAPGuard
 
 
 def call(app: SOAPGuard, body: bytes, content_type: str = "text/xml; charset=utf-8") -> tuple[str, bytes]:
+    """A POST of ``body`` to /api/order."""
+    return request_wsgi(app, "POST", "/api/order", body, content_type=content_type)
+
+
+def request_wsgi(app: Any, method: str, path: str, body: bytes = b"", *, query: str = "",
+                 action: str | None = None, content_type: str = "text/xml; charset=utf-8") -> tuple[str, bytes]:
+    """Any request to a WSGI application in process: its status line and its whole body."""
     captured: list[str] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -22,10 +29,12 @@ def call(app: SOAPGuard, body: bytes, content_type: str = "text/xml; charset=utf
         return lambda _data: None
 
     environ = {
-        "REQUEST_METHOD": "POST", "PATH_INFO": "/api/order", "QUERY_STRING": "", "SERVER_NAME": "localhost",
+        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "localhost",
         "SERVER_PORT": "80", "wsgi.url_scheme": "http", "CONTENT_TYPE": content_type,
         "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "REMOTE_ADDR": "127.0.0.1",
     }
+    if action is not None:
+        environ["HTTP_SOAPACTION"] = action
     answer = b"".join(app(environ, start_response))
     return captured[0], answer
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from api_support import SOAP_ENV, TNS
 from conftest import TestInstallation as Installation
 from factory import TestPartner as Partner
 from factory import new_order, new_partner
+from inprocess_api import request_wsgi
 from soap_service.api.application import create_wsgi_app
 from soap_service.api.wssecurity import PASSWORD_DIGEST, WSSE, WSU
 from soap_service.config import Secret
@@ -35,24 +35,7 @@ from soap_service.storage.replay_tokens import Claimed
 from soap_service.webtrust.application import DropInApplication
 from soap_service.wsgi import Dispatcher
 
-
-def _call(app: Any, method: str, path: str, body: bytes = b"", *, query: str = "",
-          action: str | None = None) -> tuple[str, bytes]:
-    captured: list[str] = []
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        captured.append(status)
-        return lambda _data: None
-
-    environ = {
-        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80", "wsgi.url_scheme": "http", "CONTENT_TYPE": "text/xml; charset=utf-8",
-        "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "REMOTE_ADDR": "127.0.0.1",
-    }
-    if action is not None:
-        environ["HTTP_SOAPACTION"] = action
-    answer = b"".join(app(environ, start_response))
-    return captured[0], answer
+_call = request_wsgi
 
 
 @pytest.fixture(scope="module")

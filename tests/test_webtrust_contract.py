@@ -5,15 +5,14 @@ operations not offered, one log line per request)."""
 
 from __future__ import annotations
 
-import io
 import logging
-from typing import Any
 
 import pytest
 from lxml import etree
 
 from api_support import REPO, SOAP_ENV, TNS
 from conftest import TestInstallation as Installation
+from inprocess_api import request_wsgi
 from soap_service import metrics
 from soap_service.api.application import create_wsgi_app
 from soap_service.main import run
@@ -74,23 +73,7 @@ def test_operations_not_offered_are_not_in_the_wsdls(name: str) -> None:
     assert operations and not operations & set(NOT_OFFERED)
 
 
-def _call(app: Any, method: str, path: str, body: bytes = b"", *, query: str = "",
-          action: str | None = None) -> tuple[str, bytes]:
-    captured: list[str] = []
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        captured.append(status)
-        return lambda _data: None
-
-    environ = {
-        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80", "wsgi.url_scheme": "http", "CONTENT_TYPE": "text/xml; charset=utf-8",
-        "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "REMOTE_ADDR": "127.0.0.1",
-    }
-    if action is not None:
-        environ["HTTP_SOAPACTION"] = action
-    answer = b"".join(app(environ, start_response))
-    return captured[0], answer
+_call = request_wsgi
 
 
 @pytest.fixture
